@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+#
+# SalesPulse worker image.
+#
+#   docker build -t salespulse .
+#   docker run --rm -e SALESPULSE_BROKER=kafka:9092 salespulse            # worker
+#   docker run --rm -e SALESPULSE_BROKER=kafka:9092 salespulse generate --rate 200
+#
+# Runtime dependencies only: `pip install .` without extras, so no test or dev
+# tooling ends up in the image. The build context is trimmed by .dockerignore.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    SALESPULSE_WEB_HOST=0.0.0.0 \
+    SALESPULSE_WEB_PORT=6066 \
+    SALESPULSE_DATA_DIR=/var/lib/salespulse
+
+# Unprivileged user with a fixed uid/gid, so file ownership on volumes is predictable.
+RUN groupadd --system --gid 10001 salespulse \
+ && useradd --system --uid 10001 --gid salespulse --home-dir /nonexistent \
+        --no-create-home --shell /usr/sbin/nologin salespulse
+
+WORKDIR /app
+
+# Only what the package needs to build and run.
+COPY pyproject.toml README.md LICENSE ./
+COPY schemas/ ./schemas/
+COPY streams/ ./streams/
+COPY agents/ ./agents/
+COPY config/ ./config/
+
+RUN pip install --no-cache-dir . \
+ && rm -rf build ./*.egg-info \
+ && install -d -o salespulse -g salespulse -m 0750 /var/lib/salespulse \
+ && install -d -m 0755 /etc/salespulse
+
+USER salespulse:salespulse
+
+EXPOSE 6066
+
+# Liveness only (/healthz). Readiness (/readyz: group joined, tables recovered) is
+# checked by the compose healthcheck, which is what dependants wait on.
+# python:3.11-slim has no curl/wget, so use the standard library.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SALESPULSE_WEB_PORT', '6066'), timeout=4)"]
+
+ENTRYPOINT ["salespulse"]
+CMD ["worker"]

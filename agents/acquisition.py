@@ -1,0 +1,103 @@
+"""KPI 2: customer acquisition rate and cost.
+
+A customer is acquired by a ``deal.won`` of kind ``new``, counted under its lead source
+(``unknown`` when absent). Conversion = acquired / leads; CAC = spend / acquired, per
+channel (spend channel and lead source share one vocabulary) and currency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agents.base import (
+    ApplyContext,
+    CountersState,
+    Event,
+    ExportContext,
+    Sample,
+    Series,
+    in_window,
+    micros,
+    ratio,
+    window_samples,
+)
+from agents.rolling import WindowedCounter
+from streams.topics import DEALS, MARKET
+
+ACQUIRED_LABELS = ("region", "source", "rep")
+SPEND_LABELS = ("channel", "currency")
+
+
+class AcquisitionKpi:
+    name = "acquisition"
+    title = "Customer acquisition rate and cost"
+    event_types = frozenset({"deal.won", "marketing.spend"})
+    topics = frozenset({DEALS, MARKET})
+
+    def new_state(self) -> CountersState:
+        return CountersState(
+            (DEALS, WindowedCounter("acquired", ACQUIRED_LABELS, 1)),
+            (MARKET, WindowedCounter("spend", SPEND_LABELS, 1)),
+        )
+
+    def apply(self, state: CountersState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        if event.late:
+            return
+        if event.type == "marketing.spend":
+            spend = (ctx.fold("channel", d["channel"]), ctx.fold("currency", d["currency"]))
+            state.counters["spend"].add(event.t, spend, [micros(d["amount"])], event.offset, ctx.clock)
+        elif d["kind"] == "new":
+            labels = (
+                ctx.fold("region", d["region"]),
+                ctx.fold("source", d.get("source") or "unknown"),
+                ctx.fold("rep", d["rep_id"]),
+            )
+            state.counters["acquired"].add(event.t, labels, [1], event.offset, ctx.clock)
+
+    def samples(self, states: Sequence[CountersState], ctx: ExportContext) -> Iterator[Sample]:
+        yield from window_samples(
+            [s.counters["acquired"] for s in states],
+            "salespulse_customers_acquired",
+            ACQUIRED_LABELS,
+            [({}, 0, 1)],
+            ctx.clock,
+        )
+        yield from window_samples(
+            [s.counters["spend"] for s in states],
+            "salespulse_marketing_spend",
+            SPEND_LABELS,
+            [({}, 0, 1_000_000)],
+            ctx.clock,
+        )
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        w = in_window(window)
+        acquired = series.total("salespulse_customers_acquired", w)
+        leads = series.total("salespulse_leads", w)
+        acquired_by_source = series.group("salespulse_customers_acquired", "source", w)
+        leads_by_rep = series.group("salespulse_leads", "rep", w)
+        acquired_by_rep = series.group("salespulse_customers_acquired", "rep", w)
+        cac: dict[str, float | None] = {}
+        spend: dict[str, float] = {}
+        for (name, labels), value in series.values.items():
+            lab = dict(labels)
+            if name == "salespulse_marketing_spend" and lab["window"] == window:
+                key = f"{lab['channel']}/{lab['currency']}"
+                spend[key] = value
+                cac[key] = ratio(value, acquired_by_source.get(lab["channel"], 0.0))
+        return {
+            "customers_acquired": acquired,
+            "leads": leads,
+            "conversion": ratio(acquired, leads),
+            "conversion_by_rep": {
+                rep: ratio(acquired_by_rep.get(rep, 0.0), n) for rep, n in sorted(leads_by_rep.items())
+            },
+            "acquired_by_source": acquired_by_source,
+            "marketing_spend": dict(sorted(spend.items())),
+            "cac": dict(sorted(cac.items())),
+        }
+
+
+KPI = AcquisitionKpi()

@@ -1,0 +1,245 @@
+"""What every KPI module provides, and the small helpers they share.
+
+A KPI is a pure object: it knows which event types feed it, how one event changes its
+per-partition state, which gauge samples that state exports, and how its headline numbers
+and ratios follow from merged samples. The plumbing in ``streams/`` decodes, dedupes,
+persists and serves; it never knows what a KPI computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents.rolling import WINDOW_NAMES, WINDOW_SECONDS, Clock, Labels, Vector, WindowedCounter
+
+#: Amounts and prices are kept as integer micro-units so sums are exact in any order.
+MICROS = 1_000_000
+
+#: One exported gauge sample: metric name, sorted label pairs, value.
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+Sample = tuple[str, dict[str, str], float]
+
+
+def micros(amount: float) -> int:
+    return round(amount * MICROS)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded, validated event as the KPIs see it."""
+
+    type: str
+    t: int
+    offset: int
+    data: dict[str, Any]
+    late: bool
+
+
+@dataclass
+class LabelFolder:
+    """Caps distinct values per label (per worker); overflow folds into ``other``."""
+
+    cap: int = 50
+    seen: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def __call__(self, label: str, value: str) -> str:
+        values = self.seen.get(label)
+        if values is None:
+            values = self.seen[label] = {}
+        if value in values:
+            return value
+        if len(values) < self.cap:
+            values[value] = None
+            return value
+        return "other"
+
+    def register(self, label: str, value: str) -> None:
+        """Reserve a slot for a value that comes back from the changelog."""
+        self(label, value)
+
+
+@dataclass
+class ApplyContext:
+    """What one batch is applied with: the clock and the label folder."""
+
+    clock: Clock
+    fold: LabelFolder
+
+
+@dataclass
+class ExportContext:
+    """What an export is computed with."""
+
+    clock: Clock
+    targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+
+class KpiState(Protocol):
+    """One partition's state for one KPI."""
+
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        """Records of ``topic``'s families touched since the last drain."""
+        ...
+
+    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+        """Apply one record read back from the changelog."""
+        ...
+
+
+class Kpi(Protocol):
+    """One of the eight KPIs."""
+
+    name: str
+    title: str
+    event_types: frozenset[str]
+    topics: frozenset[str]
+
+    def new_state(self) -> KpiState: ...
+
+    def apply(self, state: Any, event: Event, ctx: ApplyContext) -> None: ...
+
+    def samples(self, states: Sequence[Any], ctx: ExportContext) -> Iterator[Sample]: ...
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]: ...
+
+
+def merged_window(counters: Iterable[WindowedCounter], window: str, clock: Clock) -> dict[Labels, Vector]:
+    """Sum one window, at ``clock``, over several partitions' counters."""
+    total: dict[Labels, Vector] = {}
+    for counter in counters:
+        counter.refresh(clock)
+        for labels, vec in counter.window(window).items():
+            acc = total.get(labels)
+            if acc is None:
+                total[labels] = list(vec)
+            else:
+                for i, v in enumerate(vec):
+                    acc[i] += v
+    return total
+
+
+def window_samples(
+    counters: Sequence[WindowedCounter],
+    metric: str,
+    label_names: Sequence[str],
+    columns: Sequence[tuple[dict[str, str], int, float]],
+    clock: Clock,
+) -> Iterator[Sample]:
+    """Gauge samples for every window and every label tuple ever seen (0 when idle).
+
+    ``columns`` maps vector positions to samples: (extra labels, index, scale).
+    """
+    sums_by_window = {w: merged_window(counters, w, clock) for w in WINDOW_NAMES}
+    seen: set[Labels] = set()
+    for counter in counters:
+        seen |= counter.labels_seen()
+    for window, sums in sums_by_window.items():
+        for labels in seen:
+            vec = sums.get(labels)
+            base = dict(zip(label_names, labels, strict=True))
+            base["window"] = window
+            for extra, index, scale in columns:
+                value = vec[index] / scale if vec else 0.0
+                yield metric, {**base, **extra}, value
+
+
+def prorate(monthly: float, window: str) -> float:
+    """A window's share of a monthly target: x window / 30 days."""
+    return monthly * WINDOW_SECONDS[window] / WINDOW_SECONDS["30d"]
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """A ratio, or None where the denominator is zero (never NaN or Inf)."""
+    return numerator / denominator if denominator else None
+
+
+def score(promoters: float, detractors: float, responses: float) -> float | None:
+    """NPS-style score, -100..100, None without responses."""
+    r = ratio(100.0 * (promoters - detractors), responses)
+    return None if r is None else round(r, 6)
+
+
+class Series:
+    """Merged gauge samples, summed over workers (``max`` for static series)."""
+
+    STATIC = frozenset({"salespulse_lead_target"})
+
+    def __init__(self) -> None:
+        self.values: dict[SampleKey, float] = {}
+
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        old = self.values.get(key)
+        if old is None:
+            self.values[key] = value
+        elif name in self.STATIC:
+            self.values[key] = max(old, value)
+        else:
+            self.values[key] = old + value
+
+    def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
+        return sum(v for (n, lab), v in self.values.items() if n == name and where(dict(lab)))
+
+    def group(
+        self, name: str, by: str, where: Callable[[dict[str, str]], bool] = lambda _: True
+    ) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (n, lab), v in self.values.items():
+            labels = dict(lab)
+            if n == name and where(labels):
+                out[labels[by]] = out.get(labels[by], 0.0) + v
+        return out
+
+    def pairs(
+        self, name: str, a: str, b: str, where: Callable[[dict[str, str]], bool] = lambda _: True
+    ) -> dict[tuple[str, str], float]:
+        """Totals by two labels, e.g. (region, category)."""
+        out: dict[tuple[str, str], float] = {}
+        for (n, lab), v in self.values.items():
+            labels = dict(lab)
+            if n == name and where(labels):
+                key = (labels[a], labels[b])
+                out[key] = out.get(key, 0.0) + v
+        return out
+
+    def rows(self) -> Iterator[Sample]:
+        for (name, labels), value in sorted(self.values.items()):
+            yield name, dict(labels), value
+
+
+def in_window(window: str) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: labels.get("window") == window
+
+
+NPS_CATEGORIES = ("promoter", "passive", "detractor")
+
+
+def nps_category(score_value: int) -> int:
+    """Index into NPS_CATEGORIES: promoter 9-10, passive 7-8, detractor 0-6."""
+    if score_value >= 9:
+        return 0
+    if score_value >= 7:
+        return 1
+    return 2
+
+
+class CountersState:
+    """A KPI state made only of persisted windowed counters, each fed by one topic."""
+
+    def __init__(self, *feeds: tuple[str, WindowedCounter]) -> None:
+        self.topic_of = {counter.family: topic for topic, counter in feeds}
+        self.counters = {counter.family: counter for _, counter in feeds}
+
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        for family, counter in self.counters.items():
+            if self.topic_of[family] == topic:
+                yield from counter.drain_dirty()
+
+    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+        family, res, bucket, *labels = key
+        counter = self.counters[family]
+        for name, value in zip(counter.label_names, labels, strict=True):
+            ctx.fold.register(name, value)
+        counter.restore(res, bucket, tuple(labels), rec, ctx.clock)

@@ -1,0 +1,174 @@
+"""KPI 5: engagement of existing customers, and customers at risk.
+
+A customer is engaged in a window when it has at least one ``customer.activity`` there,
+which is the same as its latest activity falling in the window; so a histogram of latest
+activity times gives the distinct counts without scanning customers. Known customers have
+at least one ``deal.won`` of any age. A known customer is at risk when the minute of its
+latest activity or deal is more than 30 days (43,200 minutes) before the clock's minute;
+that count is kept incrementally as customers and the clock move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agents.base import (
+    ApplyContext,
+    CountersState,
+    Event,
+    ExportContext,
+    Sample,
+    Series,
+    in_window,
+    merged_window,
+    window_samples,
+)
+from agents.rolling import WINDOW_NAMES, Clock, LatestTime, WindowedCounter
+from streams.topics import ACTIVITIES, DEALS
+
+AT_RISK_MINUTES = 30 * 24 * 60
+
+
+class AtRisk:
+    """Known customers by the minute of their latest touch, and how many are too old."""
+
+    def __init__(self) -> None:
+        self.by_minute: dict[int, int] = {}
+        self.threshold: int | None = None
+        self.count = 0
+
+    def move(self, before: int | None, after: int) -> None:
+        if before is not None:
+            self.by_minute[before] -= 1
+            if not self.by_minute[before]:
+                del self.by_minute[before]
+            if self.threshold is not None and before < self.threshold:
+                self.count -= 1
+        self.by_minute[after] = self.by_minute.get(after, 0) + 1
+        if self.threshold is not None and after < self.threshold:
+            self.count += 1
+
+    def refresh(self, clock: Clock) -> None:
+        threshold = clock.minute - AT_RISK_MINUTES
+        if threshold == self.threshold:
+            return
+        old, self.threshold = self.threshold, threshold
+        if old is None or abs(threshold - old) > len(self.by_minute):
+            self.count = sum(n for m, n in self.by_minute.items() if m < threshold)
+            return
+        step = 1 if threshold > old else -1
+        lo, hi = (old, threshold) if step == 1 else (threshold, old)
+        moved = sum(self.by_minute.get(m, 0) for m in range(lo, hi))
+        self.count += moved * step
+
+
+class EngagementState(CountersState):
+    def __init__(self) -> None:
+        super().__init__((ACTIVITIES, WindowedCounter("activities", ("channel",), 1)))
+        self.activity = LatestTime("activity")
+        self.deal = LatestTime("deal")
+        self.engaged = WindowedCounter("engaged", (), 1, persisted=False)
+        self.at_risk = AtRisk()
+
+    def _latest(self, customer: str) -> int:
+        return max(self.activity.times.get(customer, -1), self.deal.times[customer])
+
+    def offer_activity(self, customer: str, minute: int, clock: Clock) -> None:
+        known = customer in self.deal.times
+        before = self._latest(customer) if known else None
+        old = self.activity.offer(customer, minute)
+        if old is None:
+            return
+        if old >= 0:
+            self.engaged.adjust(old * 60, (), [-1], clock)
+        self.engaged.adjust(minute * 60, (), [1], clock)
+        if known:
+            self.at_risk.move(before, self._latest(customer))
+
+    def offer_deal(self, customer: str, minute: int) -> None:
+        before = self._latest(customer) if customer in self.deal.times else None
+        if self.deal.offer(customer, minute) is not None:
+            self.at_risk.move(before, self._latest(customer))
+
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        yield from super().drain(topic, offset)
+        if topic == ACTIVITIES:
+            yield from self.activity.drain_dirty(offset)
+        elif topic == DEALS:
+            yield from self.deal.drain_dirty(offset)
+
+    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+        if key[0] == "activity":
+            self.offer_activity(key[1], rec[0], ctx.clock)
+            self.activity.dirty.discard(key[1])
+        elif key[0] == "deal":
+            self.offer_deal(key[1], rec[0])
+            self.deal.dirty.discard(key[1])
+        else:
+            super().restore(topic, key, rec, ctx)
+
+    def profile(self, customer: str) -> dict[str, Any]:
+        act, deal = self.activity.times.get(customer), self.deal.times.get(customer)
+        return {
+            "known": deal is not None,
+            "last_activity_minute": act,
+            "last_deal_minute": deal,
+        }
+
+
+class EngagementKpi:
+    name = "engagement"
+    title = "Engagement of existing customers"
+    event_types = frozenset({"customer.activity", "deal.won"})
+    topics = frozenset({ACTIVITIES, DEALS})
+
+    def new_state(self) -> EngagementState:
+        return EngagementState()
+
+    def apply(self, state: EngagementState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        minute = event.t // 60
+        state.at_risk.refresh(ctx.clock)
+        if event.type == "deal.won":
+            state.offer_deal(d["customer_id"], minute)
+            return
+        state.offer_activity(d["customer_id"], minute, ctx.clock)
+        if not event.late:
+            labels = (ctx.fold("channel", d["channel"]),)
+            state.counters["activities"].add(event.t, labels, [1], event.offset, ctx.clock)
+
+    def samples(self, states: Sequence[EngagementState], ctx: ExportContext) -> Iterator[Sample]:
+        yield from window_samples(
+            [s.counters["activities"] for s in states],
+            "salespulse_customer_activities",
+            ("channel",),
+            [({}, 0, 1)],
+            ctx.clock,
+        )
+        for state in states:
+            state.engaged.refresh(ctx.clock)
+            state.at_risk.refresh(ctx.clock)
+        for window in WINDOW_NAMES:
+            sums = merged_window([s.engaged for s in states], window, ctx.clock)
+            engaged = sums.get((), [0])[0]
+            yield "salespulse_customers_engaged", {"window": window}, float(engaged)
+        known = sum(len(s.deal.times) for s in states)
+        yield "salespulse_customers_known", {}, float(known)
+        yield "salespulse_customers_at_risk", {}, float(sum(s.at_risk.count for s in states))
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        w = in_window(window)
+        known = series.total("salespulse_customers_known")
+        at_risk = series.total("salespulse_customers_at_risk")
+        return {
+            "customers_engaged": series.total("salespulse_customers_engaged", w),
+            "activities": series.total("salespulse_customer_activities", w),
+            "activities_by_channel": series.group("salespulse_customer_activities", "channel", w),
+            "customers_known": known,
+            "customers_at_risk": at_risk,
+            "at_risk_share": at_risk / known if known else None,
+        }
+
+
+KPI = EngagementKpi()

@@ -1,0 +1,118 @@
+"""KPI 8: Net Promoter Score, plus each customer's latest score in their profile.
+
+Promoter 9-10, passive 7-8, detractor 0-6; NPS = 100 * (P - D) / responses. The latest
+score per customer is the answer with the greatest ``occurred_at`` (offset breaks ties),
+never the last to arrive; ``salespulse_nps_customers`` counts customers by that category.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agents.base import (
+    NPS_CATEGORIES,
+    ApplyContext,
+    CountersState,
+    Event,
+    ExportContext,
+    Sample,
+    Series,
+    in_window,
+    nps_category,
+    score,
+    window_samples,
+)
+from agents.rolling import LatestMap, WindowedCounter
+from streams.topics import SURVEYS
+
+NPS_LABELS = ("region", "product")
+
+
+class NpsState(CountersState):
+    """Windowed answers plus the latest answer per customer."""
+
+    def __init__(self) -> None:
+        super().__init__((SURVEYS, WindowedCounter("responses", NPS_LABELS, 3)))
+        self.latest = LatestMap("latest")
+        self.by_category = [0, 0, 0]
+
+    def offer_latest(self, customer: str, t: int, offset: int, score_value: int) -> None:
+        old = self.latest.offer((customer,), t, offset, [score_value])
+        self._recount(old, score_value)
+
+    def _recount(self, old: list[int] | None, score_value: int) -> None:
+        if old is None:
+            return
+        if old:
+            self.by_category[nps_category(old[2])] -= 1
+        self.by_category[nps_category(score_value)] += 1
+
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        yield from super().drain(topic, offset)
+        if topic == SURVEYS:
+            yield from self.latest.drain_dirty()
+
+    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+        if key[0] == "latest":
+            self._recount(self.latest.restore((key[1],), rec), rec[2])
+        else:
+            super().restore(topic, key, rec, ctx)
+
+
+class NpsKpi:
+    name = "nps"
+    title = "Net Promoter Score"
+    event_types = frozenset({"survey.answered"})
+    topics = frozenset({SURVEYS})
+
+    def new_state(self) -> NpsState:
+        return NpsState()
+
+    def apply(self, state: NpsState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        if d["survey"] != "nps":
+            return
+        state.offer_latest(d["customer_id"], event.t, event.offset, d["score"])
+        if event.late:
+            return
+        vec = [0, 0, 0]
+        vec[nps_category(d["score"])] = 1
+        labels = (ctx.fold("region", d["region"]), ctx.fold("product", d["product"]))
+        state.counters["responses"].add(event.t, labels, vec, event.offset, ctx.clock)
+
+    def samples(self, states: Sequence[NpsState], ctx: ExportContext) -> Iterator[Sample]:
+        yield from window_samples(
+            [s.counters["responses"] for s in states],
+            "salespulse_nps_responses",
+            NPS_LABELS,
+            [({"category": c}, i, 1) for i, c in enumerate(NPS_CATEGORIES)],
+            ctx.clock,
+        )
+        for i, category in enumerate(NPS_CATEGORIES):
+            total = sum(s.by_category[i] for s in states)
+            yield "salespulse_nps_customers", {"category": category}, float(total)
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        w = in_window(window)
+        cats = series.group("salespulse_nps_responses", "category", w)
+        p, pa, d = (cats.get(c, 0.0) for c in NPS_CATEGORIES)
+        regions = series.group("salespulse_nps_responses", "region", w)
+        cells = series.pairs("salespulse_nps_responses", "region", "category", w)
+        by_region = {
+            r: score(cells.get((r, "promoter"), 0.0), cells.get((r, "detractor"), 0.0), n)
+            for r, n in sorted(regions.items())
+        }
+        latest = series.group("salespulse_nps_customers", "category")
+        return {
+            "responses": p + pa + d,
+            "promoters": p,
+            "passives": pa,
+            "detractors": d,
+            "nps": score(p, d, p + pa + d),
+            "nps_by_region": by_region,
+            "customers_by_latest_category": latest,
+        }
+
+
+KPI = NpsKpi()

@@ -1,0 +1,102 @@
+"""KPI 4: competitor pricing.
+
+Keeps the latest competitor price per (product, competitor, currency) and our latest list
+price per (product, currency). Latest means greatest ``occurred_at``, offset breaking ties,
+and events of any age count. Price index = list price / competitor price, same currency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from agents.base import (
+    MICROS,
+    ApplyContext,
+    Event,
+    ExportContext,
+    Sample,
+    Series,
+    micros,
+    ratio,
+)
+from agents.rolling import LatestMap
+from streams.topics import MARKET
+
+
+class PricingState:
+    def __init__(self) -> None:
+        self.competitor = LatestMap("competitor")
+        self.list_price = LatestMap("list")
+
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        if topic == MARKET:
+            yield from self.competitor.drain_dirty()
+            yield from self.list_price.drain_dirty()
+
+    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+        family, *labels = key
+        target = self.competitor if family == "competitor" else self.list_price
+        for name, value in zip(
+            ("product", "competitor", "currency") if family == "competitor" else ("product", "currency"),
+            labels,
+            strict=True,
+        ):
+            ctx.fold.register(name, value)
+        target.restore(tuple(labels), rec)
+
+
+class PricingKpi:
+    name = "pricing"
+    title = "Competitor pricing"
+    event_types = frozenset({"competitor.price_observed", "product.price_set"})
+    topics = frozenset({MARKET})
+
+    def new_state(self) -> PricingState:
+        return PricingState()
+
+    def apply(self, state: PricingState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        product, currency = ctx.fold("product", d["product"]), ctx.fold("currency", d["currency"])
+        price = [micros(d["price"])]
+        if event.type == "product.price_set":
+            state.list_price.offer((product, currency), event.t, event.offset, price)
+        else:
+            key = (product, ctx.fold("competitor", d["competitor"]), currency)
+            state.competitor.offer(key, event.t, event.offset, price)
+
+    def samples(self, states: Sequence[PricingState], ctx: ExportContext) -> Iterator[Sample]:
+        for state in states:
+            for (product, competitor, currency), rec in state.competitor.records.items():
+                labels = {"product": product, "competitor": competitor, "currency": currency}
+                yield "salespulse_competitor_price", labels, rec[2] / MICROS
+            for (product, currency), rec in state.list_price.records.items():
+                labels = {"product": product, "currency": currency}
+                yield "salespulse_list_price", labels, rec[2] / MICROS
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        list_prices: dict[tuple[str, str], float] = {}
+        competitors: list[tuple[str, str, str, float]] = []
+        for (name, labels), value in series.values.items():
+            lab = dict(labels)
+            if name == "salespulse_list_price":
+                list_prices[(lab["product"], lab["currency"])] = value
+            elif name == "salespulse_competitor_price":
+                competitors.append((lab["product"], lab["competitor"], lab["currency"], value))
+        rows = []
+        for product, competitor, currency, price in sorted(competitors):
+            ours = list_prices.get((product, currency))
+            rows.append(
+                {
+                    "product": product,
+                    "competitor": competitor,
+                    "currency": currency,
+                    "competitor_price": price,
+                    "list_price": ours,
+                    "price_index": None if ours is None else ratio(ours, price),
+                }
+            )
+        return {"prices": rows}
+
+
+KPI = PricingKpi()

@@ -1,0 +1,17 @@
+"""The eight KPIs, in the order a sales manager reads them."""
+
+from __future__ import annotations
+
+from agents import acquisition, engagement, enps, expansion, leads, nps, pricing, sales
+from agents.base import Kpi
+
+KPIS: tuple[Kpi, ...] = (
+    leads.KPI,
+    acquisition.KPI,
+    sales.KPI,
+    pricing.KPI,
+    engagement.KPI,
+    enps.KPI,
+    expansion.KPI,
+    nps.KPI,
+)

@@ -1,0 +1,279 @@
+"""The shared rolling-window table every KPI builds on.
+
+Event-time buckets (1 minute for the ``1h`` window, 1 hour for the others) hold sums per
+label tuple. Each bucket record carries the source offset it has applied up to, so a
+record replayed after a crash is skipped record by record (design brief, section 4).
+Window sums are kept running, so a scrape only reads them.
+
+Window rule, exactly: with the clock at second ``T``, ``cm = T // 60`` and ``ch = T // 3600``,
+the ``1h`` window holds minute buckets ``cm-59 .. cm`` and the ``24h``/``7d``/``30d`` windows
+hold hour buckets ``ch-23 .. ch``, ``ch-167 .. ch`` and ``ch-719 .. ch``. Hour buckets are kept
+for 62 days (``ch-1487 .. ch``); an event older than that is late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+MINUTE: Final = 60
+HOUR: Final = 3600
+RETENTION_HOURS: Final = 62 * 24
+MINUTE_WINDOW: Final = 60
+
+#: (name, bucket count, uses minute buckets)
+WINDOWS: Final[tuple[tuple[str, int, bool], ...]] = (
+    ("1h", 60, True),
+    ("24h", 24, False),
+    ("7d", 168, False),
+    ("30d", 720, False),
+)
+WINDOW_NAMES: Final = tuple(name for name, _, _ in WINDOWS)
+WINDOW_SECONDS: Final = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+Labels = tuple[str, ...]
+Vector = list[int]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The clock a batch is applied and exported at, as bucket indices."""
+
+    now: int
+
+    @property
+    def minute(self) -> int:
+        return self.now // MINUTE
+
+    @property
+    def hour(self) -> int:
+        return self.now // HOUR
+
+    @property
+    def oldest_hour(self) -> int:
+        """The oldest hour bucket still retained; anything older is late."""
+        return self.hour - RETENTION_HOURS + 1
+
+    def is_late(self, t: int) -> bool:
+        return t // HOUR < self.oldest_hour
+
+
+def _in_window(bucket: int, current: int, size: int) -> bool:
+    return current - size < bucket <= current
+
+
+class WindowedCounter:
+    """Per-partition bucketed sums of a fixed-width vector, keyed by a label tuple.
+
+    ``persisted`` counters keep an applied offset per record and report the records a
+    batch touched; derived counters (``persisted=False``) are rebuilt from other state.
+    """
+
+    __slots__ = (
+        "_ch",
+        "_cm",
+        "dirty",
+        "family",
+        "hours",
+        "known",
+        "label_names",
+        "minutes",
+        "persisted",
+        "sums",
+        "width",
+    )
+
+    def __init__(
+        self, family: str, label_names: tuple[str, ...], width: int, *, persisted: bool = True
+    ) -> None:
+        self.family = family
+        self.label_names = label_names
+        self.width = width
+        self.persisted = persisted
+        # record = [applied offset, v0, v1, ...]
+        self.minutes: dict[tuple[int, Labels], Vector] = {}
+        self.hours: dict[tuple[int, Labels], Vector] = {}
+        self.dirty: set[tuple[str, int, Labels]] = set()
+        self.sums: dict[str, dict[Labels, Vector]] = {name: {} for name in WINDOW_NAMES}
+        self.known: set[Labels] = set()
+        self._cm = -1
+        self._ch = -1
+
+    # -- applying events -------------------------------------------------------------
+    def add(self, t: int, labels: Labels, vec: Vector, offset: int, clock: Clock) -> None:
+        """Add ``vec`` at event time ``t`` unless the record already applied ``offset``."""
+        self.refresh(clock)
+        h = t // HOUR
+        self._bump("h", h, labels, vec, offset)
+        m = t // MINUTE
+        if m > self._cm - MINUTE_WINDOW:
+            self._bump("m", m, labels, vec, offset)
+
+    def adjust(self, t: int, labels: Labels, vec: Vector, clock: Clock) -> None:
+        """Add a (possibly negative) derived amount; no offsets, nothing persisted."""
+        self.add(t, labels, vec, -1, clock)
+
+    def _bump(self, res: str, bucket: int, labels: Labels, vec: Vector, offset: int) -> None:
+        store = self.minutes if res == "m" else self.hours
+        key = (bucket, labels)
+        rec = store.get(key)
+        if rec is None:
+            rec = [-1] + [0] * self.width
+            store[key] = rec
+            self.known.add(labels)
+        elif offset >= 0 and rec[0] >= offset:
+            return
+        for i, v in enumerate(vec, 1):
+            rec[i] += v
+        if offset >= 0:
+            rec[0] = offset
+            self.dirty.add((res, bucket, labels))
+        self._add_to_sums(res, bucket, labels, vec)
+
+    def _add_to_sums(self, res: str, bucket: int, labels: Labels, vec: Vector) -> None:
+        for name, size, minute in WINDOWS:
+            if minute != (res == "m"):
+                continue
+            current = self._cm if minute else self._ch
+            if _in_window(bucket, current, size):
+                total = self.sums[name].get(labels)
+                if total is None:
+                    self.sums[name][labels] = list(vec)
+                else:
+                    for i, v in enumerate(vec):
+                        total[i] += v
+
+    # -- clock -----------------------------------------------------------------------
+    def refresh(self, clock: Clock) -> None:
+        """Recompute window sums when the clock enters a new minute; drop expired buckets."""
+        if clock.minute == self._cm:
+            return
+        self._cm = clock.minute
+        hour_changed = clock.hour != self._ch
+        self._ch = clock.hour
+        expired_minutes = [k for k in self.minutes if k[0] <= self._cm - MINUTE_WINDOW]
+        for key in expired_minutes:
+            del self.minutes[key]
+        self.sums["1h"] = self._sum(self.minutes, self._cm, 60)
+        if hour_changed:
+            oldest = clock.oldest_hour
+            for key in [k for k in self.hours if k[0] < oldest]:
+                del self.hours[key]
+            self.known = {labels for _, labels in self.hours}
+            self.known.update(labels for _, labels in self.minutes)
+            for name, size, minute in WINDOWS:
+                if not minute:
+                    self.sums[name] = self._sum(self.hours, self._ch, size)
+
+    @staticmethod
+    def _sum(store: dict[tuple[int, Labels], Vector], current: int, size: int) -> dict[Labels, Vector]:
+        sums: dict[Labels, Vector] = {}
+        for (bucket, labels), rec in store.items():
+            if _in_window(bucket, current, size):
+                total = sums.get(labels)
+                if total is None:
+                    sums[labels] = rec[1:]
+                else:
+                    for i, v in enumerate(rec[1:]):
+                        total[i] += v
+        return sums
+
+    # -- persistence -----------------------------------------------------------------
+    def drain_dirty(self) -> Iterator[tuple[list[object], Vector]]:
+        """Yield (key suffix, record) for every record touched since the last drain."""
+        for res, bucket, labels in self.dirty:
+            store = self.minutes if res == "m" else self.hours
+            rec = store.get((bucket, labels))
+            if rec is not None:
+                yield [self.family, res, bucket, *labels], rec
+        self.dirty.clear()
+
+    def restore(self, res: str, bucket: int, labels: Labels, rec: Vector, clock: Clock) -> None:
+        """Set a record read back from the changelog (the newest write wins)."""
+        self.refresh(clock)
+        if res == "m" and bucket <= self._cm - MINUTE_WINDOW:
+            return
+        if res == "h" and bucket < clock.oldest_hour:
+            return
+        store = self.minutes if res == "m" else self.hours
+        old = store.get((bucket, labels))
+        store[(bucket, labels)] = list(rec)
+        self.known.add(labels)
+        delta = [new - (old[i] if old else 0) for i, new in enumerate(rec[1:], 1)]
+        self._add_to_sums(res, bucket, labels, delta)
+
+    def labels_seen(self) -> set[Labels]:
+        """Every label tuple with a retained bucket: these series stay exported, at 0 if idle."""
+        return self.known
+
+    def window(self, name: str) -> dict[Labels, Vector]:
+        return self.sums[name]
+
+
+class LatestMap:
+    """Latest value per key by ``(occurred_at, offset)``; accepts events of any age.
+
+    Taking the maximum is idempotent, so a replayed or duplicated event changes nothing.
+    Records are ``[t, offset, *values]``.
+    """
+
+    __slots__ = ("dirty", "family", "records")
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.records: dict[Labels, list[int]] = {}
+        self.dirty: set[Labels] = set()
+
+    def offer(self, key: Labels, t: int, offset: int, values: list[int]) -> list[int] | None:
+        """Keep ``values`` if newer; return the record it replaced (``[]`` if new), else None."""
+        old = self.records.get(key)
+        if old is not None and (old[0], old[1]) >= (t, offset):
+            return None
+        self.records[key] = [t, offset, *values]
+        self.dirty.add(key)
+        return old if old is not None else []
+
+    def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:
+        for key in self.dirty:
+            yield [self.family, *key], self.records[key]
+        self.dirty.clear()
+
+    def restore(self, key: Labels, rec: list[int]) -> list[int] | None:
+        old = self.offer(key, rec[0], rec[1], rec[2:])
+        self.dirty.discard(key)
+        return old
+
+
+class LatestTime:
+    """Newest event time (in minutes) per customer; the compact map behind 1M customers.
+
+    Only the time matters here, so it is stored as one int per key. Taking the maximum is
+    idempotent, which is what makes replays harmless without a per-record offset.
+    """
+
+    __slots__ = ("dirty", "family", "times")
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.times: dict[str, int] = {}
+        self.dirty: set[str] = set()
+
+    def offer(self, key: str, minute: int) -> int | None:
+        """Record ``minute`` if newer; return the previous minute (-1 if new), else None."""
+        old = self.times.get(key, -1)
+        if old >= minute:
+            return None
+        self.times[key] = minute
+        self.dirty.add(key)
+        return old
+
+    def drain_dirty(self, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+        for key in self.dirty:
+            yield [self.family, key], [self.times[key], offset]
+        self.dirty.clear()
+
+    def restore(self, key: str, rec: list[int]) -> int | None:
+        old = self.offer(key, rec[0])
+        self.dirty.discard(key)
+        return old

@@ -1,0 +1,197 @@
+"""The ``salespulse`` command line.
+
+Flags override the ``SALESPULSE_*`` variables, which override the defaults; with nothing
+set, everything talks to the embedded broker on 127.0.0.1:9092.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import Progress
+
+from streams.settings import Settings, SettingsError
+
+console = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env().with_overrides(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+broker_option = click.option(
+    "--broker", "brokers", help="Broker host:port, comma-separated (SALESPULSE_BROKER)."
+)
+
+
+@click.group()
+def main() -> None:
+    """SalesPulse: live sales KPIs from CRM events in Kafka."""
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port to listen on.")
+def broker(port: int) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
+    from streams.broker import BrokerError, start_broker
+
+    try:
+        running = start_broker(port)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"broker ready at {running.bootstrap}", err=False)
+    sys.stdout.flush()
+
+    def stop(signum: int, frame: Any) -> None:
+        running.stop()
+        click.echo("broker stopped")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = running.process.wait()
+    raise click.ClickException(f"broker exited with status {code}")
+
+
+@main.command()
+@broker_option
+@click.option("--web-host", help="Address for the HTTP server (SALESPULSE_WEB_HOST).")
+@click.option("--web-port", type=int, help="Port for the HTTP server (SALESPULSE_WEB_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
+@click.option("--partitions", type=int, help="Partitions per input topic.")
+@click.option("--clock", help="wall (default), stream, or a fixed RFC 3339 time.")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str, **overrides: Any) -> None:
+    """Run a worker: consume events, keep KPI tables, serve /metrics and /kpis."""
+    from streams.worker import run_worker
+
+    run_worker(_settings(**overrides), loglevel)
+
+
+@main.command()
+@click.option("--count", type=int, default=1000, show_default=True, help="Events to generate.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--now", help="Fix 'now' (RFC 3339) for reproducible output.")
+@click.option("--out", type=click.File("wb"), help="Write NDJSON here ('-' for stdout).")
+@click.option("--rate", type=float, default=0.0, help="Events/s to the broker (0 = as fast).")
+@click.option("--customers", type=int, default=2000, show_default=True)
+@click.option("--duplicates", type=float, default=0.0, help="Share of re-delivered events.")
+@click.option("--late", type=float, default=0.0, help="Share of events older than retention.")
+@broker_option
+def generate(
+    count: int,
+    seed: int,
+    now: str | None,
+    out: IO[bytes] | None,
+    rate: float,
+    customers: int,
+    duplicates: float,
+    late: float,
+    brokers: str | None,
+) -> None:
+    """Generate a realistic, seeded CRM event stream (NDJSON or to the broker)."""
+    from streams.generator import GeneratorConfig
+    from streams.generator import generate as gen
+
+    fixed = datetime.fromisoformat(now).astimezone(UTC) if now else None
+    config = GeneratorConfig(
+        seed=seed, now=fixed, customers=customers, duplicate_share=duplicates, late_share=late
+    )
+    events = gen(config, count)
+    if out is not None:
+        for event in events:
+            out.write(orjson.dumps(event) + b"\n")
+        return
+    from streams.producer import BrokerUnavailable, EventProducer
+
+    settings = _settings(brokers=brokers)
+    try:
+        with EventProducer(settings) as producer:
+            started = time.monotonic()
+            for i, event in enumerate(events, 1):
+                producer.send(event)
+                if rate > 0:
+                    ahead = i / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print(f"sent {count} events to {','.join(settings.brokers)}")
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"))
+@broker_option
+@click.option("--timeout", type=float, help="Seconds to wait for the broker.")
+def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
+    """Send NDJSON events from FILE (or - for stdin), validating each one."""
+    from streams.codec import Rejected, check_event
+    from streams.producer import BrokerUnavailable, EventProducer
+
+    settings = _settings(brokers=brokers, broker_timeout=timeout)
+    lines = source.read().splitlines()
+    reasons: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    accepted = 0
+    try:
+        with (
+            EventProducer(settings) as producer,
+            Progress(console=console, disable=len(lines) < 1000, transient=True) as progress,
+        ):
+            task = progress.add_task("emitting", total=len(lines))
+            for number, line in enumerate(lines, 1):
+                progress.advance(task)
+                if not line.strip():
+                    continue
+                try:
+                    producer.send(check_event(orjson.loads(line)))
+                    accepted += 1
+                except orjson.JSONDecodeError as exc:
+                    reasons["not_json"] += 1
+                    examples.setdefault("not_json", f"line {number}: {exc}")
+                except Rejected as exc:
+                    reasons[exc.reason] += 1
+                    examples.setdefault(exc.reason, f"line {number}: {exc.detail}")
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    rejected = sum(reasons.values())
+    console.print(f"accepted {accepted}, rejected {rejected}")
+    for reason, n in reasons.most_common():
+        console.print(f"  {reason}: {n} (first: {examples[reason]})")
+    if rejected:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def kpis(workers: str | None, as_json: bool) -> None:
+    """Show the cluster-wide KPIs, merged from every worker's share."""
+    from streams.board import kpi_table
+    from streams.cluster import WorkerUnreachable, cluster_view
+
+    names = workers.split(",") if workers else list(_settings().workers)
+    try:
+        view = cluster_view([w.strip() for w in names if w.strip()])
+    except WorkerUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+    else:
+        Console().print(kpi_table(view))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The cluster-wide view: every worker's share of ``/kpis``, merged.
+
+Each worker exports only the partitions it owns, so cluster numbers are sums over the
+workers' series (``max`` for static series such as targets), and ratios are recomputed
+from the merged numerators and denominators by the same KPI code the workers use.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from agents.base import Series
+from streams.engine import summarize
+
+
+class WorkerUnreachable(RuntimeError):
+    """A worker named in ``--workers`` did not answer."""
+
+
+def fetch_share(worker: str, timeout: float = 5.0) -> dict[str, Any]:
+    url = worker if worker.startswith("http") else f"http://{worker}"
+    try:
+        with urllib.request.urlopen(f"{url}/kpis", timeout=timeout) as response:
+            return dict(orjson.loads(response.read()))
+    except OSError as exc:
+        raise WorkerUnreachable(f"worker {worker} did not answer /kpis: {exc}") from None
+
+
+def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge workers' shares into one cluster view."""
+    series = Series()
+    counters: dict[str, dict[str, int]] = {}
+    partitions: list[int] = []
+    overlap: set[int] = set()
+    for share in shares:
+        for name, labels, value in share["series"]:
+            series.add(name, labels, value)
+        for name, counts in share["counters"].items():
+            merged = counters.setdefault(name, {})
+            for label, n in counts.items():
+                merged[label] = merged.get(label, 0) + n
+        overlap |= set(partitions) & set(share["partitions"])
+        partitions += share["partitions"]
+    return {
+        "clock": max((s["clock"] for s in shares), default=0),
+        "workers": len(shares),
+        "partitions": sorted(partitions),
+        "partitions_exported_twice": sorted(overlap),
+        "counters": counters,
+        "series": [[n, lab, v] for n, lab, v in series.rows()],
+        "windows": summarize(series),
+    }
+
+
+def cluster_view(workers: Sequence[str], timeout: float = 5.0) -> dict[str, Any]:
+    return merge([fetch_share(w, timeout) for w in workers])

@@ -1,0 +1,363 @@
+"""Applies batches of records to the KPI states, exactly once per event.
+
+Exactness without Kafka transactions (design brief, section 4): every state record carries
+the source offset it has applied up to and is skipped record by record on replay; event
+ids are remembered with the offset they were first seen at, in event-time hour buckets,
+so a duplicate is recognised and a replay of the original is not mistaken for one. The
+engine knows nothing of Kafka clients: it turns records into changelog records and
+dead letters, and the consumer writes those before it acks the source offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from agents.base import (
+    ApplyContext,
+    Event,
+    ExportContext,
+    Kpi,
+    KpiState,
+    LabelFolder,
+    Sample,
+    Series,
+)
+from agents.registry import KPIS
+from agents.rolling import HOUR, WINDOW_NAMES, Clock
+from schemas import EVENT_TYPES
+from streams.codec import REASONS, Rejected, check_route, decode, parse_time
+from streams.topics import INPUT_TOPICS
+
+SEEN_CHUNK = 4096
+
+
+class Record(Protocol):
+    """What the engine needs of a consumed Kafka record."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+@dataclass
+class DeadLetter:
+    """A rejected message, bound for ``crm.deadletter`` with its reason in headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("salespulse.reason", self.reason.encode()),
+            ("salespulse.detail", self.detail.encode()[:1024]),
+            ("salespulse.source", f"{self.topic}/{self.partition}/{self.offset}".encode()),
+        ]
+
+
+@dataclass
+class Output:
+    """What a batch produced: changelog records and dead letters, to be written first."""
+
+    changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TopicMeta:
+    """Per source partition: applied offset, newest event time and the event counters."""
+
+    offset: int = -1
+    newest: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "o": self.offset,
+            "t": self.newest,
+            "events": self.events,
+            "late": self.late,
+            "rejected": self.rejected,
+            "dups": self.duplicates,
+        }
+
+    @classmethod
+    def decode(cls, value: dict[str, Any]) -> TopicMeta:
+        return cls(value["o"], value["t"], value["events"], value["late"], value["rejected"], value["dups"])
+
+
+class SeenIds:
+    """Event ids with the offset each was first seen at, in event-time hour buckets."""
+
+    def __init__(self) -> None:
+        self.by_hour: dict[int, dict[str, int]] = {}
+        self.pending: list[object] = []
+
+    def first_offset(self, hour: int, event_id: str, offset: int) -> int:
+        ids = self.by_hour.get(hour)
+        if ids is None:
+            ids = self.by_hour[hour] = {}
+        first = ids.get(event_id)
+        if first is None or first > offset:
+            ids[event_id] = offset
+            self.pending += (hour, event_id, offset)
+            return offset
+        return first
+
+    def expire(self, oldest_hour: int) -> None:
+        for hour in [h for h in self.by_hour if h < oldest_hour]:
+            del self.by_hour[hour]
+
+    def restore(self, flat: list[Any], oldest_hour: int) -> None:
+        for i in range(0, len(flat), 3):
+            hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
+            if hour >= oldest_hour:
+                ids = self.by_hour.setdefault(hour, {})
+                if ids.get(event_id, offset + 1) > offset:
+                    ids[event_id] = offset
+
+
+class PartitionState:
+    """Everything kept for one partition number, across the input topics."""
+
+    def __init__(self, partition: int, kpis: Sequence[Kpi]) -> None:
+        self.partition = partition
+        self.kpis: dict[str, KpiState] = {kpi.name: kpi.new_state() for kpi in kpis}
+        self.meta: dict[str, TopicMeta] = {topic: TopicMeta() for topic in INPUT_TOPICS}
+        self.seen: dict[str, SeenIds] = {topic: SeenIds() for topic in INPUT_TOPICS}
+
+    @property
+    def newest(self) -> int:
+        return max(m.newest for m in self.meta.values())
+
+
+class Engine:
+    """The KPI states of every partition this process holds, active or standby."""
+
+    def __init__(
+        self,
+        *,
+        clock: str = "wall",
+        label_cap: int = 50,
+        max_event_bytes: int = 64 * 1024,
+        targets: dict[tuple[str, str], float] | None = None,
+        kpis: Sequence[Kpi] = KPIS,
+    ) -> None:
+        self.kpis = tuple(kpis)
+        self.clock_mode = clock
+        self.fixed_clock = None if clock in {"wall", "stream"} else parse_time(clock)
+        self.fold = LabelFolder(label_cap)
+        self.max_event_bytes = max_event_bytes
+        self.targets = targets or {}
+        self.partitions: dict[int, PartitionState] = {}
+        self.dispatch: dict[str, list[Kpi]] = {
+            t: [k for k in self.kpis if t in k.event_types] for t in EVENT_TYPES
+        }
+
+    # -- clock -----------------------------------------------------------------------
+    def clock(self, partitions: Iterable[int] | None = None) -> Clock:
+        """The clock: fixed, the newest event time seen (``stream``), or the wall clock."""
+        if self.fixed_clock is not None:
+            return Clock(self.fixed_clock)
+        if self.clock_mode == "stream":
+            keys = self.partitions if partitions is None else partitions
+            newest = [self.partitions[p].newest for p in keys if p in self.partitions]
+            return Clock(max(newest, default=0))
+        return Clock(int(time.time()))
+
+    def state(self, partition: int) -> PartitionState:
+        state = self.partitions.get(partition)
+        if state is None:
+            state = self.partitions[partition] = PartitionState(partition, self.kpis)
+        return state
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget partitions this process holds neither actively nor as a standby."""
+        for p in partitions:
+            self.partitions.pop(p, None)
+
+    # -- applying --------------------------------------------------------------------
+    def apply(
+        self, topic: str, partition: int, records: Sequence[Record], *, only: Kpi | None = None
+    ) -> Output:
+        """Apply one partition's records in offset order; return what must be written."""
+        out = Output()
+        if not records:
+            return out
+        state = self.state(partition)
+        meta = state.meta[topic]
+        seen = state.seen[topic]
+        clock = self.clock(self.partitions)
+        ctx = ApplyContext(clock, self.fold)
+        kpi_states = state.kpis
+        dispatch = self.dispatch if only is None else {t: [only] for t in only.event_types}
+        now_ms = time.time() * 1000.0
+        for record in records:
+            offset = record.offset
+            fresh = offset > meta.offset
+            try:
+                raw = decode(record.value, self.max_event_bytes)
+                check_route(raw, topic, record.key)
+            except Rejected as exc:
+                if fresh:
+                    meta.rejected[exc.reason] = meta.rejected.get(exc.reason, 0) + 1
+                    out.deadletters.append(
+                        DeadLetter(
+                            topic,
+                            partition,
+                            offset,
+                            record.key,
+                            record.value,
+                            exc.reason,
+                            exc.detail,
+                        )
+                    )
+                continue
+            kind = raw["type"]
+            t = parse_time(raw["occurred_at"])
+            late = clock.is_late(t)
+            if not late and seen.first_offset(t // HOUR, raw["event_id"], offset) < offset:
+                if fresh:
+                    meta.duplicates += 1
+                continue
+            if fresh:
+                meta.events[kind] = meta.events.get(kind, 0) + 1
+                if late:
+                    meta.late[kind] = meta.late.get(kind, 0) + 1
+                meta.newest = max(meta.newest, t)
+            event = Event(kind, t, offset, raw["data"], late)
+            for kpi in dispatch.get(kind, ()):
+                kpi.apply(kpi_states[kpi.name], event, ctx)
+            if fresh and record.timestamp is not None:
+                out.latencies.append(max(0.0, now_ms - record.timestamp) / 1000.0)
+        last = records[-1].offset
+        meta.offset = max(meta.offset, last)
+        out.changelog = list(self._changelog(state, topic, last))
+        if clock.hour * HOUR == clock.now - clock.now % HOUR:
+            seen.expire(clock.oldest_hour)
+        return out
+
+    def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:
+        p = state.partition
+        dumps = orjson.dumps
+        for name, kpi_state in state.kpis.items():
+            for suffix, rec in kpi_state.drain(topic, last):
+                yield dumps([topic, p, name, *suffix]), dumps(rec)
+        pending = state.seen[topic].pending
+        for i in range(0, len(pending), SEEN_CHUNK * 3):
+            chunk = pending[i : i + SEEN_CHUNK * 3]
+            yield dumps([topic, p, "seen", chunk[2]]), dumps(chunk)
+        pending.clear()
+        yield dumps([topic, p, "meta"]), dumps(state.meta[topic].encode())
+
+    # -- recovery --------------------------------------------------------------------
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record read back by faust's recovery."""
+        if value is None:
+            return
+        k = orjson.loads(key)
+        v = orjson.loads(value)
+        topic, partition, kind = k[0], k[1], k[2]
+        state = self.state(partition)
+        clock = self.clock(self.partitions)
+        if kind == "meta":
+            restored = TopicMeta.decode(v)
+            if restored.offset >= state.meta[topic].offset:
+                state.meta[topic] = restored
+        elif kind == "seen":
+            state.seen[topic].restore(v, clock.oldest_hour)
+        else:
+            state.kpis[kind].restore(topic, k[3:], v, ApplyContext(clock, self.fold))
+
+    # -- export ----------------------------------------------------------------------
+    def samples(self, partitions: Iterable[int]) -> Iterator[Sample]:
+        """Gauge samples for the given (actively owned) partitions."""
+        owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
+        ctx = ExportContext(self.clock(p.partition for p in owned), self.targets)
+        for kpi in self.kpis:
+            yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
+
+    def counters(self, partitions: Iterable[int]) -> dict[str, dict[str, int]]:
+        """Event counters for the given partitions, every label initialised to 0."""
+        totals: dict[str, dict[str, int]] = {
+            "events": dict.fromkeys(EVENT_TYPES, 0),
+            "late": dict.fromkeys(EVENT_TYPES, 0),
+            "rejected": dict.fromkeys(REASONS, 0),
+            "duplicates": {"": 0},
+        }
+        for p in partitions:
+            state = self.partitions.get(p)
+            if state is None:
+                continue
+            for meta in state.meta.values():
+                for name, counts in (
+                    ("events", meta.events),
+                    ("late", meta.late),
+                    ("rejected", meta.rejected),
+                ):
+                    for label, n in counts.items():
+                        totals[name][label] = totals[name].get(label, 0) + n
+                totals["duplicates"][""] += meta.duplicates
+        return totals
+
+    def kpis_view(self, partitions: Iterable[int]) -> dict[str, Any]:
+        """This worker's share: the raw series plus every KPI summarised per window."""
+        parts = sorted(partitions)
+        series = Series()
+        for name, labels, value in self.samples(parts):
+            series.add(name, labels, value)
+        clock = self.clock(parts)
+        return {
+            "clock": clock.now,
+            "partitions": parts,
+            "counters": self.counters(parts),
+            "series": [[n, lab, v] for n, lab, v in series.rows()],
+            "windows": summarize(series, self.kpis),
+        }
+
+    def profile(self, customer: str, partitions: Iterable[int]) -> dict[str, Any] | None:
+        """A customer's profile: known, latest touches and latest NPS answer."""
+        for p in partitions:
+            state = self.partitions.get(p)
+            if state is None:
+                continue
+            engagement: Any = state.kpis.get("engagement")
+            nps: Any = state.kpis.get("nps")
+            touched = engagement is not None and (
+                customer in engagement.activity.times or customer in engagement.deal.times
+            )
+            answered = nps is not None and (customer,) in nps.latest.records
+            if touched or answered:
+                profile: dict[str, Any] = {"customer_id": customer, "partition": p}
+                profile.update(engagement.profile(customer))
+                if answered:
+                    rec = nps.latest.records[(customer,)]
+                    profile["nps"] = {"score": rec[2], "occurred_at": rec[0]}
+                return profile
+        return None
+
+
+def summarize(series: Series, kpis: Sequence[Kpi] = KPIS) -> dict[str, dict[str, Any]]:
+    """Headline numbers and ratios per window and KPI, from merged series."""
+    return {w: {kpi.name: kpi.summarize(series, w) for kpi in kpis} for w in WINDOW_NAMES}

@@ -1,0 +1,335 @@
+"""Seeded synthetic CRM event stream for demos, benchmarks and tests.
+
+SalesPulse needs realistic traffic without a real CRM: skewed regions, lead
+sources and reps; customers that are acquired and then expand, renew or go
+quiet; NPS and eNPS answers (with small teams that stay under the anonymity
+threshold); competitor prices drifting around our list prices; plus the
+awkward parts of real delivery: out-of-order times, redelivered duplicates and
+events too old for the rolling windows. Every event matches the schemas in
+``schemas/``. The stream depends only on ``GeneratorConfig`` (seed and ``now``
+included), so a seed replays the same bytes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from bisect import bisect
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import accumulate
+from random import Random
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+__all__ = ["GeneratorConfig", "generate", "iter_ndjson"]
+
+SOURCE = "salespulse-generator"
+_HOUR = 3600
+_DAY = 86400
+_LATE_DAYS = (70, 120)  # older than the 62-day bucket retention
+_EXISTING_SHARE = 0.4  # customers that were already customers before the stream starts
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What to generate. ``now=None`` means the current UTC time, truncated to seconds."""
+
+    seed: int = 1
+    now: datetime | None = None
+    customers: int = 2000
+    reps: int = 24
+    spread_days: float = 30.0
+    recent_share: float = 0.5  # share of events in the last hour before now
+    duplicate_share: float = 0.0  # share of emitted events that re-deliver an earlier one
+    late_share: float = 0.0  # share of events 70..120 days old
+    out_of_order: bool = True
+
+    def __post_init__(self) -> None:
+        if self.customers < 1 or self.reps < 1:
+            raise ValueError("customers and reps must be >= 1")
+        if self.spread_days <= 0:
+            raise ValueError("spread_days must be > 0")
+        for name in ("recent_share", "late_share", "duplicate_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.recent_share + self.late_share > 1.0:
+            raise ValueError("recent_share + late_share must be <= 1")
+        if self.duplicate_share >= 1.0:
+            raise ValueError("duplicate_share must be < 1")
+
+
+class _Picker(Generic[_T]):
+    """Weighted choice with precomputed cumulative weights."""
+
+    __slots__ = ("cum", "total", "values")
+
+    def __init__(self, weighted: Sequence[tuple[_T, float]]) -> None:
+        self.values = [v for v, _ in weighted]
+        self.cum = list(accumulate(w for _, w in weighted))
+        self.total = self.cum[-1]
+
+    def __call__(self, rng: Random) -> _T:
+        return self.values[bisect(self.cum, rng.random() * self.total)]
+
+
+_TYPES = _Picker([
+    ("customer.activity", 30), ("lead.created", 22), ("survey.answered", 12),
+    ("opportunity.created", 10), ("deal.won", 9), ("deal.lost", 6), ("marketing.spend", 5),
+    ("competitor.price_observed", 4), ("product.price_set", 2),
+])  # fmt: skip
+# region: (weight, currency, country, city)
+_REGIONS: dict[str, tuple[float, str, str, str | None]] = {
+    "north": (22, "USD", "US", None), "south": (16, "EUR", "ES", None),
+    "berlin": (14, "EUR", "DE", "Berlin"), "london": (12, "GBP", "GB", "London"),
+    "new-york": (12, "USD", "US", "New York"), "paris": (10, "EUR", "FR", "Paris"),
+    "tokyo": (8, "USD", "JP", "Tokyo"), "sao-paulo": (6, "USD", "BR", "Sao Paulo"),
+}  # fmt: skip
+_REGION = _Picker([(r, v[0]) for r, v in _REGIONS.items()])
+_LEAD_SOURCE = _Picker([
+    ("web", 35), ("campaign", 20), ("referral", 18), ("cold_call", 10), ("event", 8),
+    ("partner", 6), ("other", 3),
+])  # fmt: skip
+# product: (weight, USD list price, EUR list price)
+_PRODUCTS: dict[str, tuple[float, float, float]] = {
+    "crm-basic": (30, 29.0, 27.0), "crm-pro": (25, 79.0, 73.0), "analytics": (15, 49.0, 45.0),
+    "support-plus": (12, 19.0, 18.0), "mobile": (10, 9.0, 8.5), "ai-assist": (8, 39.0, 36.0),
+}  # fmt: skip
+_PRODUCT = _Picker([(p, v[0]) for p, v in _PRODUCTS.items()])
+_COMPETITORS = ("acme-crm", "globex", "initech", "hooli")
+_KIND = _Picker([("new", 50), ("upsell", 20), ("cross_sell", 15), ("renewal", 15)])
+_KIND_MEAN = {"new": 15000.0, "upsell": 6000.0, "cross_sell": 5000.0, "renewal": 12000.0}
+_EXPANSION = _Picker([("upsell", 20), ("cross_sell", 15), ("renewal", 15)])
+_ACTIVITY = _Picker([
+    ("email", 35), ("call", 15), ("support", 15), ("login", 15), ("meeting", 10), ("sms", 5),
+    ("webinar", 5),
+])  # fmt: skip
+_LOSS_REASON = _Picker([
+    ("price", 30), ("competitor", 25), ("no_decision", 20), ("timing", 10), ("features", 10),
+    ("budget", 5),
+])  # fmt: skip
+# Score distributions for 0..10: NPS has many promoters, eNPS is more lukewarm.
+_NPS = _Picker(list(enumerate((4.0, 2, 3, 3, 3, 5, 6, 10, 14, 22, 28))))
+_ENPS = _Picker(list(enumerate((2.0, 1, 2, 3, 4, 8, 10, 18, 22, 18, 12))))
+# Two tiny teams stay below the 5-response anonymity threshold for modest volumes.
+_TEAMS = _Picker([
+    ("sales-north", 25), ("sales-south", 20), ("sales-emea", 18), ("sales-apac", 15),
+    ("customer-success", 12), ("marketing", 8), ("sales-ops", 1), ("enablement", 1),
+])  # fmt: skip
+# channel: (weight, mean amount)
+_SPEND: dict[str, tuple[float, float]] = {
+    "web": (30, 800.0), "campaign": (30, 2000.0), "event": (15, 5000.0), "partner": (10, 1500.0),
+    "referral": (5, 300.0), "cold_call": (5, 400.0), "other": (5, 200.0),
+}  # fmt: skip
+_SPEND_CHANNEL = _Picker([(c, v[0]) for c, v in _SPEND.items()])
+_SPEND_CURRENCY = _Picker([("USD", 60), ("EUR", 30), ("GBP", 10)])
+
+
+def _lognormal(rng: Random, mean: float, sigma: float = 0.6) -> float:
+    """A positive amount with the given mean, rounded to cents."""
+    return round(mean * rng.lognormvariate(-sigma * sigma / 2, sigma), 2)
+
+
+class _World:
+    """The evolving CRM state behind the stream: customers, reps, prices, id counters."""
+
+    def __init__(self, cfg: GeneratorConfig, rng: Random) -> None:
+        self.rng = rng
+        width = max(2, len(str(cfg.reps)))
+        self.reps = [f"r-{i:0{width}d}" for i in range(1, cfg.reps + 1)]
+        regions = list(_REGIONS)
+        # Every region gets a rep first (when there are enough), the rest follow the region mix.
+        self.rep_region = {
+            rep: regions[i] if i < len(regions) else _REGION(rng) for i, rep in enumerate(self.reps)
+        }
+        # Some reps sell a lot more than others.
+        self.rep_pick = _Picker([(rep, rng.uniform(0.4, 1.6)) for rep in self.reps])
+        by_region: dict[str, list[str]] = {}
+        for rep, region in self.rep_region.items():
+            by_region.setdefault(region, []).append(rep)
+        self.customers = [f"C-{i:06d}" for i in range(1, cfg.customers + 1)]
+        self.cust_region = [_REGION(rng) for _ in self.customers]
+        self.cust_owner = [rng.choice(by_region.get(r, self.reps)) for r in self.cust_region]
+        self.known = max(1, int(cfg.customers * _EXISTING_SHARE))  # ids [0, known) are customers
+        self.counters = {"L": 0, "O": 0, "D": 0}
+        self.list_price = {(p, "USD"): v[1] for p, v in _PRODUCTS.items()}
+        self.list_price.update({(p, "EUR"): v[2] for p, v in _PRODUCTS.items()})
+        self.walk = {(c, p): rng.uniform(0.85, 1.15) for c in _COMPETITORS for p in _PRODUCTS}
+        self.builders: dict[str, Callable[[], dict[str, Any]]] = {
+            "lead.created": self.lead, "opportunity.created": self.opportunity,
+            "deal.won": self.deal_won, "deal.lost": self.deal_lost,
+            "customer.activity": self.activity, "survey.answered": self.survey,
+            "competitor.price_observed": self.competitor_price, "product.price_set": self.price_set,
+            "marketing.spend": self.spend,
+        }  # fmt: skip
+
+    def next_id(self, prefix: str) -> str:
+        self.counters[prefix] += 1
+        return f"{prefix}-{self.counters[prefix]:06d}"
+
+    def rep_and_region(self) -> tuple[str, str]:
+        rep = self.rep_pick(self.rng)
+        region = self.rep_region[rep] if self.rng.random() < 0.9 else _REGION(self.rng)
+        return rep, region
+
+    def known_customer(self) -> int:
+        """A known customer, skewed so a few are very active and some go quiet."""
+        return int(self.known * self.rng.random() ** 1.8)
+
+    def lead(self) -> dict[str, Any]:
+        rep, region = self.rep_and_region()
+        data: dict[str, Any] = {
+            "lead_id": self.next_id("L"), "rep_id": rep, "region": region,
+            "source": _LEAD_SOURCE(self.rng),
+        }  # fmt: skip
+        if self.rng.random() < 0.6:
+            _, _, country, city = _REGIONS[region]
+            data["country"] = country
+            if city:
+                data["city"] = city
+        return data
+
+    def opportunity(self) -> dict[str, Any]:
+        rep, region = self.rep_and_region()
+        data: dict[str, Any] = {
+            "opportunity_id": self.next_id("O"), "rep_id": rep, "region": region,
+            "amount": _lognormal(self.rng, 12000.0), "currency": _REGIONS[region][1],
+        }  # fmt: skip
+        if self.counters["L"] and self.rng.random() < 0.7:
+            data["lead_id"] = f"L-{self.rng.randint(1, self.counters['L']):06d}"
+        return data
+
+    def deal_won(self) -> dict[str, Any]:
+        rng = self.rng
+        kind = _KIND(rng)
+        if kind == "new" and self.known < len(self.customers):
+            idx = self.known  # acquire the next prospect
+            self.known += 1
+        else:
+            kind = kind if kind != "new" else _EXPANSION(rng)  # nobody left to acquire
+            idx = self.known_customer()
+        region = self.cust_region[idx]
+        data: dict[str, Any] = {
+            "deal_id": self.next_id("D"), "customer_id": self.customers[idx],
+            "rep_id": self.cust_owner[idx], "region": region, "product": _PRODUCT(rng),
+            "kind": kind, "amount": _lognormal(rng, _KIND_MEAN[kind]),
+            "currency": _REGIONS[region][1],
+        }  # fmt: skip
+        if rng.random() < 0.8:
+            data["source"] = _LEAD_SOURCE(rng)
+        return data
+
+    def deal_lost(self) -> dict[str, Any]:
+        rep, region = self.rep_and_region()
+        data: dict[str, Any] = {"deal_id": self.next_id("D"), "rep_id": rep, "region": region}
+        if self.rng.random() < 0.7:
+            data["reason"] = _LOSS_REASON(self.rng)
+        if data.get("reason") == "competitor" or self.rng.random() < 0.2:
+            data["competitor"] = self.rng.choice(_COMPETITORS)
+        return data
+
+    def activity(self) -> dict[str, Any]:
+        # Mostly known customers; a few prospects (not yet customers) too.
+        rng = self.rng
+        idx = self.known_customer() if rng.random() < 0.95 else rng.randrange(len(self.customers))
+        return {"customer_id": self.customers[idx], "channel": _ACTIVITY(rng)}
+
+    def survey(self) -> dict[str, Any]:
+        rng = self.rng
+        if rng.random() < 0.8:
+            idx = self.known_customer()
+            return {
+                "survey": "nps", "score": _NPS(rng), "customer_id": self.customers[idx],
+                "region": self.cust_region[idx], "product": _PRODUCT(rng),
+            }  # fmt: skip
+        return {"survey": "enps", "score": _ENPS(rng), "team": _TEAMS(rng)}
+
+    def competitor_price(self) -> dict[str, Any]:
+        rng = self.rng
+        competitor, product = rng.choice(_COMPETITORS), _PRODUCT(rng)
+        currency = "USD" if rng.random() < 0.55 else "EUR"
+        # Random walk of the competitor/list price ratio, reflected into 0.75..1.25.
+        w = self.walk[competitor, product] + rng.gauss(0.0, 0.03)
+        w = 2.5 - w if w > 1.25 else 1.5 - w if w < 0.75 else w
+        self.walk[competitor, product] = w
+        price = round(self.list_price[product, currency] * w, 2)
+        return {"competitor": competitor, "product": product, "price": price, "currency": currency}
+
+    def price_set(self) -> dict[str, Any]:
+        rng = self.rng
+        product, currency = _PRODUCT(rng), "USD" if rng.random() < 0.55 else "EUR"
+        if rng.random() < 0.1:  # an occasional list price revision
+            base = _PRODUCTS[product][1 if currency == "USD" else 2]
+            self.list_price[product, currency] = round(base * rng.uniform(0.95, 1.05), 2)
+        price = self.list_price[product, currency]
+        return {"product": product, "price": price, "currency": currency}
+
+    def spend(self) -> dict[str, Any]:
+        channel = _SPEND_CHANNEL(self.rng)
+        amount = _lognormal(self.rng, _SPEND[channel][1], 0.8)
+        return {"channel": channel, "amount": amount, "currency": _SPEND_CURRENCY(self.rng)}
+
+
+def _ulid(rng: Random, epoch_ms: int) -> str:
+    """A 26-character ULID: 48-bit millisecond time, 80 random bits, Crockford base32."""
+    n = (epoch_ms & 0xFFFFFFFFFFFF) << 80 | rng.getrandbits(80)
+    return "".join(_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def _age(rng: Random, cfg: GeneratorConfig) -> int:
+    """Seconds before now for one event."""
+    u = rng.random()
+    if u < cfg.late_share:
+        return rng.randrange(_LATE_DAYS[0] * _DAY, _LATE_DAYS[1] * _DAY)
+    if u < cfg.late_share + cfg.recent_share:
+        return rng.randrange(_HOUR)
+    # Older than an hour, denser towards the present (triangular, mode at one hour ago).
+    spread = max(int(cfg.spread_days * _DAY) - _HOUR, 1)
+    return _HOUR + int(rng.triangular(0, spread, 0))
+
+
+def generate(config: GeneratorConfig, count: int) -> Iterator[dict[str, Any]]:
+    """Yield ``count`` schema-valid events; duplicates (if any) count toward ``count``."""
+    rng = Random(config.seed)
+    now = config.now or datetime.now(UTC).replace(microsecond=0)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    now_s = calendar.timegm(now.utctimetuple())  # truncates sub-second parts: never after now
+    world = _World(config, rng)
+    ages: Iterator[int] | None = None
+    if not config.out_of_order:  # draw every time up front and emit oldest first
+        ages = iter(sorted((_age(rng, config) for _ in range(count)), reverse=True))
+    recent: deque[dict[str, Any]] = deque(maxlen=500)
+    dup = config.duplicate_share
+    for _ in range(count):
+        # In order mode every slot takes the next age, a duplicate's slot included, so the
+        # originals still follow the configured time mix.
+        age = next(ages) if ages is not None else None
+        if dup and recent and rng.random() < dup:
+            old = rng.choice(recent)  # redelivery of an earlier event, byte for byte
+            yield {**old, "data": dict(old["data"])}
+            continue
+        kind = _TYPES(rng)
+        ts = now_s - (age if age is not None else _age(rng, config))
+        event: dict[str, Any] = {
+            "event_id": _ulid(rng, ts * 1000 + rng.randrange(1000)),
+            "type": kind,
+            "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)),
+            "source": SOURCE,
+            "data": world.builders[kind](),
+        }
+        if dup:
+            recent.append({**event, "data": dict(event["data"])})  # private copy
+        yield event
+
+
+def iter_ndjson(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """Encode events as NDJSON lines (orjson, one trailing newline each)."""
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    for event in events:
+        yield dumps(event, option=option)

@@ -1,0 +1,100 @@
+"""HTTP ingest rules: parse a request body into events, all or nothing.
+
+A body is one JSON event, a JSON array of events, or NDJSON. If any event is invalid the
+whole request is refused, naming every bad event by index, field and reason, and nothing
+is written. Size and nesting are bounded before any event is looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.codec import Rejected, check_event
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int
+    field: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+class IngestError(Exception):
+    """A refused request: HTTP status and the problems to report."""
+
+    def __init__(self, status: int, error: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.problems = problems or []
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "problems": [p.as_json() for p in self.problems]}
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> bool:
+    """True when ``value`` nests no deeper than ``limit``."""
+    if level > limit:
+        return False
+    if isinstance(value, dict):
+        return all(_depth(v, limit, level + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_depth(v, limit, level + 1) for v in value)
+    return True
+
+
+def _loads(raw: bytes, index: int, max_depth: int) -> tuple[Any, Problem | None]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower():
+            return None, Problem(index, "$", f"nesting deeper than {max_depth} levels")
+        return None, Problem(index, "$", f"not valid JSON: {exc}")
+    if not _depth(value, max_depth):
+        return None, Problem(index, "$", f"nesting deeper than {max_depth} levels")
+    return value, None
+
+
+def parse_events(body: bytes, *, max_depth: int, max_events: int = 100_000) -> list[dict[str, Any]]:
+    """Events in ``body``, or :class:`IngestError` listing every bad one."""
+    if not body.strip():
+        raise IngestError(400, "empty body")
+    whole, problem = _loads(body, 0, max_depth + 1)
+    items: list[Any]
+    problems: list[Problem] = []
+    if problem is None:
+        items = whole if isinstance(whole, list) else [whole]
+    elif b"\n" in body.strip() and "nesting" not in problem.reason:
+        items = []
+        for i, line in enumerate(body.strip().split(b"\n")):
+            value, problem = _loads(line, i, max_depth)
+            items.append(value)
+            if problem is not None:
+                problems.append(problem)
+    else:
+        raise IngestError(400, "body is not JSON, a JSON array or NDJSON", [problem])
+    if len(items) > max_events:
+        raise IngestError(413, f"{len(items)} events is over the {max_events}-event limit")
+    events: list[dict[str, Any]] = []
+    bad = {p.index for p in problems}
+    for i, item in enumerate(items):
+        if i in bad:
+            continue
+        if not _depth(item, max_depth):
+            problems.append(Problem(i, "$", f"nesting deeper than {max_depth} levels"))
+            continue
+        try:
+            events.append(check_event(item))
+        except Rejected as exc:
+            field, _, reason = exc.detail.partition(": ")
+            problems.append(Problem(i, exc.field or field, reason or exc.detail))
+    if problems:
+        problems.sort(key=lambda p: p.index)
+        raise IngestError(400, f"{len(problems)} of {len(items)} events are invalid", problems)
+    return events

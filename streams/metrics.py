@@ -1,0 +1,126 @@
+"""Prometheus export: a collector that reads the KPI tables at scrape time.
+
+Nothing is counted per event here; a scrape reads the running window sums of the
+partitions this worker actively owns (a standby exports nothing). The registry is our
+own, not the global one faust's sensors would serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.engine import Engine
+
+HELP = {
+    "salespulse_leads": "Leads created in the window.",
+    "salespulse_opportunities": "Opportunities created in the window.",
+    "salespulse_lead_target": "Monthly lead target prorated to the window (static; aggregate with max).",
+    "salespulse_customers_acquired": "Customers acquired (deal.won of kind new) in the window.",
+    "salespulse_marketing_spend": "Marketing spend in the window, in the currency's units.",
+    "salespulse_deals_won": "Deals won in the window.",
+    "salespulse_deals_lost": "Deals lost in the window.",
+    "salespulse_sales_amount": "Amount won in the window, in the currency's units.",
+    "salespulse_competitor_price": "Latest observed competitor price.",
+    "salespulse_list_price": "Latest list price of our product.",
+    "salespulse_customers_engaged": "Distinct customers with at least one activity in the window.",
+    "salespulse_customer_activities": "Customer activities in the window.",
+    "salespulse_customers_known": "Customers with at least one deal won, of any age.",
+    "salespulse_customers_at_risk": "Known customers whose latest activity or deal is over 30 days old.",
+    "salespulse_enps_responses": "eNPS answers by category (team=all is org-wide; anonymity rules apply).",
+    "salespulse_expansion_deals": "Deals won by expansion kind (kind=all is every deal won).",
+    "salespulse_expansion_amount": "Amount of upsell and cross-sell deals won in the window.",
+    "salespulse_nps_responses": "NPS answers by category in the window.",
+    "salespulse_nps_customers": "Customers by the category of their latest NPS answer.",
+}
+
+COUNTERS = {
+    "events": ("salespulse_events", "Events applied, by type (duplicates excluded).", "type"),
+    "late": ("salespulse_events_late", "Events older than bucket retention, by type.", "type"),
+    "rejected": (
+        "salespulse_events_rejected",
+        "Messages sent to crm.deadletter, by reason.",
+        "reason",
+    ),
+    "duplicates": ("salespulse_events_duplicate", "Events whose event_id was already seen.", ""),
+}
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class KpiCollector(Collector):
+    """Reads gauges and counters from the engine for the partitions owned right now."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        owned: Callable[[], set[int]],
+        lag: Callable[[], dict[tuple[str, int], int]],
+    ) -> None:
+        self.engine = engine
+        self.owned = owned
+        self.lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        owned = self.owned()
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, labels, value in self.engine.samples(owned):
+            family = families.get(name)
+            if family is None:
+                family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=sorted(labels))
+            family.add_metric([labels[k] for k in sorted(labels)], value)
+        yield from families.values()
+        for key, counts in self.engine.counters(owned).items():
+            name, doc, label = COUNTERS[key]
+            counter = CounterMetricFamily(name, doc, labels=[label] if label else [])
+            for value_label, n in sorted(counts.items()):
+                counter.add_metric([value_label] if label else [], n)
+            yield counter
+        lag = GaugeMetricFamily(
+            "salespulse_consumer_lag",
+            "Records behind the high watermark (from Fetch responses), per owned partition.",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), n in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], n)
+        yield lag
+        owned_gauge = GaugeMetricFamily(
+            "salespulse_partitions_owned", "Partitions this worker actively owns and exports."
+        )
+        owned_gauge.add_metric([], len(owned))
+        yield owned_gauge
+
+
+class Exporter:
+    """The worker's registry: the KPI collector plus the event-to-state latency histogram."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        owned: Callable[[], set[int]],
+        lag: Callable[[], dict[tuple[str, int], int]],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(KpiCollector(engine, owned, lag))
+        self.latency = Histogram(
+            "salespulse_event_to_state_seconds",
+            "From the Kafka record timestamp to the moment the table applied the event.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, latencies: list[float]) -> None:
+        observe = self.latency.observe
+        for value in latencies:
+            observe(value)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+    def value(self, name: str, labels: dict[str, Any] | None = None) -> float | None:
+        value = self.registry.get_sample_value(name, labels or {})
+        return None if value is None else float(value)

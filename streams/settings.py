@@ -1,0 +1,152 @@
+"""The one typed settings object, read from ``SALESPULSE_*`` variables.
+
+Every process (worker, CLI, tests) builds a :class:`Settings` here instead of reading the
+environment itself, so defaults live in one place and secrets never reach a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_BROKER = "127.0.0.1:9092"
+SECRET_FIELDS = frozenset({"ingest_token", "sasl_password"})
+
+
+class SettingsError(ValueError):
+    """A ``SALESPULSE_*`` variable has a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+
+
+def parse_brokers(value: str) -> tuple[str, ...]:
+    """Turn ``kafka://h1:9092,h2:9092`` or ``h1:9092;h2`` into ``("h1:9092", "h2:9092")``."""
+    hosts: list[str] = []
+    for part in value.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if ":" not in part:
+            part = f"{part}:9092"
+        hosts.append(part)
+    if not hosts:
+        raise SettingsError(f"SALESPULSE_BROKER={value!r} names no broker")
+    return tuple(hosts)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a SalesPulse process can be configured with."""
+
+    brokers: tuple[str, ...] = (EMBEDDED_BROKER,)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path("data")
+    ingest_token: str = ""
+    partitions: int = 4
+    targets_file: Path | None = None
+    workers: tuple[str, ...] = ("127.0.0.1:6066",)
+    clock: str = "wall"
+    label_cap: int = 50
+    app_id: str = "salespulse"
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_event_bytes: int = 64 * 1024
+    max_json_depth: int = 32
+    broker_timeout: float = 10.0
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker is the embedded Tansu one (loopback, no TLS/SASL)."""
+        return self.security_protocol == "PLAINTEXT" and all(
+            host.split(":")[0] in {"127.0.0.1", "localhost"} for host in self.brokers
+        )
+
+    @property
+    def faust_broker(self) -> str:
+        """faust wants one URL with hosts joined by ``;``."""
+        return "kafka://" + ";".join(self.brokers)
+
+    @property
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Connection keywords shared by every kafka-python client."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": list(self.brokers),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = self.sasl_password
+        if self.ssl_cafile:
+            config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Apply CLI flags; a ``None`` flag means "not given" and keeps the setting."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "brokers" in given and isinstance(given["brokers"], str):
+            given["brokers"] = parse_brokers(given["brokers"])
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``SALESPULSE_*`` variables; unset ones keep the defaults."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        targets = env.get("SALESPULSE_TARGETS")
+        workers = env.get("SALESPULSE_WORKERS")
+        settings = cls(
+            brokers=parse_brokers(env["SALESPULSE_BROKER"])
+            if env.get("SALESPULSE_BROKER")
+            else defaults.brokers,
+            web_host=env.get("SALESPULSE_WEB_HOST") or defaults.web_host,
+            web_port=_int(env, "SALESPULSE_WEB_PORT", defaults.web_port),
+            data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
+            ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
+            partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
+            targets_file=Path(targets) if targets else None,
+            workers=tuple(w.strip() for w in workers.split(",") if w.strip())
+            if workers
+            else defaults.workers,
+            clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
+            label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
+            broker_timeout=float(env.get("SALESPULSE_BROKER_TIMEOUT") or defaults.broker_timeout),
+            security_protocol=env.get("SALESPULSE_SECURITY_PROTOCOL") or defaults.security_protocol,
+            sasl_mechanism=env.get("SALESPULSE_SASL_MECHANISM", ""),
+            sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
+            sasl_password=env.get("SALESPULSE_SASL_PASSWORD", ""),
+            ssl_cafile=env.get("SALESPULSE_SSL_CAFILE", ""),
+        )
+        if settings.partitions < 1:
+            raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
+        if settings.label_cap < 1:
+            raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
+        return settings

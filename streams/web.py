@@ -1,0 +1,114 @@
+"""The worker's HTTP interface: metrics, KPIs, health, readiness and event ingest.
+
+``POST /events`` is all or nothing: every event is validated first, then all are sent,
+and 202 comes back only once the broker has acknowledged each one (503 if it cannot
+within the broker timeout). Because events carry ids and the worker dedupes them, a
+client that got 503 can resend the same request safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web as aioweb
+from faust.web import Request, View
+
+from streams.ingest import IngestError, parse_events
+from streams.topics import route
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.app import Runtime
+
+CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _json(status: int, body: Any) -> Any:
+    return aioweb.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def _read_limited(request: Any, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+
+
+def install_views(app: faust.App, runtime: Runtime) -> None:
+    """Register the views on the app's web server."""
+    settings = runtime.settings
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Any:
+            return aioweb.Response(
+                body=runtime.exporter.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+    @app.page("/kpis")
+    class Kpis(View):
+        async def get(self, request: Request) -> Any:
+            return _json(200, runtime.engine.kpis_view(runtime.owned()))
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request: Request) -> Any:
+            return _json(200, {"status": "alive"})
+
+    @app.page("/readyz")
+    class Readyz(View):
+        async def get(self, request: Request) -> Any:
+            if runtime.ownership.recovered_once:
+                return _json(200, {"status": "ready", "partitions": sorted(runtime.owned())})
+            return _json(503, {"status": "recovering", "detail": "joining group or recovering tables"})
+
+    @app.page("/customers/{customer_id}")
+    class Customer(View):
+        async def get(self, request: Request, customer_id: str) -> Any:
+            profile = runtime.engine.profile(customer_id, runtime.owned())
+            if profile is None:
+                return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
+            return _json(200, profile)
+
+    @app.page("/events")
+    class Events(View):
+        async def post(self, request: Request) -> Any:
+            if settings.ingest_token:
+                given = request.headers.get("Authorization", "")
+                if not hmac.compare_digest(given, f"Bearer {settings.ingest_token}"):
+                    return _json(401, {"error": "missing or wrong bearer token"})
+            try:
+                body = await _read_limited(request, settings.max_body_bytes)
+                events = parse_events(body, max_depth=settings.max_json_depth)
+            except IngestError as exc:
+                return _json(exc.status, exc.body())
+            try:
+                await asyncio.wait_for(_send_all(runtime, events), settings.broker_timeout)
+            except Exception as exc:
+                return _json(
+                    503,
+                    {
+                        "error": f"broker did not acknowledge the events: {exc!r}",
+                        "retry": "resending the same events is safe: event ids are deduplicated",
+                    },
+                )
+            return _json(202, {"accepted": len(events)})
+
+
+async def _send_all(runtime: Runtime, events: list[dict[str, Any]]) -> None:
+    producer = runtime.kafka_producer()
+    futures = []
+    for event in events:
+        topic, key = route(event)
+        futures.append(await producer.send(topic, orjson.dumps(event), key=key))
+    await asyncio.gather(*futures)

@@ -1,0 +1,171 @@
+"""Starting a worker safely: wait for the broker, prepare topics, probe it, then run faust.
+
+A worker started before its broker must not crash: it answers ``/healthz`` (alive) and
+``/readyz`` (503) while it retries with a clear log line. Before faust starts it creates
+the topics, probes the broker for the short ListOffsets answer, and checks that the state
+it keeps belongs to this broker; a watchdog re-checks that while the worker runs, and a
+worker that finds itself on a different broker (or on recreated topics) starts over from
+empty state instead of trusting stale offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web as aioweb
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
+
+from streams.app import create_app
+from streams.consumer import BatchConsumer
+from streams.offsets import listoffsets_is_short
+from streams.settings import Settings
+from streams.topics import DEADLETTER, INPUT_TOPICS
+
+log = logging.getLogger("salespulse.worker")
+
+
+def _admin(settings: Settings) -> KafkaAdminClient:
+    ms = int(settings.broker_timeout * 1000)
+    return KafkaAdminClient(**settings.kafka_python_config, request_timeout_ms=ms)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the input topics and the dead-letter topic with the configured partitions."""
+    admin = _admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, settings.partitions, 1)
+            for name in (*INPUT_TOPICS, DEADLETTER)
+            if name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+def broker_identity(settings: Settings) -> dict[str, Any]:
+    """Cluster id plus the ids of the topics our state is derived from."""
+    admin = _admin(settings)
+    try:
+        cluster = admin.describe_cluster()
+        existing = set(admin.list_topics())
+        topics = {
+            t["name"]: t.get("topic_id")
+            for t in admin.describe_topics([n for n in INPUT_TOPICS if n in existing])
+        }
+        return {"cluster_id": cluster.get("cluster_id"), "topics": topics}
+    finally:
+        admin.close()
+
+
+def same_broker(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """True unless the cluster id or the id of an input topic has changed."""
+    return bool(
+        saved.get("cluster_id") == current.get("cluster_id") and saved.get("topics") == current.get("topics")
+    )
+
+
+def check_state_dir(settings: Settings, identity: dict[str, Any]) -> None:
+    """Wipe on-disk state that belongs to another broker; remember this one."""
+    marker = settings.data_dir / "broker-identity.json"
+    if marker.exists():
+        saved = orjson.loads(marker.read_bytes())
+        if not same_broker(saved, identity):
+            log.warning("state in %s belongs to another broker: wiping it", settings.data_dir)
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_bytes(orjson.dumps(identity))
+
+
+async def _serve_not_ready(settings: Settings) -> aioweb.AppRunner:
+    async def healthz(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.json_response({"status": "alive"})
+
+    async def readyz(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.json_response(
+            {"status": "waiting for broker", "broker": ",".join(settings.brokers)}, status=503
+        )
+
+    async def unavailable(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.json_response({"error": "broker unreachable; worker not started"}, status=503)
+
+    web = aioweb.Application()
+    web.router.add_get("/healthz", healthz)
+    web.router.add_get("/readyz", readyz)
+    web.router.add_route("*", "/{tail:.*}", unavailable)
+    runner = aioweb.AppRunner(web)
+    await runner.setup()
+    await aioweb.TCPSite(runner, settings.web_host, settings.web_port).start()
+    return runner
+
+
+def wait_for_broker(settings: Settings) -> dict[str, Any]:
+    """Retry until the broker answers, serving 503 on /readyz meanwhile."""
+    loop = asyncio.new_event_loop()
+    runner: aioweb.AppRunner | None = None
+    try:
+        attempt = 0
+        while True:
+            try:
+                ensure_topics(settings)
+                return broker_identity(settings)
+            except KafkaConfigurationError:
+                raise
+            except (KafkaError, OSError) as exc:
+                attempt += 1
+                if runner is None:
+                    runner = loop.run_until_complete(_serve_not_ready(settings))
+                delay = min(5.0, 0.5 * attempt)
+                log.warning(
+                    "broker %s not reachable (%s); retrying in %.1fs (attempt %d)",
+                    ",".join(settings.brokers),
+                    exc,
+                    delay,
+                    attempt,
+                )
+                loop.run_until_complete(asyncio.sleep(delay))
+    finally:
+        if runner is not None:
+            loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 3.0) -> None:
+    """Start over when the broker under us is not the one we started with."""
+    while True:
+        time.sleep(interval)
+        try:
+            current = broker_identity(settings)
+        except (KafkaError, OSError):
+            continue
+        if current.get("topics") and not same_broker(identity, current):
+            log.error("the broker changed identity (restarted or topics recreated): restarting")
+            # A fresh process: in-memory state and consumer positions go with the old one.
+            os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGINT or SIGTERM."""
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    identity = wait_for_broker(settings)
+    check_state_dir(settings, identity)
+    BatchConsumer.end_offsets_from_fetch = listoffsets_is_short(settings.kafka_python_config)
+    app, _ = create_app(settings)
+    watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
+    watchdog.start()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,156 @@
+"""Fixtures that run the real parts: an embedded Tansu broker and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port, start_broker
+from streams.producer import EventProducer
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+#: A fixed clock makes every window boundary, and so every expected number, reproducible.
+FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+FIXED_CLOCK = "2026-11-26T12:00:00Z"
+
+
+def http(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class WorkerProcess:
+    """A ``salespulse worker`` subprocess with its own web port and data dir."""
+
+    def __init__(self, broker: str, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.log_path = data_dir.with_suffix(".log")
+        self.env = {
+            **os.environ,
+            "SALESPULSE_BROKER": broker,
+            "SALESPULSE_WEB_PORT": str(self.port),
+            "SALESPULSE_DATA_DIR": str(data_dir),
+            "SALESPULSE_CLOCK": FIXED_CLOCK,
+            "SALESPULSE_PARTITIONS": "4",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log_tail()}")
+            try:
+                status, _ = http(f"http://{self.address}/readyz", timeout=1.0)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def kpis(self) -> dict[str, Any]:
+        status, body = http(f"http://{self.address}/kpis")
+        assert status == 200, body
+        return dict(orjson.loads(body))
+
+    def metrics(self) -> str:
+        status, body = http(f"http://{self.address}/metrics")
+        assert status == 200, body
+        return body.decode()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    """A fresh, empty embedded broker per test (Tansu starts in milliseconds)."""
+    running = start_broker()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker) -> Settings:
+    return Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap})
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[EventProducer]:
+    with EventProducer(settings) as p:
+        yield p
+
+
+@pytest.fixture
+def spawn_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
+    """Factory for worker processes; all are stopped at the end of the test."""
+    workers: list[WorkerProcess] = []
+
+    def spawn(name: str = "w1", **env: str) -> WorkerProcess:
+        worker = WorkerProcess(broker.bootstrap, tmp_path / name, **env).start()
+        workers.append(worker)
+        return worker
+
+    yield spawn
+    for worker in workers:
+        worker.kill()
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.25) -> Any:
+    """Poll until ``predicate()`` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
