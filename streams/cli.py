@@ -54,15 +54,19 @@ def broker(port: int) -> None:
     click.echo(f"broker ready at {running.bootstrap}", err=False)
     sys.stdout.flush()
 
+    stopping: list[int] = []
+
     def stop(signum: int, frame: Any) -> None:
-        running.stop()
-        click.echo("broker stopped")
-        sys.exit(0)
+        # Only signal here: the main thread is inside wait() and reaps the process.
+        stopping.append(signum)
+        running.process.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = running.process.wait()
-    raise click.ClickException(f"broker exited with status {code}")
+    if not stopping:
+        raise click.ClickException(f"broker exited with status {code}")
+    click.echo("broker stopped")
 
 
 @main.command()

@@ -53,7 +53,7 @@ def _loads(raw: bytes, index: int, max_depth: int) -> tuple[Any, Problem | None]
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower():
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
             return None, Problem(index, "$", f"nesting deeper than {max_depth} levels")
         return None, Problem(index, "$", f"not valid JSON: {exc}")
     if not _depth(value, max_depth):
