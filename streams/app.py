@@ -21,7 +21,7 @@ from faust.types import TP
 from agents.base import Kpi
 from agents.registry import KPIS
 from streams.consumer import BatchConsumer, BatchTransport
-from streams.engine import Engine, Output
+from streams.engine import Engine, MessageRecord, Output
 from streams.metrics import Exporter
 from streams.settings import Settings
 from streams.state_table import Ownership, StateTable
@@ -110,7 +110,8 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
     async def process(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for event in stream.events():
             message = event.message
-            out = runtime.engine.apply(message.topic, message.partition, [message], only=kpi)
+            record = MessageRecord.of(message)
+            out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
             await runtime.persist(message.partition, out)
             yield None
 
@@ -182,7 +183,7 @@ def _broker_timeouts(settings: Settings) -> dict[str, Any]:
     if settings.embedded:
         return {
             "broker_rebalance_timeout": 3.0,
-            "broker_session_timeout": 10.0,
+            "broker_session_timeout": 6.0,
             "broker_heartbeat_interval": 1.0,
         }
     return {}

@@ -11,6 +11,7 @@ dead letters, and the consumer writes those before it acks the source offsets.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +51,22 @@ class Record(Protocol):
 
     @property
     def timestamp(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A faust message seen as a :class:`Record` (faust keeps timestamps in seconds)."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None
+
+    @classmethod
+    def of(cls, message: Any) -> MessageRecord:
+        ts = message.timestamp
+        millis = None if ts is None else int(ts * 1000)
+        return cls(message.offset, message.key, message.value, millis)
 
 
 @dataclass
@@ -144,8 +161,11 @@ class PartitionState:
     def __init__(self, partition: int, kpis: Sequence[Kpi]) -> None:
         self.partition = partition
         self.kpis: dict[str, KpiState] = {kpi.name: kpi.new_state() for kpi in kpis}
-        self.meta: dict[str, TopicMeta] = {topic: TopicMeta() for topic in INPUT_TOPICS}
-        self.seen: dict[str, SeenIds] = {topic: SeenIds() for topic in INPUT_TOPICS}
+        # Keyed by source topic; a topic outside the contract only ever yields dead letters.
+        self.meta: defaultdict[str, TopicMeta] = defaultdict(TopicMeta)
+        self.seen: defaultdict[str, SeenIds] = defaultdict(SeenIds)
+        for topic in INPUT_TOPICS:
+            self.meta[topic], self.seen[topic] = TopicMeta(), SeenIds()
 
     @property
     def newest(self) -> int:
@@ -176,14 +196,16 @@ class Engine:
         }
 
     # -- clock -----------------------------------------------------------------------
-    def clock(self, partitions: Iterable[int] | None = None) -> Clock:
-        """The clock: fixed, the newest event time seen (``stream``), or the wall clock."""
+    def clock(self) -> Clock:
+        """The clock: fixed, the newest event time this process holds (``stream``), or wall.
+
+        The stream clock spans every partition held, standbys included, so it only moves
+        forward within a process and applying and exporting see the same clock.
+        """
         if self.fixed_clock is not None:
             return Clock(self.fixed_clock)
         if self.clock_mode == "stream":
-            keys = self.partitions if partitions is None else partitions
-            newest = [self.partitions[p].newest for p in keys if p in self.partitions]
-            return Clock(max(newest, default=0))
+            return Clock(max((s.newest for s in self.partitions.values()), default=0))
         return Clock(int(time.time()))
 
     def state(self, partition: int) -> PartitionState:
@@ -208,7 +230,7 @@ class Engine:
         state = self.state(partition)
         meta = state.meta[topic]
         seen = state.seen[topic]
-        clock = self.clock(self.partitions)
+        clock = self.clock()
         ctx = ApplyContext(clock, self.fold)
         kpi_states = state.kpis
         dispatch = self.dispatch if only is None else {t: [only] for t in only.event_types}
@@ -280,7 +302,7 @@ class Engine:
         v = orjson.loads(value)
         topic, partition, kind = k[0], k[1], k[2]
         state = self.state(partition)
-        clock = self.clock(self.partitions)
+        clock = self.clock()
         if kind == "meta":
             restored = TopicMeta.decode(v)
             if restored.offset >= state.meta[topic].offset:
@@ -294,7 +316,7 @@ class Engine:
     def samples(self, partitions: Iterable[int]) -> Iterator[Sample]:
         """Gauge samples for the given (actively owned) partitions."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.clock(p.partition for p in owned), self.targets)
+        ctx = ExportContext(self.clock(), self.targets)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
@@ -327,7 +349,7 @@ class Engine:
         series = Series()
         for name, labels, value in self.samples(parts):
             series.add(name, labels, value)
-        clock = self.clock(parts)
+        clock = self.clock()
         return {
             "clock": clock.now,
             "partitions": parts,

@@ -61,6 +61,7 @@ class Settings:
     targets_file: Path | None = None
     workers: tuple[str, ...] = ("127.0.0.1:6066",)
     clock: str = "wall"
+    end_offsets: str = "auto"
     label_cap: int = 50
     app_id: str = "salespulse"
     max_body_bytes: int = 8 * 1024 * 1024
@@ -137,6 +138,7 @@ class Settings:
             if workers
             else defaults.workers,
             clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
+            end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
             broker_timeout=float(env.get("SALESPULSE_BROKER_TIMEOUT") or defaults.broker_timeout),
             security_protocol=env.get("SALESPULSE_SECURITY_PROTOCOL") or defaults.security_protocol,
@@ -147,6 +149,8 @@ class Settings:
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
+        if settings.end_offsets not in {"auto", "fetch", "listoffsets"}:
+            raise SettingsError("SALESPULSE_END_OFFSETS must be auto, fetch or listoffsets")
         if settings.label_cap < 1:
             raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
         return settings

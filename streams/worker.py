@@ -163,7 +163,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     identity = wait_for_broker(settings)
     check_state_dir(settings, identity)
-    BatchConsumer.end_offsets_from_fetch = listoffsets_is_short(settings.kafka_python_config)
+    BatchConsumer.end_offsets_from_fetch = settings.end_offsets == "fetch" or (
+        settings.end_offsets == "auto" and listoffsets_is_short(settings.kafka_python_config)
+    )
     app, _ = create_app(settings)
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()

@@ -1,0 +1,825 @@
+"""An independent, plain-Python reference for every number SalesPulse exports.
+
+Written from ``docs/semantics.md`` alone: it imports nothing from ``agents/`` or
+``streams/engine.py``. It replays the events in send order, works out where each message
+lands (topic, partition by Kafka's murmur2 partitioner, offset in send order per
+partition) and then counts by brute force: no buckets, no running sums, no incremental
+at-risk bookkeeping. What it returns is what one worker owning every partition must
+export at the given clock:
+
+- ``Expected.gauges``: every KPI gauge sample of ``/metrics``, zero-valued series included;
+- ``Expected.events`` / ``late`` / ``duplicates``: the event counters;
+- ``Expected.windows``: the ``/kpis`` "windows" summary (headline numbers and ratios);
+- ``Expected.headline(window)``: the headline numbers counted straight from the events,
+  a second path that does not go through the gauges.
+
+Label folding (over ``label_cap`` distinct values per label) is applied in send order; a
+worker folds in its processing order, so the two only agree when no label exceeds the cap
+(``Expected.folded`` says whether any value was folded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+from streams.topics import ROUTES, route
+
+EVENT_TYPES = tuple(sorted(ROUTES))
+WINDOWS = ("1h", "24h", "7d", "30d")
+WINDOW_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+HOUR_WINDOW_SIZE = {"24h": 24, "7d": 168, "30d": 720}
+RETENTION_HOURS = 1488  # hour buckets ch-1487 .. ch (62 days)
+AT_RISK_MINUTES = 43200  # 30 days
+MIN_ANONYMOUS = 5
+CATEGORIES = ("promoter", "passive", "detractor")
+DEAL_KINDS = ("new", "upsell", "cross_sell", "renewal")
+MICROS = 1_000_000
+
+#: Gauge families whose values are money (compared with a tolerance), the rest are counts.
+AMOUNT_METRICS = frozenset(
+    {
+        "salespulse_marketing_spend",
+        "salespulse_sales_amount",
+        "salespulse_expansion_amount",
+        "salespulse_competitor_price",
+        "salespulse_list_price",
+        "salespulse_lead_target",
+    }
+)
+
+GaugeKey = tuple[str, frozenset[tuple[str, str]]]
+
+
+def epoch_seconds(occurred_at: str) -> int:
+    """RFC 3339 to whole epoch seconds (truncated)."""
+    parsed = datetime.fromisoformat(occurred_at.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"no zone in {occurred_at!r}")
+    return math.floor(parsed.timestamp())
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for a keyed message (kafka-python, Java client)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def category(score: int) -> str:
+    if score >= 9:
+        return "promoter"
+    if score >= 7:
+        return "passive"
+    return "detractor"
+
+
+def micros(amount: float) -> int:
+    return round(amount * MICROS)
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def nps_score(promoters: float, detractors: float, responses: float) -> float | None:
+    if not responses:
+        return None
+    return round(100.0 * (promoters - detractors) / responses, 6)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as the worker sees it."""
+
+    index: int  # position in the send order
+    event: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    t: int
+    late: bool
+    duplicate: bool
+
+    @property
+    def type(self) -> str:
+        return str(self.event["type"])
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self.event["data"])
+
+    @property
+    def counted(self) -> bool:
+        """Counted in windowed numbers: neither late nor a duplicate."""
+        return not self.late and not self.duplicate
+
+
+class Clock:
+    """The clock ``T`` and the window rules of docs/semantics.md."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self.cm = now // 60
+        self.ch = now // 3600
+        self.oldest_hour = self.ch - RETENTION_HOURS + 1
+
+    def is_late(self, t: int) -> bool:
+        return t // 3600 < self.oldest_hour
+
+    def minute_in(self, minute: int, window: str) -> bool:
+        """Whether an event in minute bucket ``minute`` falls in ``window``."""
+        if window == "1h":
+            return self.cm - 59 <= minute <= self.cm
+        hour = (minute * 60) // 3600
+        return self.ch - HOUR_WINDOW_SIZE[window] + 1 <= hour <= self.ch
+
+    def holds(self, t: int, window: str) -> bool:
+        return self.minute_in(t // 60, window)
+
+
+def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) -> list[Delivery]:
+    """Place every event (send order) and decide late / duplicate for each delivery."""
+    next_offset: dict[tuple[str, int], int] = defaultdict(int)
+    applied: dict[tuple[str, int], set[str]] = defaultdict(set)
+    out = []
+    for index, event in enumerate(events):
+        topic, key = route(event)
+        partition = partition_of(key, partitions)
+        offset = next_offset[topic, partition]
+        next_offset[topic, partition] += 1
+        t = epoch_seconds(event["occurred_at"])
+        late = clock.is_late(t)
+        duplicate = False
+        if not late:
+            seen = applied[topic, partition]
+            duplicate = event["event_id"] in seen
+            seen.add(event["event_id"])
+        out.append(Delivery(index, event, topic, partition, offset, t, late, duplicate))
+    return out
+
+
+@dataclass
+class Fold:
+    """At most ``cap`` distinct values per label name; the rest become ``other``."""
+
+    cap: int
+    values: dict[str, set[str]] = field(default_factory=dict)
+    folded: bool = False
+
+    def __call__(self, label: str, value: str) -> str:
+        seen = self.values.setdefault(label, set())
+        if value in seen:
+            return value
+        if len(seen) < self.cap:
+            seen.add(value)
+            return value
+        self.folded = True
+        return "other"
+
+
+class Windowed:
+    """A windowed gauge family: sums per (base labels, column labels, window)."""
+
+    def __init__(self, name: str, columns: list[dict[str, str]], scale: int = 1) -> None:
+        self.name = name
+        self.columns = columns
+        self.scale = scale
+        self.seen: list[tuple[tuple[str, str], ...]] = []
+        self._seen_set: set[tuple[tuple[str, str], ...]] = set()
+        self.sums: Counter[tuple[tuple[tuple[str, str], ...], int, str]] = Counter()
+
+    def add(self, clock: Clock, t: int, base: dict[str, str], value: int = 1, column: int = 0) -> None:
+        key = tuple(sorted(base.items()))
+        if key not in self._seen_set:  # a retained bucket: the series stays exported
+            self._seen_set.add(key)
+            self.seen.append(key)
+        for window in WINDOWS:
+            if clock.holds(t, window):
+                self.sums[key, column, window] += value
+
+    def gauges(self) -> Iterable[tuple[GaugeKey, float]]:
+        for base in self.seen:
+            for window in WINDOWS:
+                for column, extra in enumerate(self.columns):
+                    labels = frozenset({**dict(base), **extra, "window": window}.items())
+                    yield (self.name, labels), self.sums[base, column, window] / self.scale
+
+
+@dataclass
+class Expected:
+    """What one worker owning every partition exports for the given events and clock."""
+
+    clock: Clock
+    deliveries: list[Delivery]
+    gauges: dict[GaugeKey, float]
+    events: dict[str, int]
+    late: dict[str, int]
+    duplicates: int
+    folded: bool
+    targets: dict[tuple[str, str], float]
+    windows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    # -- the headline numbers, counted straight from the events ----------------------
+    def headline(self, window: str) -> dict[str, Any]:
+        """Headline numbers for ``window`` without going through the gauges."""
+        clock = self.clock
+        counted = [d for d in self.deliveries if d.counted and clock.holds(d.t, window)]
+        kinds = Counter(d.type for d in counted)
+        won = [d.data for d in counted if d.type == "deal.won"]
+        won_kinds = Counter(w["kind"] for w in won)
+        acquired = won_kinds["new"]
+        enps = Counter(
+            category(d.data["score"])
+            for d in counted
+            if d.type == "survey.answered" and d.data["survey"] == "enps"
+        )
+        nps = Counter(
+            category(d.data["score"])
+            for d in counted
+            if d.type == "survey.answered" and d.data["survey"] == "nps"
+        )
+        enps_n = sum(enps.values())
+        if enps_n < MIN_ANONYMOUS:  # not exported: the worker shows no responses at all
+            enps = Counter()
+            enps_n = 0
+        nps_n = sum(nps.values())
+        latest_activity = self._latest_activity_minutes()
+        engaged = sum(1 for m in latest_activity.values() if clock.minute_in(m, window))
+        known, at_risk = self._known_and_at_risk()
+        expansion = won_kinds["upsell"] + won_kinds["cross_sell"]
+        lost = kinds["deal.lost"]
+        return {
+            "leads": float(kinds["lead.created"]),
+            "opportunities": float(kinds["opportunity.created"]),
+            "customers_acquired": float(acquired),
+            "conversion": ratio(acquired, kinds["lead.created"]),
+            "deals_won": float(len(won)),
+            "deals_lost": float(lost),
+            "win_rate": ratio(len(won), len(won) + lost),
+            "customers_engaged": float(engaged),
+            "activities": float(kinds["customer.activity"]),
+            "customers_known": float(known),
+            "customers_at_risk": float(at_risk),
+            "enps_responses": float(enps_n),
+            "enps": nps_score(enps["promoter"], enps["detractor"], enps_n),
+            "nps_responses": float(nps_n),
+            "nps": nps_score(nps["promoter"], nps["detractor"], nps_n),
+            "upsell": float(won_kinds["upsell"]),
+            "cross_sell": float(won_kinds["cross_sell"]),
+            "expansion_rate": ratio(expansion, len(won)),
+            "sales_amount": {
+                cur: sum(micros(w["amount"]) for w in won if w["currency"] == cur) / MICROS
+                for cur in sorted({w["currency"] for w in won})
+            },
+            "price_index": self._price_index(),
+        }
+
+    def _latest_activity_minutes(self) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for d in self.deliveries:
+            if d.type == "customer.activity" and not d.duplicate:
+                c = d.data["customer_id"]
+                latest[c] = max(latest.get(c, -1), d.t // 60)
+        return latest
+
+    def _known_and_at_risk(self) -> tuple[int, int]:
+        deal: dict[str, int] = {}
+        for d in self.deliveries:
+            if d.type == "deal.won" and not d.duplicate:
+                c = d.data["customer_id"]
+                deal[c] = max(deal.get(c, -1), d.t // 60)
+        activity = self._latest_activity_minutes()
+        threshold = self.clock.cm - AT_RISK_MINUTES
+        at_risk = sum(1 for c, m in deal.items() if max(m, activity.get(c, -1)) < threshold)
+        return len(deal), at_risk
+
+    def _latest_prices(self, kind: str, key_fields: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        best: dict[tuple[str, ...], tuple[int, int, float]] = {}
+        for d in self.deliveries:
+            if d.type != kind or d.duplicate:
+                continue
+            data = d.data
+            key = tuple(data[f] for f in key_fields)
+            old = best.get(key)
+            if old is None or (d.t, d.offset) > old[:2]:
+                best[key] = (d.t, d.offset, data["price"])
+        return {k: v[2] for k, v in best.items()}
+
+    def _price_index(self) -> dict[tuple[str, str, str], float | None]:
+        ours = self._latest_prices("product.price_set", ("product", "currency"))
+        theirs = self._latest_prices("competitor.price_observed", ("product", "competitor", "currency"))
+        out: dict[tuple[str, str, str], float | None] = {}
+        for (product, competitor, currency), price in sorted(theirs.items()):
+            list_price = ours.get((product, currency))
+            out[product, competitor, currency] = None if list_price is None else ratio(list_price, price)
+        return out
+
+    # -- convenience -----------------------------------------------------------------
+    def gauge(self, name: str, **labels: str) -> float | None:
+        return self.gauges.get((name, frozenset(labels.items())))
+
+    def series(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
+        return {labels: v for (n, labels), v in self.gauges.items() if n == name}
+
+    @property
+    def valid_deliveries(self) -> int:
+        return len(self.deliveries)
+
+
+def expected(
+    events: Iterable[dict[str, Any]],
+    clock: int,
+    partitions: int = 4,
+    label_cap: int = 50,
+    targets: Mapping[tuple[str, str], float] | None = None,
+) -> Expected:
+    """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds)."""
+    clk = Clock(clock)
+    dels = deliveries(events, clk, partitions)
+    fold = Fold(label_cap)
+    targets = dict(targets or {})
+
+    leads = Windowed("salespulse_leads", [{}])
+    opportunities = Windowed("salespulse_opportunities", [{}])
+    acquired = Windowed("salespulse_customers_acquired", [{}])
+    spend = Windowed("salespulse_marketing_spend", [{}], MICROS)
+    won = Windowed("salespulse_deals_won", [{"kind": k} for k in DEAL_KINDS])
+    lost = Windowed("salespulse_deals_lost", [{}])
+    amount = Windowed("salespulse_sales_amount", [{}], MICROS)
+    activities = Windowed("salespulse_customer_activities", [{}])
+    expansion = Windowed("salespulse_expansion_deals", [{"kind": k} for k in ("upsell", "cross_sell", "all")])
+    expansion_amount = Windowed(
+        "salespulse_expansion_amount", [{"kind": "upsell"}, {"kind": "cross_sell"}], MICROS
+    )
+    nps = Windowed("salespulse_nps_responses", [{"category": c} for c in CATEGORIES])
+    enps: Counter[tuple[str, str, str]] = Counter()  # (window, team, category)
+
+    competitor: dict[tuple[str, str, str], tuple[int, int, float]] = {}
+    list_price: dict[tuple[str, str], tuple[int, int, float]] = {}
+    last_activity: dict[str, int] = {}  # customer -> latest minute, any age
+    last_deal: dict[str, int] = {}  # known customer -> latest deal.won minute, any age
+    nps_latest: dict[str, tuple[int, int, int]] = {}  # customer -> (t, offset, score)
+
+    events_total: Counter[str] = Counter()
+    late_total: Counter[str] = Counter()
+    duplicates = 0
+
+    for d in dels:
+        if d.duplicate:
+            duplicates += 1
+            continue
+        events_total[d.type] += 1
+        if d.late:
+            late_total[d.type] += 1
+        data, t, kind = d.data, d.t, d.type
+        # Latest-value state: any age.
+        if kind == "customer.activity":
+            c = data["customer_id"]
+            last_activity[c] = max(last_activity.get(c, -1), t // 60)
+        elif kind == "deal.won":
+            c = data["customer_id"]
+            last_deal[c] = max(last_deal.get(c, -1), t // 60)
+        elif kind == "survey.answered" and data["survey"] == "nps":
+            c = data["customer_id"]
+            old = nps_latest.get(c)
+            if old is None or (t, d.offset) > old[:2]:
+                nps_latest[c] = (t, d.offset, data["score"])
+        elif kind == "competitor.price_observed":
+            ck = (
+                fold("product", data["product"]),
+                fold("competitor", data["competitor"]),
+                fold("currency", data["currency"]),
+            )
+            old_price = competitor.get(ck)
+            if old_price is None or (t, d.offset) > old_price[:2]:
+                competitor[ck] = (t, d.offset, data["price"])
+        elif kind == "product.price_set":
+            lk = (fold("product", data["product"]), fold("currency", data["currency"]))
+            old_list = list_price.get(lk)
+            if old_list is None or (t, d.offset) > old_list[:2]:
+                list_price[lk] = (t, d.offset, data["price"])
+        if d.late:
+            continue
+        # Windowed numbers: neither late nor duplicate.
+        if kind == "lead.created":
+            labels = {
+                "region": fold("region", data["region"]),
+                "source": fold("source", data["source"]),
+                "rep": fold("rep", data["rep_id"]),
+            }
+            leads.add(clk, t, labels)
+        elif kind == "opportunity.created":
+            opportunities.add(
+                clk, t, {"region": fold("region", data["region"]), "rep": fold("rep", data["rep_id"])}
+            )
+        elif kind == "marketing.spend":
+            labels = {
+                "channel": fold("channel", data["channel"]),
+                "currency": fold("currency", data["currency"]),
+            }
+            spend.add(clk, t, labels, micros(data["amount"]))
+        elif kind == "deal.lost":
+            lost.add(clk, t, {"region": fold("region", data["region"])})
+        elif kind == "deal.won":
+            region = fold("region", data["region"])
+            if data["kind"] == "new":
+                labels = {
+                    "region": region,
+                    "source": fold("source", data.get("source") or "unknown"),
+                    "rep": fold("rep", data["rep_id"]),
+                }
+                acquired.add(clk, t, labels)
+            won.add(clk, t, {"region": region}, 1, DEAL_KINDS.index(data["kind"]))
+            currency = fold("currency", data["currency"])
+            amount.add(clk, t, {"region": region, "currency": currency}, micros(data["amount"]))
+            expansion.add(clk, t, {}, 1, 2)
+            if data["kind"] in ("upsell", "cross_sell"):
+                column = 0 if data["kind"] == "upsell" else 1
+                expansion.add(clk, t, {}, 1, column)
+                expansion_amount.add(clk, t, {"currency": currency}, micros(data["amount"]), column)
+        elif kind == "customer.activity":
+            activities.add(clk, t, {"channel": fold("channel", data["channel"])})
+        elif kind == "survey.answered":
+            cat = category(data["score"])
+            if data["survey"] == "nps":
+                labels = {
+                    "region": fold("region", data["region"]),
+                    "product": fold("product", data["product"]),
+                }
+                nps.add(clk, t, labels, 1, CATEGORIES.index(cat))
+            else:
+                team = fold("team", data["team"])
+                for window in WINDOWS:
+                    if clk.holds(t, window):
+                        enps[window, team, cat] += 1
+
+    gauges: dict[GaugeKey, float] = {}
+
+    def put(name: str, labels: Mapping[str, str], value: float) -> None:
+        key = (name, frozenset(labels.items()))
+        assert key not in gauges, key
+        gauges[key] = value
+
+    for family in (
+        leads,
+        opportunities,
+        acquired,
+        spend,
+        won,
+        lost,
+        amount,
+        activities,
+        expansion,
+        expansion_amount,
+        nps,
+    ):
+        for key, value in family.gauges():
+            assert key not in gauges, key
+            gauges[key] = value
+    for (region, rep), monthly in targets.items():
+        for window in WINDOWS:
+            put(
+                "salespulse_lead_target",
+                {"region": region, "rep": rep, "window": window},
+                monthly * WINDOW_SECONDS[window] / WINDOW_SECONDS["30d"],
+            )
+    for (product, competitor_name, currency), (_, _, price) in competitor.items():
+        put(
+            "salespulse_competitor_price",
+            {"product": product, "competitor": competitor_name, "currency": currency},
+            price,
+        )
+    for (product, currency), (_, _, price) in list_price.items():
+        put("salespulse_list_price", {"product": product, "currency": currency}, price)
+    for window in WINDOWS:
+        engaged = sum(1 for m in last_activity.values() if clk.minute_in(m, window))
+        put("salespulse_customers_engaged", {"window": window}, float(engaged))
+    put("salespulse_customers_known", {}, float(len(last_deal)))
+    threshold = clk.cm - AT_RISK_MINUTES
+    at_risk = sum(1 for c, m in last_deal.items() if max(m, last_activity.get(c, -1)) < threshold)
+    put("salespulse_customers_at_risk", {}, float(at_risk))
+    for window in WINDOWS:
+        org = {cat: sum(n for (w, _, c), n in enps.items() if w == window and c == cat) for cat in CATEGORIES}
+        if sum(org.values()) >= MIN_ANONYMOUS:
+            for cat in CATEGORIES:
+                put("salespulse_enps_responses", {"window": window, "team": "all", "category": cat}, org[cat])
+    teams = sorted({team for (w, team, _) in enps if w == "30d"})
+    for team in teams:
+        cells = {cat: enps["30d", team, cat] for cat in CATEGORIES}
+        if team != "all" and sum(cells.values()) >= MIN_ANONYMOUS:
+            for cat in CATEGORIES:
+                put(
+                    "salespulse_enps_responses",
+                    {"window": "30d", "team": team, "category": cat},
+                    float(cells[cat]),
+                )
+    latest_categories = Counter(category(score) for _, _, score in nps_latest.values())
+    for cat in CATEGORIES:
+        put("salespulse_nps_customers", {"category": cat}, float(latest_categories[cat]))
+
+    result = Expected(
+        clock=clk,
+        deliveries=dels,
+        gauges=gauges,
+        events={kind: events_total[kind] for kind in EVENT_TYPES},
+        late={kind: late_total[kind] for kind in EVENT_TYPES},
+        duplicates=duplicates,
+        folded=fold.folded,
+        targets=targets,
+    )
+    result.windows = {w: summarize(gauges, w) for w in WINDOWS}
+    return result
+
+
+# -- the /kpis "windows" summary, from the gauges (ratios follow from exported numbers) ---
+class _Gauges:
+    def __init__(self, gauges: Mapping[GaugeKey, float]) -> None:
+        self.rows = [(name, dict(labels), v) for (name, labels), v in gauges.items()]
+
+    def select(
+        self, name: str, where: Callable[[dict[str, str]], bool]
+    ) -> list[tuple[dict[str, str], float]]:
+        return [(lab, v) for n, lab, v in self.rows if n == name and where(lab)]
+
+    def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
+        return sum(v for _, v in self.select(name, where))
+
+    def by(
+        self, name: str, *keys: str, where: Callable[[dict[str, str]], bool] = lambda _: True
+    ) -> dict[Any, float]:
+        out: dict[Any, float] = defaultdict(float)
+        for lab, v in self.select(name, where):
+            k = lab[keys[0]] if len(keys) == 1 else tuple(lab[x] for x in keys)
+            out[k] += v
+        return dict(out)
+
+
+def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[str, Any]]:
+    """The per-KPI summary of one window, as ``/kpis`` reports it."""
+    g = _Gauges(gauges)
+
+    def w(lab: dict[str, str]) -> bool:
+        return lab.get("window") == window
+
+    leads = g.total("salespulse_leads", w)
+    target = g.total("salespulse_lead_target", w)
+    leads_by_rep = g.by("salespulse_leads", "rep", where=w)
+    target_by_rep = g.by("salespulse_lead_target", "rep", where=w)
+    acquired = g.total("salespulse_customers_acquired", w)
+    acquired_by_source = g.by("salespulse_customers_acquired", "source", where=w)
+    acquired_by_rep = g.by("salespulse_customers_acquired", "rep", where=w)
+    spend = {f"{lab['channel']}/{lab['currency']}": v for lab, v in g.select("salespulse_marketing_spend", w)}
+    won = g.total("salespulse_deals_won", w)
+    lost = g.total("salespulse_deals_lost", w)
+    won_by_region = g.by("salespulse_deals_won", "region", where=w)
+    lost_by_region = g.by("salespulse_deals_lost", "region", where=w)
+    amount_by_region: dict[str, dict[str, float]] = {}
+    for lab, v in g.select("salespulse_sales_amount", w):
+        amount_by_region.setdefault(lab["region"], {})[lab["currency"]] = v
+    list_prices = {(lab["product"], lab["currency"]): v for lab, v in g.select("salespulse_list_price", bool)}
+    prices = []
+    for lab, v in sorted(
+        g.select("salespulse_competitor_price", bool),
+        key=lambda row: (row[0]["product"], row[0]["competitor"], row[0]["currency"], row[1]),
+    ):
+        ours = list_prices.get((lab["product"], lab["currency"]))
+        prices.append(
+            {
+                "product": lab["product"],
+                "competitor": lab["competitor"],
+                "currency": lab["currency"],
+                "competitor_price": v,
+                "list_price": ours,
+                "price_index": None if ours is None else ratio(ours, v),
+            }
+        )
+    known = g.total("salespulse_customers_known")
+    at_risk = g.total("salespulse_customers_at_risk")
+    enps_org = g.by(
+        "salespulse_enps_responses", "category", where=lambda lab: w(lab) and lab["team"] == "all"
+    )
+    ep, epa, ed = (enps_org.get(c, 0.0) for c in CATEGORIES)
+    enps_by_team: dict[str, float | None] = {}
+    if window == "30d":
+        cells = g.by("salespulse_enps_responses", "team", "category", where=w)
+        for team, n in sorted(g.by("salespulse_enps_responses", "team", where=w).items()):
+            if team != "all":
+                enps_by_team[team] = nps_score(
+                    cells.get((team, "promoter"), 0.0), cells.get((team, "detractor"), 0.0), n
+                )
+    expansion = g.by("salespulse_expansion_deals", "kind", where=w)
+    nps_cats = g.by("salespulse_nps_responses", "category", where=w)
+    p, pa, d = (nps_cats.get(c, 0.0) for c in CATEGORIES)
+    nps_cells = g.by("salespulse_nps_responses", "region", "category", where=w)
+    return {
+        "leads": {
+            "leads": leads,
+            "opportunities": g.total("salespulse_opportunities", w),
+            "lead_target": target,
+            "attainment": ratio(leads, target),
+            "leads_by_source": g.by("salespulse_leads", "source", where=w),
+            "leads_by_region": g.by("salespulse_leads", "region", where=w),
+            "attainment_by_rep": {
+                rep: ratio(leads_by_rep.get(rep, 0.0), t) for rep, t in target_by_rep.items()
+            },
+        },
+        "acquisition": {
+            "customers_acquired": acquired,
+            "leads": leads,
+            "conversion": ratio(acquired, leads),
+            "conversion_by_rep": {
+                rep: ratio(acquired_by_rep.get(rep, 0.0), n) for rep, n in leads_by_rep.items()
+            },
+            "acquired_by_source": acquired_by_source,
+            "marketing_spend": spend,
+            "cac": {k: ratio(v, acquired_by_source.get(k.split("/")[0], 0.0)) for k, v in spend.items()},
+        },
+        "sales": {
+            "deals_won": won,
+            "deals_lost": lost,
+            "win_rate": ratio(won, won + lost),
+            "amount_by_currency": g.by("salespulse_sales_amount", "currency", where=w),
+            "amount_by_region": amount_by_region,
+            "won_by_region": won_by_region,
+            "win_rate_by_region": {
+                r: ratio(won_by_region.get(r, 0.0), won_by_region.get(r, 0.0) + lost_by_region.get(r, 0.0))
+                for r in set(won_by_region) | set(lost_by_region)
+            },
+        },
+        "pricing": {"prices": prices},
+        "engagement": {
+            "customers_engaged": g.total("salespulse_customers_engaged", w),
+            "activities": g.total("salespulse_customer_activities", w),
+            "activities_by_channel": g.by("salespulse_customer_activities", "channel", where=w),
+            "customers_known": known,
+            "customers_at_risk": at_risk,
+            "at_risk_share": at_risk / known if known else None,
+        },
+        "enps": {
+            "responses": ep + epa + ed,
+            "promoters": ep,
+            "passives": epa,
+            "detractors": ed,
+            "enps": nps_score(ep, ed, ep + epa + ed),
+            "enps_by_team": enps_by_team,
+        },
+        "expansion": {
+            "upsell": expansion.get("upsell", 0.0),
+            "cross_sell": expansion.get("cross_sell", 0.0),
+            "deals_won": expansion.get("all", 0.0),
+            "expansion_rate": ratio(
+                expansion.get("upsell", 0.0) + expansion.get("cross_sell", 0.0), expansion.get("all", 0.0)
+            ),
+            "expansion_amount": g.by("salespulse_expansion_amount", "currency", where=w),
+        },
+        "nps": {
+            "responses": p + pa + d,
+            "promoters": p,
+            "passives": pa,
+            "detractors": d,
+            "nps": nps_score(p, d, p + pa + d),
+            "nps_by_region": {
+                r: nps_score(nps_cells.get((r, "promoter"), 0.0), nps_cells.get((r, "detractor"), 0.0), n)
+                for r, n in g.by("salespulse_nps_responses", "region", where=w).items()
+            },
+            "customers_by_latest_category": g.by("salespulse_nps_customers", "category"),
+        },
+    }
+
+
+# -- comparing ------------------------------------------------------------------------
+AMOUNT_KEYS = frozenset(
+    {
+        "marketing_spend",
+        "cac",
+        "amount_by_currency",
+        "amount_by_region",
+        "expansion_amount",
+        "competitor_price",
+        "list_price",
+        "price_index",
+        "sales_amount",
+        "lead_target",
+        "attainment",
+        "attainment_by_rep",
+    }
+)
+
+
+def close(actual: float, expect: float, *, amount: bool) -> bool:
+    if amount:
+        return math.isclose(actual, expect, rel_tol=1e-6, abs_tol=0.01)
+    return math.isclose(actual, expect, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def diff(actual: Any, expect: Any, path: str = "", *, amount: bool = False) -> list[str]:
+    """Differences between two JSON-like values: counts exact, amounts with a tolerance."""
+    if isinstance(expect, Mapping):
+        if not isinstance(actual, Mapping):
+            return [f"{path}: expected a mapping, got {actual!r}"]
+        out = []
+        for key in sorted(set(expect) | set(actual), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                out.append(f"{sub}: missing (expected {expect[key]!r})")
+            elif key not in expect:
+                out.append(f"{sub}: unexpected {actual[key]!r}")
+            else:
+                out += diff(actual[key], expect[key], sub, amount=amount or key in AMOUNT_KEYS)
+        return out
+    if isinstance(expect, list | tuple):
+        if not isinstance(actual, list | tuple) or len(actual) != len(expect):
+            return [f"{path}: expected {len(expect)} items, got {actual!r:.200}"]
+        out = []
+        for i, (a, e) in enumerate(zip(actual, expect, strict=True)):
+            out += diff(a, e, f"{path}[{i}]", amount=amount)
+        return out
+    if expect is None or actual is None or isinstance(expect, str):
+        return [] if actual == expect else [f"{path}: expected {expect!r}, got {actual!r}"]
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        return [f"{path}: expected {expect!r}, got {actual!r}"]
+    if close(float(actual), float(expect), amount=amount):
+        return []
+    return [f"{path}: expected {expect!r}, got {actual!r}"]
+
+
+def gauge_diff(actual: Mapping[GaugeKey, float], expect: Mapping[GaugeKey, float]) -> list[str]:
+    """Differences between two sets of gauge samples: same series, same values."""
+    out = []
+
+    def show(key: GaugeKey) -> str:
+        name, labels = key
+        return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}"
+
+    for key in sorted(set(expect) - set(actual), key=show):
+        out.append(f"missing {show(key)} (expected {expect[key]!r})")
+    for key in sorted(set(actual) - set(expect), key=show):
+        out.append(f"unexpected {show(key)} = {actual[key]!r}")
+    for key in sorted(set(actual) & set(expect), key=show):
+        if not close(actual[key], expect[key], amount=key[0] in AMOUNT_METRICS):
+            out.append(f"{show(key)}: expected {expect[key]!r}, got {actual[key]!r}")
+    return out
+
+
+# -- reading /metrics -----------------------------------------------------------------
+#: Gauges that describe the pipeline, not a KPI.
+PIPELINE_GAUGES = frozenset({"salespulse_consumer_lag", "salespulse_partitions_owned"})
+#: The latency histogram (its ``_created`` sample parses as a gauge of its own).
+LATENCY_PREFIX = "salespulse_event_to_state_seconds"
+COUNTER_FAMILIES = frozenset(
+    {
+        "salespulse_events",
+        "salespulse_events_late",
+        "salespulse_events_duplicate",
+        "salespulse_events_rejected",
+    }
+)
+
+
+@dataclass
+class Scrape:
+    """A parsed /metrics page: KPI gauges and the event counters."""
+
+    gauges: dict[GaugeKey, float]
+    counters: dict[GaugeKey, float]
+    types: dict[str, str]
+
+
+def parse_metrics(text: str) -> Scrape:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gauges: dict[GaugeKey, float] = {}
+    counters: dict[GaugeKey, float] = {}
+    types: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        if not family.name.startswith("salespulse_") or family.name.startswith(LATENCY_PREFIX):
+            continue
+        if family.type == "gauge" and family.name not in PIPELINE_GAUGES:
+            target = gauges
+        elif family.type == "counter" and family.name in COUNTER_FAMILIES:
+            target = counters
+        else:
+            continue
+        for sample in family.samples:
+            if family.type == "counter" and not sample.name.endswith("_total"):
+                continue  # _created
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in target, f"sample twice on /metrics: {key}"
+            target[key] = float(sample.value)
+    return Scrape(gauges, counters, types)
+
+
+def kpis_series(kpis: Mapping[str, Any]) -> dict[GaugeKey, float]:
+    """The ``series`` of a /kpis answer, keyed like :attr:`Expected.gauges`."""
+    out: dict[GaugeKey, float] = {}
+    for name, labels, value in kpis["series"]:
+        key = (name, frozenset(labels.items()))
+        assert key not in out, f"series twice in /kpis: {key}"
+        out[key] = float(value)
+    return out
