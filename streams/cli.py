@@ -197,5 +197,17 @@ def kpis(workers: str | None, as_json: bool) -> None:
         Console().print(kpi_table(view))
 
 
+@main.command()
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Live events/s.")
+@click.option("--duration", type=float, help="Stop after this many seconds (for scripts and CI).")
+@click.option("--backfill", type=int, default=20_000, show_default=True, help="History first.")
+@click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
+def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bool) -> None:
+    """Embedded broker, worker, generator and a live KPI board in one command."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(rate=rate, duration=duration, backfill=backfill, with_prometheus=with_prometheus))
+
+
 if __name__ == "__main__":
     main()
