@@ -84,7 +84,7 @@ def parse_time(value: str) -> int:
             start = calendar.timegm(dt.date.fromisoformat(day).timetuple())
             _DAY_START[day] = start
         hh, mm, ss = int(value[11:13]), int(value[14:16]), int(value[17:19])
-        if hh > 23 or mm > 59 or ss > 60:
+        if hh > 23 or mm > 59 or ss > 59:
             raise ValueError(value)
         return start + hh * 3600 + mm * 60 + ss
     parsed = dt.datetime.fromisoformat(value)

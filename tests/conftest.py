@@ -60,7 +60,14 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", self.env.get("SALESPULSE_TEST_LOGLEVEL", "warning")],
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--loglevel",
+                self.env.get("SALESPULSE_TEST_LOGLEVEL", "warning"),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
