@@ -81,12 +81,12 @@ class AcquisitionKpi:
         acquired_by_rep = series.group("salespulse_customers_acquired", "rep", w)
         cac: dict[str, float | None] = {}
         spend: dict[str, float] = {}
-        for (name, labels), value in series.values.items():
-            lab = dict(labels)
-            if name == "salespulse_marketing_spend" and lab["window"] == window:
-                key = f"{lab['channel']}/{lab['currency']}"
-                spend[key] = value
-                cac[key] = ratio(value, acquired_by_source.get(lab["channel"], 0.0))
+        for (channel, currency), value in series.pairs(
+            "salespulse_marketing_spend", "channel", "currency", w
+        ).items():
+            key = f"{channel}/{currency}"
+            spend[key] = value
+            cac[key] = ratio(value, acquired_by_source.get(channel, 0.0))
         return {
             "customers_acquired": acquired,
             "leads": leads,

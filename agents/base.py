@@ -109,8 +109,7 @@ def merged_window(counters: Iterable[WindowedCounter], window: str, clock: Clock
     """Sum one window, at ``clock``, over several partitions' counters."""
     total: dict[Labels, Vector] = {}
     for counter in counters:
-        counter.refresh(clock)
-        for labels, vec in counter.window(window).items():
+        for labels, vec in counter.window_at(clock, window).items():
             acc = total.get(labels)
             if acc is None:
                 total[labels] = list(vec)
@@ -168,6 +167,7 @@ class Series:
 
     def __init__(self) -> None:
         self.values: dict[SampleKey, float] = {}
+        self._by_name: dict[str, list[tuple[dict[str, str], float]]] | None = None
 
     def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -178,17 +178,26 @@ class Series:
             self.values[key] = max(old, value)
         else:
             self.values[key] = old + value
+        self._by_name = None
+
+    def named(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """Every (labels, value) of one metric; the index is built once per set of adds."""
+        if self._by_name is None:
+            index: dict[str, list[tuple[dict[str, str], float]]] = {}
+            for (n, lab), v in self.values.items():
+                index.setdefault(n, []).append((dict(lab), v))
+            self._by_name = index
+        return self._by_name.get(name, [])
 
     def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
-        return sum(v for (n, lab), v in self.values.items() if n == name and where(dict(lab)))
+        return sum(v for labels, v in self.named(name) if where(labels))
 
     def group(
         self, name: str, by: str, where: Callable[[dict[str, str]], bool] = lambda _: True
     ) -> dict[str, float]:
         out: dict[str, float] = {}
-        for (n, lab), v in self.values.items():
-            labels = dict(lab)
-            if n == name and where(labels):
+        for labels, v in self.named(name):
+            if where(labels):
                 out[labels[by]] = out.get(labels[by], 0.0) + v
         return out
 
@@ -197,9 +206,8 @@ class Series:
     ) -> dict[tuple[str, str], float]:
         """Totals by two labels, e.g. (region, category)."""
         out: dict[tuple[str, str], float] = {}
-        for (n, lab), v in self.values.items():
-            labels = dict(lab)
-            if n == name and where(labels):
+        for labels, v in self.named(name):
+            if where(labels):
                 key = (labels[a], labels[b])
                 out[key] = out.get(key, 0.0) + v
         return out

@@ -49,6 +49,14 @@ class AtRisk:
         if self.threshold is not None and after < self.threshold:
             self.count += 1
 
+    def at(self, clock: Clock) -> int:
+        """At-risk count at ``clock``: the running count, or a look back for the digest."""
+        if self.threshold is None or clock.minute - AT_RISK_MINUTES >= self.threshold:
+            self.refresh(clock)
+            return self.count
+        threshold = clock.minute - AT_RISK_MINUTES
+        return sum(n for m, n in self.by_minute.items() if m < threshold)
+
     def refresh(self, clock: Clock) -> None:
         threshold = clock.minute - AT_RISK_MINUTES
         if threshold == self.threshold:
@@ -146,16 +154,14 @@ class EngagementKpi:
             [({}, 0, 1)],
             ctx.clock,
         )
-        for state in states:
-            state.engaged.refresh(ctx.clock)
-            state.at_risk.refresh(ctx.clock)
         for window in WINDOW_NAMES:
             sums = merged_window([s.engaged for s in states], window, ctx.clock)
             engaged = sums.get((), [0])[0]
             yield "salespulse_customers_engaged", {"window": window}, float(engaged)
         known = sum(len(s.deal.times) for s in states)
         yield "salespulse_customers_known", {}, float(known)
-        yield "salespulse_customers_at_risk", {}, float(sum(s.at_risk.count for s in states))
+        at_risk = sum(s.at_risk.at(ctx.clock) for s in states)
+        yield "salespulse_customers_at_risk", {}, float(at_risk)
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
         w = in_window(window)

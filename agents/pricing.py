@@ -77,12 +77,10 @@ class PricingKpi:
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
         list_prices: dict[tuple[str, str], float] = {}
         competitors: list[tuple[str, str, str, float]] = []
-        for (name, labels), value in series.values.items():
-            lab = dict(labels)
-            if name == "salespulse_list_price":
-                list_prices[(lab["product"], lab["currency"])] = value
-            elif name == "salespulse_competitor_price":
-                competitors.append((lab["product"], lab["competitor"], lab["currency"], value))
+        for lab, value in series.named("salespulse_list_price"):
+            list_prices[(lab["product"], lab["currency"])] = value
+        for lab, value in series.named("salespulse_competitor_price"):
+            competitors.append((lab["product"], lab["competitor"], lab["currency"], value))
         rows = []
         for product, competitor, currency, price in sorted(competitors):
             ours = list_prices.get((product, currency))

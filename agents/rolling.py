@@ -103,46 +103,67 @@ class WindowedCounter:
     # -- applying events -------------------------------------------------------------
     def add(self, t: int, labels: Labels, vec: Vector, offset: int, clock: Clock) -> None:
         """Add ``vec`` at event time ``t`` unless the record already applied ``offset``."""
-        self.refresh(clock)
+        if clock.now // MINUTE != self._cm:
+            self.refresh(clock)
         h = t // HOUR
-        self._bump("h", h, labels, vec, offset)
+        key = (h, labels)
+        rec = self.hours.get(key)
+        if rec is None or offset < 0 or rec[0] < offset:
+            self._update(self.hours, key, rec, vec, offset, "h")
+            d = self._ch - h
+            if 0 <= d < 720:
+                sums = self.sums
+                self._add(sums["30d"], labels, vec)
+                if d < 168:
+                    self._add(sums["7d"], labels, vec)
+                    if d < 24:
+                        self._add(sums["24h"], labels, vec)
         m = t // MINUTE
-        if m > self._cm - MINUTE_WINDOW:
-            self._bump("m", m, labels, vec, offset)
+        d = self._cm - m
+        if d < MINUTE_WINDOW:
+            key = (m, labels)
+            rec = self.minutes.get(key)
+            if rec is None or offset < 0 or rec[0] < offset:
+                self._update(self.minutes, key, rec, vec, offset, "m")
+                if d >= 0:
+                    self._add(self.sums["1h"], labels, vec)
 
     def adjust(self, t: int, labels: Labels, vec: Vector, clock: Clock) -> None:
         """Add a (possibly negative) derived amount; no offsets, nothing persisted."""
         self.add(t, labels, vec, -1, clock)
 
-    def _bump(self, res: str, bucket: int, labels: Labels, vec: Vector, offset: int) -> None:
-        store = self.minutes if res == "m" else self.hours
-        key = (bucket, labels)
-        rec = store.get(key)
+    def _update(
+        self,
+        store: dict[tuple[int, Labels], Vector],
+        key: tuple[int, Labels],
+        rec: Vector | None,
+        vec: Vector,
+        offset: int,
+        res: str,
+    ) -> None:
         if rec is None:
-            rec = [-1] + [0] * self.width
-            store[key] = rec
-            self.known.add(labels)
-        elif offset >= 0 and rec[0] >= offset:
-            return
-        for i, v in enumerate(vec, 1):
-            rec[i] += v
-        if offset >= 0:
+            rec = store[key] = [offset, *vec]
+            self.known.add(key[1])
+        else:
             rec[0] = offset
-            self.dirty.add((res, bucket, labels))
-        self._add_to_sums(res, bucket, labels, vec)
+            for i, v in enumerate(vec, 1):
+                rec[i] += v
+        if offset >= 0:
+            self.dirty.add((res, key[0], key[1]))
+
+    @staticmethod
+    def _add(sums: dict[Labels, Vector], labels: Labels, vec: Vector) -> None:
+        total = sums.get(labels)
+        if total is None:
+            sums[labels] = list(vec)
+        else:
+            for i, v in enumerate(vec):
+                total[i] += v
 
     def _add_to_sums(self, res: str, bucket: int, labels: Labels, vec: Vector) -> None:
         for name, size, minute in WINDOWS:
-            if minute != (res == "m"):
-                continue
-            current = self._cm if minute else self._ch
-            if _in_window(bucket, current, size):
-                total = self.sums[name].get(labels)
-                if total is None:
-                    self.sums[name][labels] = list(vec)
-                else:
-                    for i, v in enumerate(vec):
-                        total[i] += v
+            if minute == (res == "m") and _in_window(bucket, self._cm if minute else self._ch, size):
+                self._add(self.sums[name], labels, vec)
 
     # -- clock -----------------------------------------------------------------------
     def refresh(self, clock: Clock) -> None:
@@ -178,6 +199,29 @@ class WindowedCounter:
                     for i, v in enumerate(rec[1:]):
                         total[i] += v
         return sums
+
+    def window_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
+        """Sums of ``window`` at ``clock``: advances the running sums, or looks back."""
+        if clock.now // MINUTE >= self._cm:
+            self.refresh(clock)
+            return self.sums[window]
+        return self.sums_at(clock, window)
+
+    def sums_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
+        """Window sums at any clock, without touching the running sums.
+
+        At the running clock this is a read; at another clock (the digest's previous
+        periods) it sums retained buckets: minute buckets for ``1h`` where they are still
+        kept, hour buckets otherwise.
+        """
+        if clock.now // MINUTE == self._cm:
+            return self.sums[window]
+        size, minute = next((n, m) for name, n, m in WINDOWS if name == window)
+        if minute and clock.minute - 59 > self._cm - MINUTE_WINDOW:
+            return self._sum(self.minutes, clock.minute, size)
+        if minute:
+            return self._sum(self.hours, clock.hour, 1)
+        return self._sum(self.hours, clock.hour, size)
 
     # -- persistence -----------------------------------------------------------------
     def drain_dirty(self) -> Iterator[tuple[list[object], Vector]]:

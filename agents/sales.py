@@ -87,10 +87,9 @@ class SalesKpi:
         lost_by_region = series.group("salespulse_deals_lost", "region", w)
         regions = sorted(set(won_by_region) | set(lost_by_region))
         amount: dict[str, dict[str, float]] = {}
-        for (name, labels), value in sorted(series.values.items()):
-            lab = dict(labels)
-            if name == "salespulse_sales_amount" and lab["window"] == window:
-                amount.setdefault(lab["region"], {})[lab["currency"]] = value
+        cells = series.pairs("salespulse_sales_amount", "region", "currency", w)
+        for (region, currency), value in sorted(cells.items()):
+            amount.setdefault(region, {})[currency] = value
         return {
             "deals_won": won,
             "deals_lost": lost,

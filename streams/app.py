@@ -80,8 +80,8 @@ class Runtime:
                     lags[(topic, p)] = max(0, hw - state.meta[topic].offset - 1)
         return lags
 
-    async def persist(self, partition: int, out: Output) -> None:
-        """Write dead letters and changelog records, and wait until the broker has them."""
+    async def write(self, partition: int, out: Output) -> asyncio.Future[Any]:
+        """Send dead letters and changelog records; the future resolves once all are acked."""
         producer = self.kafka_producer()
         futures = []
         for dl in out.deadletters:
@@ -96,14 +96,17 @@ class Runtime:
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        if futures:
-            await asyncio.gather(*futures)
         self.exporter.observe(out.latencies)
+        return asyncio.gather(*futures)
 
-    async def handle_batch(self, tp: TP, records: Sequence[Any]) -> None:
-        """The batch path: apply a fetched batch and persist what it produced."""
+    async def persist(self, partition: int, out: Output) -> None:
+        """Write what a batch produced and wait until the broker has it."""
+        await (await self.write(partition, out))
+
+    async def handle_batch(self, tp: TP, records: Sequence[Any]) -> asyncio.Future[Any]:
+        """The batch path: apply a fetched batch and start writing what it produced."""
         out = self.engine.apply(tp.topic, tp.partition, records)
-        await self.persist(tp.partition, out)
+        return await self.write(tp.partition, out)
 
 
 def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:

@@ -21,10 +21,11 @@ class WorkerUnreachable(RuntimeError):
     """A worker named in ``--workers`` did not answer."""
 
 
-def fetch_share(worker: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
     url = worker if worker.startswith("http") else f"http://{worker}"
+    query = "" if at is None else f"?at={at}"
     try:
-        with urllib.request.urlopen(f"{url}/kpis", timeout=timeout) as response:
+        with urllib.request.urlopen(f"{url}/kpis{query}", timeout=timeout) as response:
             return dict(orjson.loads(response.read()))
     except OSError as exc:
         raise WorkerUnreachable(f"worker {worker} did not answer /kpis: {exc}") from None
@@ -56,5 +57,6 @@ def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def cluster_view(workers: Sequence[str], timeout: float = 5.0) -> dict[str, Any]:
-    return merge([fetch_share(w, timeout) for w in workers])
+def cluster_view(workers: Sequence[str], timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
+    """The merged view now, or at an earlier clock (epoch seconds)."""
+    return merge([fetch_share(w, timeout, at) for w in workers])

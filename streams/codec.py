@@ -36,22 +36,26 @@ class Rejected(Exception):
         self.field = field
 
 
-def check_event(obj: object) -> dict[str, Any]:
-    """Validate a decoded object against ``schemas/``; raise :class:`Rejected`."""
+def checked(obj: object) -> tuple[dict[str, Any], int]:
+    """Validate a decoded object against ``schemas/``; return it with its time in seconds."""
     try:
         event = validate_event(obj)
     except InvalidEvent as exc:
         reason = "unknown_type" if exc.field == "type" else "schema"
         raise Rejected(reason, str(exc), exc.field) from None
     try:
-        parse_time(event["occurred_at"])
+        return event, parse_time(event["occurred_at"])
     except ValueError:
         raise Rejected("schema", "occurred_at: not a valid date-time", "occurred_at") from None
-    return event
 
 
-def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
-    """Decode and validate one message value."""
+def check_event(obj: object) -> dict[str, Any]:
+    """Validate a decoded object against ``schemas/``; raise :class:`Rejected`."""
+    return checked(obj)[0]
+
+
+def decode(raw: bytes | None, max_bytes: int) -> tuple[dict[str, Any], int]:
+    """Decode and validate one message value; return the event and its time in seconds."""
     if raw is None:
         raise Rejected("not_json", "empty message")
     if len(raw) > max_bytes:
@@ -60,7 +64,7 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Rejected("not_json", f"not valid JSON: {exc}") from None
-    return check_event(obj)
+    return checked(obj)
 
 
 def check_route(event: dict[str, Any], topic: str, key: bytes | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from streams.offsets import true_end_offsets
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
+BatchHandler = Callable[[TP, Sequence[Any]], Awaitable["asyncio.Future[Any]"]]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -38,6 +39,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_next: dict[TP, int] = {}
+        self._batch_active: set[TP] = set()
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         """End offsets for recovery; read from Fetch high watermarks on a faulty broker."""
@@ -54,12 +56,33 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._batch_next.pop(tp, None)
+        self._batch_active.difference_update(revoked)
         await super().on_partitions_revoked(revoked)
 
-    def _bulk_ack(self, tp: TP, records: Sequence[Any]) -> None:
-        self._acked[tp]
-        self._batch_next[tp] = records[-1].offset + 1
-        self._n_acked += len(records)
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._batch_active = set(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _acker(self, tp: TP, records: Sequence[Any]) -> Callable[[asyncio.Future[Any]], None]:
+        """Ack a batch's offsets once its changelog and dead letters are on the broker.
+
+        Writes to one partition complete in order, so acks arrive in offset order. A failed
+        write must never let a later batch's ack commit past it, so the process stops at
+        once; its replacement recovers the changelog and replays from the last commit.
+        """
+
+        def ack(written: asyncio.Future[Any]) -> None:
+            if written.cancelled() or written.exception() is not None:
+                reason = "cancelled" if written.cancelled() else repr(written.exception())
+                log.critical("changelog write for %s failed (%s): exiting to replay", tp, reason)
+                logging.shutdown()
+                os._exit(70)
+            if tp in self._batch_active:
+                self._acked.setdefault(tp, [])  # marks tp as having offsets to commit
+                self._batch_next[tp] = records[-1].offset + 1
+                self._n_acked += len(records)
+
+        return ack
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - faust loop
         callback = self.callback
@@ -84,8 +107,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     if handler is not None and tp.topic in batch_topics:
                         # The engine skips offsets it has applied, so no read-offset filter.
-                        await handler(tp, recs)
-                        self._bulk_ack(tp, recs)
+                        written = await handler(tp, recs)
+                        written.add_done_callback(self._acker(tp, recs))
                         continue
                     for record in recs:
                         await self.wait_first(

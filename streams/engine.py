@@ -239,7 +239,7 @@ class Engine:
             offset = record.offset
             fresh = offset > meta.offset
             try:
-                raw = decode(record.value, self.max_event_bytes)
+                raw, t = decode(record.value, self.max_event_bytes)
                 check_route(raw, topic, record.key)
             except Rejected as exc:
                 if fresh:
@@ -257,7 +257,6 @@ class Engine:
                     )
                 continue
             kind = raw["type"]
-            t = parse_time(raw["occurred_at"])
             late = clock.is_late(t)
             if not late and seen.first_offset(t // HOUR, raw["event_id"], offset) < offset:
                 if fresh:
@@ -313,10 +312,10 @@ class Engine:
             state.kpis[kind].restore(topic, k[3:], v, ApplyContext(clock, self.fold))
 
     # -- export ----------------------------------------------------------------------
-    def samples(self, partitions: Iterable[int]) -> Iterator[Sample]:
-        """Gauge samples for the given (actively owned) partitions."""
+    def samples(self, partitions: Iterable[int], at: int | None = None) -> Iterator[Sample]:
+        """Gauge samples for the given (actively owned) partitions, now or at an earlier clock."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.clock(), self.targets)
+        ctx = ExportContext(self.clock() if at is None else Clock(at), self.targets)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
@@ -343,13 +342,36 @@ class Engine:
                 totals["duplicates"][""] += meta.duplicates
         return totals
 
-    def kpis_view(self, partitions: Iterable[int]) -> dict[str, Any]:
-        """This worker's share: the raw series plus every KPI summarised per window."""
+    def progress(self, partitions: Iterable[int]) -> dict[str, Any]:
+        """Cheap to compute: what has been applied, for polling during loads and tests."""
+        parts = sorted(partitions)
+        counters = self.counters(parts)
+        applied = {
+            f"{topic}/{p}": meta.offset
+            for p in parts
+            if p in self.partitions
+            for topic, meta in self.partitions[p].meta.items()
+        }
+        return {
+            "partitions": parts,
+            "applied_offsets": applied,
+            "events": sum(counters["events"].values()),
+            "duplicates": counters["duplicates"][""],
+            "rejected": sum(counters["rejected"].values()),
+        }
+
+    def kpis_view(self, partitions: Iterable[int], at: int | None = None) -> dict[str, Any]:
+        """This worker's share: the raw series plus every KPI summarised per window.
+
+        ``at`` looks back to an earlier clock using the retained buckets (62 days), which
+        is how the digest gets previous periods and trends: hour resolution, except the
+        ``1h`` window within the last two hours, and known customers are today's.
+        """
         parts = sorted(partitions)
         series = Series()
-        for name, labels, value in self.samples(parts):
+        for name, labels, value in self.samples(parts, at):
             series.add(name, labels, value)
-        clock = self.clock()
+        clock = self.clock() if at is None else Clock(at)
         return {
             "clock": clock.now,
             "partitions": parts,

@@ -58,7 +58,16 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/kpis")
     class Kpis(View):
         async def get(self, request: Request) -> Any:
-            return _json(200, runtime.engine.kpis_view(runtime.owned()))
+            at = request.query.get("at")
+            if at is not None and not at.isdigit():
+                return _json(400, {"error": "at must be epoch seconds"})
+            view = runtime.engine.kpis_view(runtime.owned(), None if at is None else int(at))
+            return _json(200, view)
+
+    @app.page("/progress")
+    class Progress(View):
+        async def get(self, request: Request) -> Any:
+            return _json(200, runtime.engine.progress(runtime.owned()))
 
     @app.page("/healthz")
     class Healthz(View):

@@ -57,19 +57,20 @@ def ensure_topics(settings: Settings) -> None:
         admin.close()
 
 
-def broker_identity(settings: Settings) -> dict[str, Any]:
-    """Cluster id plus the ids of the topics our state is derived from."""
-    admin = _admin(settings)
+def broker_identity(settings: Settings, admin: KafkaAdminClient | None = None) -> dict[str, Any]:
+    """Cluster id plus the ids of the input topics our state is derived from."""
+    client = admin or _admin(settings)
     try:
-        cluster = admin.describe_cluster()
-        existing = set(admin.list_topics())
+        cluster = client.describe_cluster()
+        existing = set(client.list_topics())
         topics = {
             t["name"]: t.get("topic_id")
-            for t in admin.describe_topics([n for n in INPUT_TOPICS if n in existing])
+            for t in client.describe_topics([n for n in INPUT_TOPICS if n in existing])
         }
         return {"cluster_id": cluster.get("cluster_id"), "topics": topics}
     finally:
-        admin.close()
+        if admin is None:
+            client.close()
 
 
 def same_broker(saved: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -144,13 +145,18 @@ def wait_for_broker(settings: Settings) -> dict[str, Any]:
         loop.close()
 
 
-def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 3.0) -> None:
+def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 5.0) -> None:
     """Start over when the broker under us is not the one we started with."""
+    admin: KafkaAdminClient | None = None
     while True:
         time.sleep(interval)
         try:
-            current = broker_identity(settings)
+            admin = admin or _admin(settings)
+            current = broker_identity(settings, admin)
         except (KafkaError, OSError):
+            if admin is not None:
+                admin.close()
+            admin = None
             continue
         if current.get("topics") and not same_broker(identity, current):
             log.error("the broker changed identity (restarted or topics recreated): restarting")

@@ -104,6 +104,11 @@ class WorkerProcess:
         assert status == 200, body
         return dict(orjson.loads(body))
 
+    def progress(self) -> dict[str, Any]:
+        status, body = http(f"http://{self.address}/progress")
+        assert status == 200, body
+        return dict(orjson.loads(body))
+
     def metrics(self) -> str:
         status, body = http(f"http://{self.address}/metrics")
         assert status == 200, body
