@@ -1,0 +1,1017 @@
+"""Build the SalesPulse Grafana dashboards (dashboards/*.json) from this file.
+
+    python dashboards/build_dashboards.py          # rewrite the JSON files
+    python dashboards/build_dashboards.py --check  # exit 1 if they are out of date
+
+The JSON files are what Grafana provisions and what the tests read; this script is
+their source. Edit the panels here and re-run it, rather than editing the JSON (or
+export from Grafana and port the change back here). tests/test_dashboards_static.py
+fails when the JSON and this script disagree.
+
+Conventions:
+- Every panel and target uses the datasource uid ``salespulse-prometheus``.
+- Ratios come from the recording rules (``salespulse:<kpi>:<kind>``,
+  prometheus/rules/recording.yml). A headline that must follow the ``region``/``rep``
+  filters divides two recorded sums instead, since the recorded ratio has no such labels.
+- Template variables: ``$window`` (1h, 24h, 7d, 30d), ``$region`` and ``$rep`` (multi,
+  All = ``.*``); always matched with ``=~`` for region and rep.
+- Panels that belong to an alert link to its runbook: README.md#<alertname lower case>.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATASOURCE = {"type": "prometheus", "uid": "salespulse-prometheus"}
+RUNBOOK = "https://github.com/salespulse/salespulse/blob/main/README.md#"
+WINDOWS = ("1h", "24h", "7d", "30d")
+
+# Filters as they appear in the queries.
+W = 'window="$window"'
+WR = 'window="$window", region=~"$region"'
+WRR = 'window="$window", region=~"$region", rep=~"$rep"'
+
+Json = dict[str, Any]
+
+
+def runbook(alert: str) -> Json:
+    return {"title": f"Runbook: {alert}", "url": RUNBOOK + alert.lower(), "targetBlank": True}
+
+
+def steps(*pairs: tuple[str, float | None]) -> Json:
+    return {
+        "mode": "absolute",
+        "steps": [{"color": color, "value": value} for color, value in pairs],
+    }
+
+
+NEUTRAL = steps(("blue", None))
+# 0..1 ratios where more is better
+HIGHER_IS_BETTER = steps(("red", None), ("orange", 0.5), ("green", 0.8))
+# NPS-style scores, -100..100
+SCORE = steps(("red", None), ("orange", 0), ("green", 30))
+
+
+def target(expr: str, legend: str = "", ref: int = 0, instant: bool = False) -> Json:
+    return {
+        "datasource": DATASOURCE,
+        "refId": chr(ord("A") + ref),
+        "expr": expr,
+        "legendFormat": legend,
+        "range": not instant,
+        "instant": instant,
+    }
+
+
+def panel(
+    kind: str,
+    title: str,
+    exprs: list[tuple[str, str]],
+    *,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 7,
+    thresholds: Json = NEUTRAL,
+    decimals: int | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    links: list[Json] | None = None,
+) -> Json:
+    instant = kind == "bargauge"
+    defaults: Json = {
+        "unit": unit,
+        "thresholds": thresholds,
+        "color": {"mode": "thresholds" if kind != "timeseries" else "palette-classic"},
+        "mappings": [],
+    }
+    for key, value in (("decimals", decimals), ("min", vmin), ("max", vmax)):
+        if value is not None:
+            defaults[key] = value
+    reduce = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+    options: Json
+    if kind == "stat":
+        options = {
+            "reduceOptions": reduce,
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "textMode": "auto",
+        }
+    elif kind == "bargauge":
+        options = {
+            "reduceOptions": reduce,
+            "displayMode": "gradient",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "maxVizHeight": 300,
+            "namePlacement": "auto",
+            "sizing": "auto",
+        }
+    else:
+        defaults["custom"] = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 10,
+            "showPoints": "never",
+            "spanNulls": False,
+            "thresholdsStyle": {"mode": "off"},
+        }
+        options = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": {"w": w, "h": h},
+        "targets": [target(expr, legend, i, instant) for i, (expr, legend) in enumerate(exprs)],
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "links": links or [],
+    }
+
+
+def layout(sections: list[tuple[str | None, list[Json]]]) -> list[Json]:
+    """Place panels left to right in rows of 24 columns; give every panel an id."""
+    out: list[Json] = []
+    y = 0
+    next_id = 1
+    for title, panels in sections:
+        if title is not None:
+            out.append(
+                {
+                    "type": "row",
+                    "title": title,
+                    "id": next_id,
+                    "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                    "panels": [],
+                }
+            )
+            next_id += 1
+            y += 1
+        x, row_h = 0, 0
+        for p in panels:
+            w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+            if x + w > 24:
+                x, y, row_h = 0, y + row_h, 0
+            p["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
+            p["id"] = next_id
+            next_id += 1
+            out.append(p)
+            x += w
+            row_h = max(row_h, h)
+        y += row_h
+    return out
+
+
+def query_variable(name: str, label: str, query: str) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "hide": 0,
+    }
+
+
+def window_variable() -> Json:
+    options = [{"selected": w == "24h", "text": w, "value": w} for w in WINDOWS]
+    return {
+        "name": "window",
+        "label": "Window",
+        "type": "custom",
+        "query": ",".join(WINDOWS),
+        "current": {"selected": True, "text": "24h", "value": "24h"},
+        "options": options,
+        "multi": False,
+        "includeAll": False,
+        "hide": 0,
+        "description": "Rolling KPI window, ending now (event time).",
+    }
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[Json], **extra: Any) -> Json:
+    board: Json = {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["salespulse"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-24h", "to": "now"},
+        "refresh": "1m",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "templating": {"list": []},
+        "links": [],
+        "panels": panels,
+    }
+    board.update(extra)
+    return board
+
+
+def dashboard_links(alerts: list[str]) -> list[Json]:
+    links: list[Json] = [
+        {
+            "title": "SalesPulse dashboards",
+            "type": "dashboards",
+            "tags": ["salespulse"],
+            "asDropdown": True,
+            "includeVars": True,
+            "keepTime": True,
+            "icon": "external link",
+            "targetBlank": False,
+        }
+    ]
+    for alert in alerts:
+        links.append(
+            {
+                "title": f"Runbook: {alert}",
+                "type": "link",
+                "url": RUNBOOK + alert.lower(),
+                "icon": "doc",
+                "tooltip": f"What {alert} means and what to do",
+                "targetBlank": True,
+                "asDropdown": False,
+                "includeVars": False,
+                "keepTime": False,
+                "tags": [],
+            }
+        )
+    return links
+
+
+# --------------------------------------------------------------------- KPI board
+
+
+def kpi_dashboard() -> Json:
+    pct = {"unit": "percentunit", "decimals": 1}
+    sections: list[tuple[str | None, list[Json]]] = [
+        (
+            "1. New leads and opportunities",
+            [
+                panel(
+                    "stat",
+                    "Leads ($window)",
+                    [(f"sum(salespulse:leads:sum{{{WRR}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="Leads created in the window, selected regions and reps.",
+                ),
+                panel(
+                    "stat",
+                    "Opportunities ($window)",
+                    [(f"sum(salespulse:opportunities:sum{{{WRR}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="Opportunities created in the window, selected regions and reps.",
+                ),
+                panel(
+                    "stat",
+                    "Lead target attainment ($window)",
+                    [
+                        (
+                            f"sum(salespulse:attainment:leads{{{WRR}}})"
+                            f" / (sum(salespulse:lead_target:max{{{WRR}}}) > 0)",
+                            "",
+                        )
+                    ],
+                    w=4,
+                    thresholds=steps(("red", None), ("orange", 0.7), ("green", 1)),
+                    description="Leads / lead target prorated to the window "
+                    "(monthly target x window / 30d), over the selected (region, rep) pairs "
+                    "that have a target.",
+                    links=[runbook("SalesPulseLeadsBelowTarget")],
+                    **pct,
+                ),
+                panel(
+                    "bargauge",
+                    "Attainment by rep and region ($window)",
+                    [
+                        (
+                            f"salespulse:attainment:ratio{{{WRR}}}",
+                            "{{rep}} ({{region}})",
+                        )
+                    ],
+                    w=12,
+                    h=10,
+                    vmin=0,
+                    vmax=1.5,
+                    thresholds=steps(("red", None), ("orange", 0.7), ("green", 1)),
+                    description="salespulse:attainment:ratio. SalesPulseLeadsBelowTarget "
+                    "fires below 70% over 7 days.",
+                    links=[runbook("SalesPulseLeadsBelowTarget")],
+                    **pct,
+                ),
+                panel(
+                    "timeseries",
+                    "Leads by source ($window window)",
+                    [(f"sum by (source) (salespulse:leads:sum{{{WRR}}})", "{{source}}")],
+                    unit="short",
+                    w=12,
+                    description="Leads in the rolling window, by lead source.",
+                ),
+                panel(
+                    "timeseries",
+                    "Opportunities by region ($window window)",
+                    [
+                        (
+                            f"sum by (region) (salespulse:opportunities:sum{{{WRR}}})",
+                            "{{region}}",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Opportunities in the rolling window, by region.",
+                ),
+            ],
+        ),
+        (
+            "2. Customer acquisition rate and cost",
+            [
+                panel(
+                    "stat",
+                    "Customers acquired ($window)",
+                    [(f"sum(salespulse:customers_acquired:sum{{{WRR}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="deal.won of kind new, selected regions and reps.",
+                ),
+                panel(
+                    "stat",
+                    "Conversion ($window)",
+                    [
+                        (
+                            f"sum(salespulse:customers_acquired:sum{{{WRR}}})"
+                            f" / (sum(salespulse:leads:sum{{{WRR}}}) > 0)",
+                            "",
+                        )
+                    ],
+                    w=4,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="Customers acquired / leads in the window, selected regions and reps.",
+                    **pct,
+                ),
+                panel(
+                    "stat",
+                    "CAC, all channels ($window)",
+                    [(f"salespulse:cac:ratio_org{{{W}}}", "{{currency}}")],
+                    unit="short",
+                    decimals=2,
+                    w=4,
+                    description="Customer acquisition cost: all marketing spend / all "
+                    "customers acquired, per spend currency (salespulse:cac:ratio_org).",
+                ),
+                panel(
+                    "bargauge",
+                    "Conversion by rep ($window)",
+                    [(f'salespulse:conversion:ratio{{{W}, rep=~"$rep"}}', "{{rep}}")],
+                    w=6,
+                    h=10,
+                    vmin=0,
+                    vmax=1,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="salespulse:conversion:ratio, all regions. "
+                    "SalesPulseConversionOutlier fires for a rep below half of all reps "
+                    "together over 30 days.",
+                    links=[runbook("SalesPulseConversionOutlier")],
+                    **pct,
+                ),
+                panel(
+                    "bargauge",
+                    "Conversion by source ($window)",
+                    [(f"salespulse:conversion:ratio_by_source{{{W}}}", "{{source}}")],
+                    w=6,
+                    h=10,
+                    vmin=0,
+                    vmax=1,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="salespulse:conversion:ratio_by_source, all regions and reps.",
+                    **pct,
+                ),
+                panel(
+                    "bargauge",
+                    "CAC by channel ($window)",
+                    [(f"salespulse:cac:ratio{{{W}}}", "{{channel}} ({{currency}})")],
+                    unit="short",
+                    decimals=2,
+                    w=12,
+                    h=10,
+                    description="Spend of a channel / customers acquired whose lead source "
+                    "is that channel (salespulse:cac:ratio). No bar: no customer yet.",
+                ),
+                panel(
+                    "timeseries",
+                    "Marketing spend by channel ($window window)",
+                    [
+                        (
+                            f"sum by (channel, currency) (salespulse:marketing_spend:sum{{{W}}})",
+                            "{{channel}} ({{currency}})",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    h=10,
+                    description="Marketing spend in the rolling window, in each currency's units.",
+                ),
+            ],
+        ),
+        (
+            "3. Sales volume by region",
+            [
+                panel(
+                    "stat",
+                    "Deals won ($window)",
+                    [(f"sum(salespulse:deals_won:sum{{{WR}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="Deals won in the window, selected regions.",
+                ),
+                panel(
+                    "stat",
+                    "Win rate ($window)",
+                    [
+                        (
+                            f"sum(salespulse:deals_won:sum_by_region{{{WR}}})"
+                            f" / (sum(salespulse:deals_closed:sum_by_region{{{WR}}}) > 0)",
+                            "",
+                        )
+                    ],
+                    w=4,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="Won / (won + lost) in the window, selected regions.",
+                    **pct,
+                ),
+                panel(
+                    "stat",
+                    "Amount won ($window)",
+                    [
+                        (
+                            f"sum by (currency) (salespulse:sales_amount:sum{{{WR}}})",
+                            "{{currency}}",
+                        )
+                    ],
+                    unit="short",
+                    w=4,
+                    description="Amount of deals won in the window, per currency, selected regions.",
+                ),
+                panel(
+                    "bargauge",
+                    "Win rate by region ($window)",
+                    [(f"salespulse:win_rate:ratio{{{WR}}}", "{{region}}")],
+                    w=12,
+                    h=10,
+                    vmin=0,
+                    vmax=1,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="salespulse:win_rate:ratio: won / (won + lost).",
+                    **pct,
+                ),
+                panel(
+                    "timeseries",
+                    "Amount won by region ($window window)",
+                    [
+                        (
+                            f"salespulse:sales_amount:sum{{{WR}}}",
+                            "{{region}} ({{currency}})",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Amount won in the rolling window, by region and currency.",
+                ),
+                panel(
+                    "bargauge",
+                    "Deals won by kind ($window)",
+                    [(f"sum by (kind) (salespulse:deals_won:sum{{{WR}}})", "{{kind}}")],
+                    unit="short",
+                    w=6,
+                    description="new, upsell, cross_sell, renewal; selected regions.",
+                ),
+                panel(
+                    "bargauge",
+                    "Deals lost by region ($window)",
+                    [(f"salespulse:deals_lost:sum{{{WR}}}", "{{region}}")],
+                    unit="short",
+                    w=6,
+                    description="Deals lost in the window, by region.",
+                ),
+            ],
+        ),
+        (
+            "4. Competitor pricing",
+            [
+                panel(
+                    "bargauge",
+                    "Price index: our list price / competitor price",
+                    [
+                        (
+                            "salespulse:price_index:ratio",
+                            "{{product}} vs {{competitor}} ({{currency}})",
+                        )
+                    ],
+                    unit="percentunit",
+                    decimals=0,
+                    w=12,
+                    h=12,
+                    vmin=0.5,
+                    vmax=1.5,
+                    thresholds=steps(("green", None), ("orange", 1), ("red", 1 / 0.9)),
+                    description="Latest list price / latest competitor price, same product "
+                    "and currency. Above 100% we are more expensive; from 111% the "
+                    "competitor is at least 10% cheaper (SalesPulseCompetitorUndercut).",
+                    links=[runbook("SalesPulseCompetitorUndercut")],
+                ),
+                panel(
+                    "timeseries",
+                    "Competitor prices (latest)",
+                    [
+                        (
+                            "salespulse:competitor_price:max",
+                            "{{product}} {{competitor}} ({{currency}})",
+                        )
+                    ],
+                    unit="short",
+                    w=6,
+                    h=12,
+                    description="Latest observed competitor price by event time.",
+                ),
+                panel(
+                    "timeseries",
+                    "Our list prices (latest)",
+                    [("salespulse:list_price:max", "{{product}} ({{currency}})")],
+                    unit="short",
+                    w=6,
+                    h=12,
+                    description="Latest list price by event time.",
+                ),
+            ],
+        ),
+        (
+            "5. Engagement of existing customers",
+            [
+                panel(
+                    "stat",
+                    "Customers engaged ($window)",
+                    [(f"sum(salespulse:customers_engaged:sum{{{W}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="Distinct customers with at least one activity in the window.",
+                ),
+                panel(
+                    "stat",
+                    "Known customers",
+                    [("sum(salespulse:customers_known:sum)", "")],
+                    unit="short",
+                    w=4,
+                    description="Customers with at least one deal won, of any age.",
+                ),
+                panel(
+                    "stat",
+                    "Customers at risk",
+                    [("salespulse:customers_at_risk:ratio", "")],
+                    w=4,
+                    thresholds=steps(("green", None), ("orange", 0.1), ("red", 0.2)),
+                    description="Share of known customers with no activity and no deal "
+                    "won in 30 days. SalesPulseCustomersAtRisk fires above 20%.",
+                    links=[runbook("SalesPulseCustomersAtRisk")],
+                    **pct,
+                ),
+                panel(
+                    "bargauge",
+                    "Activities by channel ($window)",
+                    [
+                        (
+                            f"sum by (channel) (salespulse:customer_activities:sum{{{W}}})",
+                            "{{channel}}",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Customer activities in the window, by channel.",
+                ),
+                panel(
+                    "timeseries",
+                    "Engaged and at-risk customers",
+                    [
+                        (f"sum(salespulse:customers_engaged:sum{{{W}}})", "engaged ($window)"),
+                        ("sum(salespulse:customers_at_risk:sum)", "at risk"),
+                    ],
+                    unit="short",
+                    w=24,
+                    description="Engaged customers in the window and customers at risk.",
+                    links=[runbook("SalesPulseCustomersAtRisk")],
+                ),
+            ],
+        ),
+        (
+            "6. Employee satisfaction (eNPS)",
+            [
+                panel(
+                    "stat",
+                    "eNPS, org-wide ($window)",
+                    [(f'salespulse:enps:score{{{W}, team="all"}}', "")],
+                    unit="short",
+                    decimals=0,
+                    vmin=-100,
+                    vmax=100,
+                    w=6,
+                    thresholds=SCORE,
+                    description="100 x (promoters - detractors) / responses. Exported only "
+                    "for windows with at least 5 answers.",
+                    links=[runbook("SalesPulseENPSLow")],
+                ),
+                panel(
+                    "stat",
+                    "eNPS answers, org-wide ($window)",
+                    [(f'salespulse:enps:responses{{{W}, team="all"}}', "")],
+                    unit="short",
+                    w=6,
+                    description="eNPS answers in the window.",
+                ),
+                panel(
+                    "bargauge",
+                    "eNPS by team (30 days)",
+                    [('salespulse:enps:score{window="30d", team!="all"}', "{{team}}")],
+                    unit="short",
+                    decimals=0,
+                    vmin=-100,
+                    vmax=100,
+                    w=12,
+                    h=10,
+                    thresholds=SCORE,
+                    description="Per-team eNPS exists only for 30 days and only for teams "
+                    "with at least 5 answers (anonymity). Do not compare it over time to "
+                    "narrow down single answers.",
+                ),
+                panel(
+                    "timeseries",
+                    "eNPS answers by category ($window window)",
+                    [
+                        (
+                            f'sum by (category) (salespulse:enps_responses:sum{{{W}, team="all"}})',
+                            "{{category}}",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Promoters (9-10), passives (7-8), detractors (0-6), org-wide.",
+                ),
+            ],
+        ),
+        (
+            "7. Upsell and cross-sell",
+            [
+                panel(
+                    "stat",
+                    "Expansion rate ($window)",
+                    [(f"salespulse:expansion_rate:ratio{{{W}}}", "")],
+                    w=6,
+                    thresholds=NEUTRAL,
+                    description="(upsell + cross_sell deals) / all deals won "
+                    "(salespulse:expansion_rate:ratio).",
+                    **pct,
+                ),
+                panel(
+                    "bargauge",
+                    "Expansion rate by kind ($window)",
+                    [(f"salespulse:expansion_rate:ratio_by_kind{{{W}}}", "{{kind}}")],
+                    w=6,
+                    vmin=0,
+                    vmax=1,
+                    description="Share of all deals won that are upsell or cross_sell.",
+                    **pct,
+                ),
+                panel(
+                    "timeseries",
+                    "Expansion amount by kind ($window window)",
+                    [
+                        (
+                            f"sum by (kind, currency) (salespulse:expansion_amount:sum{{{W}}})",
+                            "{{kind}} ({{currency}})",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Amount of upsell and cross-sell deals won, per currency.",
+                ),
+            ],
+        ),
+        (
+            "8. Net Promoter Score",
+            [
+                panel(
+                    "stat",
+                    "NPS, org-wide ($window)",
+                    [(f"salespulse:nps:score_org{{{W}}}", "")],
+                    unit="short",
+                    decimals=0,
+                    vmin=-100,
+                    vmax=100,
+                    w=6,
+                    thresholds=SCORE,
+                    description="100 x (promoters - detractors) / responses, all regions "
+                    "and products (salespulse:nps:score_org).",
+                    links=[runbook("SalesPulseNPSLow")],
+                ),
+                panel(
+                    "bargauge",
+                    "NPS by region and product ($window)",
+                    [(f"salespulse:nps:score{{{WR}}}", "{{region}} / {{product}}")],
+                    unit="short",
+                    decimals=0,
+                    vmin=-100,
+                    vmax=100,
+                    w=18,
+                    h=10,
+                    thresholds=SCORE,
+                    description="salespulse:nps:score. SalesPulseNPSLow fires below 0 over "
+                    "7 days with at least 30 answers.",
+                    links=[runbook("SalesPulseNPSLow")],
+                ),
+                panel(
+                    "timeseries",
+                    "Detractor share",
+                    [
+                        ("salespulse:nps:detractor_share_org", "{{window}}"),
+                        (
+                            "salespulse:nps:detractor_share_baseline_org",
+                            "7 days before the last hour",
+                        ),
+                    ],
+                    w=12,
+                    description="Share of detractors per window, org-wide. "
+                    "SalesPulseDetractorSpike compares the 1h share with the 7 days "
+                    "before that hour.",
+                    links=[runbook("SalesPulseDetractorSpike")],
+                    **pct,
+                ),
+                panel(
+                    "timeseries",
+                    "NPS answers by category ($window window)",
+                    [
+                        (
+                            f"sum by (category) (salespulse:nps_responses:sum{{{WR}}})",
+                            "{{category}}",
+                        )
+                    ],
+                    unit="short",
+                    w=12,
+                    description="Promoters (9-10), passives (7-8), detractors (0-6), selected regions.",
+                ),
+            ],
+        ),
+    ]
+    board = dashboard(
+        "salespulse-kpis",
+        "SalesPulse - Sales KPIs",
+        "The eight sales KPIs, cluster-wide, from the SalesPulse recording rules.",
+        layout(sections),
+    )
+    board["templating"]["list"] = [
+        window_variable(),
+        query_variable("region", "Region", 'label_values(salespulse_leads{window="$window"}, region)'),
+        query_variable(
+            "rep",
+            "Rep",
+            'label_values(salespulse_leads{window="$window", region=~"$region"}, rep)',
+        ),
+    ]
+    board["links"] = dashboard_links(
+        [
+            "SalesPulseLeadsBelowTarget",
+            "SalesPulseConversionOutlier",
+            "SalesPulseCompetitorUndercut",
+            "SalesPulseCustomersAtRisk",
+            "SalesPulseENPSLow",
+            "SalesPulseNPSLow",
+            "SalesPulseDetractorSpike",
+        ]
+    )
+    return board
+
+
+# ---------------------------------------------------------------- pipeline board
+
+
+def pipeline_dashboard() -> Json:
+    sections: list[tuple[str | None, list[Json]]] = [
+        (
+            "Workers",
+            [
+                panel(
+                    "stat",
+                    "Workers up",
+                    [('sum(up{job="salespulse"})', "")],
+                    unit="short",
+                    w=6,
+                    h=5,
+                    thresholds=steps(("red", None), ("green", 1)),
+                    description="Workers Prometheus scraped successfully. "
+                    "SalesPulseWorkerDown fires at 0 for a minute.",
+                    links=[runbook("SalesPulseWorkerDown")],
+                ),
+                panel(
+                    "stat",
+                    "Partitions owned",
+                    [("sum(salespulse_partitions_owned)", "")],
+                    unit="short",
+                    w=6,
+                    h=5,
+                    description="Partitions actively owned (and exported) by all workers. "
+                    "Should equal SALESPULSE_PARTITIONS.",
+                ),
+                panel(
+                    "stat",
+                    "Events/s",
+                    [("sum(salespulse:events:rate5m)", "")],
+                    unit="cps",
+                    decimals=1,
+                    w=6,
+                    h=5,
+                    description="Events applied per second over 5 minutes (duplicates excluded).",
+                ),
+                panel(
+                    "stat",
+                    "Dead letters (last 10 minutes)",
+                    [("sum(increase(salespulse:events_rejected:sum_max2m[10m]))", "")],
+                    unit="short",
+                    decimals=0,
+                    w=6,
+                    h=5,
+                    thresholds=steps(("green", None), ("red", 0.5)),
+                    description="Events rejected to crm.deadletter in the last 10 minutes. "
+                    "SalesPulseDeadLetters fires above 0.",
+                    links=[runbook("SalesPulseDeadLetters")],
+                ),
+                panel(
+                    "timeseries",
+                    "Workers up and partitions owned",
+                    [
+                        ('sum(up{job="salespulse"})', "workers up"),
+                        ("salespulse_partitions_owned", "partitions on {{instance}}"),
+                    ],
+                    unit="short",
+                    w=24,
+                    description="A rebalance shows as partitions moving between workers.",
+                    links=[runbook("SalesPulseWorkerDown")],
+                ),
+            ],
+        ),
+        (
+            "Throughput",
+            [
+                panel(
+                    "timeseries",
+                    "Events/s by type",
+                    [("salespulse:events:rate5m", "{{type}}")],
+                    unit="cps",
+                    w=12,
+                    description="Events applied per second over 5 minutes, cluster-wide "
+                    "(salespulse:events:rate5m; rebalances do not show as bursts).",
+                ),
+                panel(
+                    "timeseries",
+                    "Rejected events/s by reason",
+                    [("salespulse:events_rejected:rate5m", "{{reason}}")],
+                    unit="cps",
+                    w=6,
+                    description="Messages sent to crm.deadletter, by reason.",
+                    links=[runbook("SalesPulseDeadLetters")],
+                ),
+                panel(
+                    "timeseries",
+                    "Late events/s by type",
+                    [("salespulse:events_late:rate5m", "{{type}}")],
+                    unit="cps",
+                    w=6,
+                    description="Events older than the 62-day bucket retention: not in any "
+                    "windowed count (latest-value state still takes them).",
+                ),
+            ],
+        ),
+        (
+            "Backlog and latency",
+            [
+                panel(
+                    "timeseries",
+                    "Consumer lag by topic",
+                    [("salespulse:consumer_lag:sum_by_topic", "{{topic}}")],
+                    unit="short",
+                    w=8,
+                    thresholds=steps(("green", None), ("red", 10000)),
+                    description="Events behind the high watermarks, summed over partitions. "
+                    "SalesPulseConsumerLagHigh fires above 10000 for 5 minutes.",
+                    links=[runbook("SalesPulseConsumerLagHigh")],
+                ),
+                panel(
+                    "timeseries",
+                    "Consumer lag by partition",
+                    [("salespulse:consumer_lag:max", "{{topic}}/{{partition}}")],
+                    unit="short",
+                    w=8,
+                    description="One stuck partition points at the worker that owns it.",
+                    links=[runbook("SalesPulseConsumerLagHigh")],
+                ),
+                panel(
+                    "timeseries",
+                    "Event-to-state latency",
+                    [
+                        (
+                            "histogram_quantile(0.5, sum by (le) "
+                            "(rate(salespulse_event_to_state_seconds_bucket[5m])))",
+                            "p50",
+                        ),
+                        (
+                            "histogram_quantile(0.99, sum by (le) "
+                            "(rate(salespulse_event_to_state_seconds_bucket[5m])))",
+                            "p99",
+                        ),
+                    ],
+                    unit="s",
+                    w=8,
+                    description="From the Kafka record timestamp to the moment the table "
+                    "applied the event, over 5 minutes. Gaps: no event in 5 minutes.",
+                ),
+            ],
+        ),
+    ]
+    board = dashboard(
+        "salespulse-pipeline",
+        "SalesPulse - Pipeline health",
+        "Workers, throughput, dead letters, consumer lag and latency of the SalesPulse stream processors.",
+        layout(sections),
+    )
+    board["time"] = {"from": "now-6h", "to": "now"}
+    board["refresh"] = "30s"
+    board["links"] = dashboard_links(
+        ["SalesPulseWorkerDown", "SalesPulseConsumerLagHigh", "SalesPulseDeadLetters"]
+    )
+    return board
+
+
+BOARDS = {
+    "salespulse-kpis.json": kpi_dashboard,
+    "salespulse-pipeline.json": pipeline_dashboard,
+}
+
+
+def render(build: Any) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for name, build in BOARDS.items():
+        path = HERE / name
+        text = render(build)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print("out of date (run python dashboards/build_dashboards.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
