@@ -73,21 +73,29 @@ class LeadsKpi:
                 yield "salespulse_lead_target", labels, prorate(monthly, window)
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        """Attainment counts only the leads of (region, rep) pairs that have a target.
+
+        That is what ``salespulse:attainment:ratio`` does too: a rep with no target in a
+        region must not inflate the attainment of the reps that have one.
+        """
         w = in_window(window)
-        leads = series.total("salespulse_leads", w)
-        target = series.total("salespulse_lead_target", w)
-        by_rep = series.group("salespulse_leads", "rep", w)
-        targets_by_rep = series.group("salespulse_lead_target", "rep", w)
+        leads = series.pairs("salespulse_leads", "region", "rep", w)
+        targets = series.pairs("salespulse_lead_target", "region", "rep", w)
+        by_rep: dict[str, list[float]] = {}
+        for (region, rep), target in targets.items():
+            acc = by_rep.setdefault(rep, [0.0, 0.0])
+            acc[0] += leads.get((region, rep), 0.0)
+            acc[1] += target
+        covered = sum(acc[0] for acc in by_rep.values())
+        target_total = sum(targets.values())
         return {
-            "leads": leads,
+            "leads": series.total("salespulse_leads", w),
             "opportunities": series.total("salespulse_opportunities", w),
-            "lead_target": target,
-            "attainment": ratio(leads, target),
+            "lead_target": target_total,
+            "attainment": ratio(covered, target_total),
             "leads_by_source": series.group("salespulse_leads", "source", w),
             "leads_by_region": series.group("salespulse_leads", "region", w),
-            "attainment_by_rep": {
-                rep: ratio(by_rep.get(rep, 0.0), t) for rep, t in sorted(targets_by_rep.items())
-            },
+            "attainment_by_rep": {rep: ratio(n, t) for rep, (n, t) in sorted(by_rep.items())},
         }
 
 

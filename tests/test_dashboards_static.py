@@ -268,9 +268,7 @@ def test_readme_has_the_runbook_sections_the_alerts_link_to() -> None:
     readme = REPO / "README.md"
     assert readme.exists(), "README.md is missing"
     missing = {r["alert"] for r in alerts()} - headings(readme)
-    assert not missing, (
-        f"README.md lacks the runbook headings {sorted(missing)}"
-    )
+    assert not missing, f"README.md lacks the runbook headings {sorted(missing)}"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
