@@ -209,5 +209,52 @@ def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bo
     sys.exit(run_demo(rate=rate, duration=duration, backfill=backfill, with_prometheus=with_prometheus))
 
 
+@main.command()
+@click.option("--events", type=int, default=1_000_000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--naive-events", type=int, default=100_000, show_default=True)
+@click.option("--latency-rate", type=float, default=5000.0, show_default=True)
+@click.option("--customers", type=int, default=50_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def bench(
+    events: int, seed: int, naive_events: int, latency_rate: float, customers: int, as_json: bool
+) -> None:
+    """Measure one worker with all eight KPIs against the reference paths."""
+    from streams.bench import as_json as result_json
+    from streams.bench import run_bench
+
+    result = run_bench(
+        events=events,
+        seed=seed,
+        naive_events=naive_events,
+        latency_rate=latency_rate,
+        customers=customers,
+        log=lambda message: console.print(message),
+    )
+    if as_json:
+        click.echo(result_json(result).decode())
+    else:
+        out = Console()
+        out.print(
+            f"worker, all eight KPIs: {result.events_per_s:,.0f} events/s "
+            f"({result.events:,} events in {result.seconds:.1f}s)"
+        )
+        out.print(
+            f"raw consume + decode:   {result.raw_events_per_s:,.0f} events/s "
+            f"(worker = {result.vs_raw:.1%} of it)"
+        )
+        out.print(
+            f"naive per-event agent:  {result.naive_events_per_s:,.0f} events/s over "
+            f"{result.naive_events:,} (worker = {result.vs_naive:.1f}x)"
+        )
+        p50 = "n/a" if result.latency_p50_s is None else f"{result.latency_p50_s * 1000:.0f} ms"
+        p99 = "n/a" if result.latency_p99_s is None else f"{result.latency_p99_s * 1000:.0f} ms"
+        out.print(f"event-to-state latency at {result.latency_offered_per_s:,.0f}/s: p50 {p50}, p99 {p99}")
+        out.print(f"peak RSS: {result.peak_rss_mb:,.0f} MB ({result.customers:,} customers)")
+        out.print("KPIs exact: " + ("yes" if result.exact else "NO: " + "; ".join(result.mismatches)))
+    if not result.exact:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,331 @@
+"""``salespulse bench``: throughput, latency and memory of one worker, measured honestly.
+
+The same seed gives the same events; they are all pre-loaded into a fresh embedded broker
+before any clock starts. In the same run it measures the reference paths, raw consume and
+decode (aiokafka + orjson) and a naive per-event faust agent, and prints the worker's
+throughput as ratios to them, because absolute numbers on a shared 2-core machine are
+noisy. At the end the worker's numbers are checked against a plain count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.broker import free_port, start_broker
+from streams.codec import format_time, parse_time
+from streams.generator import GeneratorConfig, generate
+from streams.topics import INPUT_TOPICS, route
+from streams.worker import ensure_topics
+from streams.settings import Settings
+
+NAIVE_TOPIC = "bench.naive"
+BENCH_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class BenchResult:
+    events: int
+    seconds: float
+    events_per_s: float
+    raw_events_per_s: float
+    naive_events: int
+    naive_events_per_s: float
+    vs_raw: float
+    vs_naive: float
+    latency_offered_per_s: float
+    latency_p50_s: float | None
+    latency_p99_s: float | None
+    peak_rss_mb: float
+    exact: bool
+    mismatches: list[str] = field(default_factory=list)
+    customers: int = 0
+
+
+def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
+    config = GeneratorConfig(seed=seed, now=BENCH_NOW, customers=customers, duplicate_share=0.01)
+    out = []
+    for event in generate(config, count):
+        topic, key = route(event)
+        out.append((topic, key, orjson.dumps(event), event))
+    return out
+
+
+def _load(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], batch_size=512 * 1024, linger_ms=20, acks=1, max_request_size=4 << 20
+    )
+    for topic, key, value in records:
+        producer.send(topic, value, key=key)
+    producer.flush(600)
+    producer.close()
+
+
+async def _raw_consume(bootstrap: str, count: int, partitions: int) -> float:
+    """Reference path 1: fetch and orjson-decode every event, nothing else."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in range(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        loads = orjson.loads
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                seen += len(records)
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return bytes(response.read())
+
+
+def _latency_buckets(address: str) -> dict[float, float]:
+    text = _get(f"http://{address}/metrics").decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "salespulse_event_to_state_seconds":
+            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
+    return {}
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float | None:
+    """histogram_quantile, as Prometheus computes it, over cumulative bucket counts."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if not total:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower
+            share = (rank - below) / (buckets[bound] - below) if buckets[bound] > below else 1.0
+            return lower + (bound - lower) * share
+        lower, below = bound, buckets[bound]
+    return lower
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _expected(corpus: list[tuple[str, bytes, bytes, dict[str, Any]]], clock: int) -> dict[str, Any]:
+    """A plain count: events per type without repeated ids, and three 24h totals."""
+    seen: set[str] = set()
+    per_type: Counter[str] = Counter()
+    day: Counter[str] = Counter()
+    duplicates = 0
+    oldest_hour = clock // 3600 - 62 * 24 + 1
+    for _, _, _, event in corpus:
+        t = parse_time(event["occurred_at"])
+        late = t // 3600 < oldest_hour
+        if not late and event["event_id"] in seen:
+            duplicates += 1
+            continue
+        seen.add(event["event_id"])
+        per_type[event["type"]] += 1
+        if not late and clock // 3600 - 23 <= t // 3600 <= clock // 3600:
+            day[event["type"]] += 1
+    return {"events": dict(per_type), "duplicates": duplicates, "day": dict(day)}
+
+
+def _check(view: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    problems = []
+    events = {k: v for k, v in view["counters"]["events"].items() if v}
+    if events != expected["events"]:
+        problems.append(f"events by type {events} != {expected['events']}")
+    if view["counters"]["duplicates"][""] != expected["duplicates"]:
+        problems.append(f"duplicates {view['counters']['duplicates']} != {expected['duplicates']}")
+    day = view["windows"]["24h"]
+    checks = {
+        "leads": (day["leads"]["leads"], expected["day"].get("lead.created", 0)),
+        "deals won": (day["sales"]["deals_won"], expected["day"].get("deal.won", 0)),
+        "activities": (day["engagement"]["activities"], expected["day"].get("customer.activity", 0)),
+    }
+    for name, (got, want) in checks.items():
+        if got != want:
+            problems.append(f"24h {name}: worker {got} != reference {want}")
+    return problems
+
+
+def run_bench(
+    events: int = 1_000_000,
+    seed: int = 1,
+    naive_events: int = 100_000,
+    latency_rate: float = 5000.0,
+    latency_seconds: float = 10.0,
+    customers: int = 50_000,
+    partitions: int = 4,
+    log: Any = print,
+) -> BenchResult:
+    """Run the whole benchmark on a fresh embedded broker."""
+    broker = start_broker()
+    workdir = Path(tempfile.mkdtemp(prefix="salespulse-bench-"))
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        settings = Settings.from_env(
+            {"SALESPULSE_BROKER": broker.bootstrap, "SALESPULSE_PARTITIONS": str(partitions)}
+        )
+        ensure_topics(settings)
+        log(f"generating {events:,} events (seed {seed}, {customers:,} customers)...")
+        corpus = _corpus(events, seed, customers)
+        log("pre-loading the broker (not timed)...")
+        _load(broker.bootstrap, [(t, k, v) for t, k, v, _ in corpus])
+        naive_n = min(naive_events, events)
+        _load(broker.bootstrap, [(NAIVE_TOPIC, k, v) for _, k, v, _ in corpus[:naive_n]])
+        clock = int(BENCH_NOW.timestamp())
+        expected = _expected(corpus, clock)
+        total_deliveries = len(corpus)
+
+        log("raw consume + decode...")
+        raw_rate = asyncio.run(_raw_consume(broker.bootstrap, total_deliveries, partitions))
+
+        log("worker with all eight KPIs...")
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "SALESPULSE_BROKER": broker.bootstrap,
+            "SALESPULSE_WEB_PORT": str(port),
+            "SALESPULSE_DATA_DIR": str(workdir / "data"),
+            "SALESPULSE_CLOCK": format_time(clock),
+            "SALESPULSE_PARTITIONS": str(partitions),
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            env=env,
+            stdout=(workdir / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        started = None
+        while True:
+            try:
+                progress = orjson.loads(_get(f"http://{address}/progress"))
+                ready = orjson.loads(_get(f"http://{address}/readyz"))
+            except OSError:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}") from None
+                time.sleep(0.05)
+                continue
+            done = progress["events"] + progress["duplicates"] + progress["rejected"]
+            if started is None and ready.get("status") == "ready":
+                started = time.perf_counter()
+            if done >= total_deliveries and started is not None:
+                break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        rate = total_deliveries / seconds
+        view = orjson.loads(_get(f"http://{address}/kpis"))
+        mismatches = _check(view, expected)
+
+        log(f"latency at {latency_rate:,.0f} events/s offered for {latency_seconds:.0f}s...")
+        before = _latency_buckets(address)
+        live = GeneratorConfig(seed=seed + 1, now=BENCH_NOW, customers=customers)
+        producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], linger_ms=5)
+        n_live = int(latency_rate * latency_seconds)
+        t0 = time.perf_counter()
+        for i, event in enumerate(generate(live, n_live), 1):
+            topic, key = route(event)
+            producer.send(topic, orjson.dumps(event), key=key)
+            ahead = i / latency_rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush()
+        producer.close()
+        target = total_deliveries + n_live
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            p = orjson.loads(_get(f"http://{address}/progress"))
+            if p["events"] + p["duplicates"] + p["rejected"] >= target:
+                break
+            time.sleep(0.1)
+        after = _latency_buckets(address)
+        delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+        peak_rss = _peak_rss_mb(worker.pid)
+
+        log(f"naive per-event faust agent over {naive_n:,} events...")
+        naive = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.naive",
+                "--broker",
+                broker.bootstrap,
+                "--topic",
+                NAIVE_TOPIC,
+                "--count",
+                str(naive_n),
+                "--web-port",
+                str(free_port()),
+                "--partitions",
+                str(partitions),
+            ],
+            capture_output=True,
+            timeout=1800,
+            check=False,
+        )
+        # faust's terminal may prefix the line with cursor escapes.
+        lines = [line[line.index("{") :] for line in naive.stdout.decode().splitlines() if "{" in line]
+        if not lines:
+            raise RuntimeError(f"the naive agent did not finish: {naive.stderr.decode()[-2000:]}")
+        naive_result = orjson.loads(lines[-1])
+        naive_rate = naive_result["events"] / naive_result["seconds"]
+        return BenchResult(
+            events=total_deliveries,
+            seconds=round(seconds, 3),
+            events_per_s=round(rate),
+            raw_events_per_s=round(raw_rate),
+            naive_events=naive_n,
+            naive_events_per_s=round(naive_rate),
+            vs_raw=round(rate / raw_rate, 4),
+            vs_naive=round(rate / naive_rate, 2),
+            latency_offered_per_s=latency_rate,
+            latency_p50_s=_quantile(delta, 0.5),
+            latency_p99_s=_quantile(delta, 0.99),
+            peak_rss_mb=round(peak_rss, 1),
+            exact=not mismatches,
+            mismatches=mismatches,
+            customers=customers,
+        )
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        broker.stop()
+
+
+def as_json(result: BenchResult) -> bytes:
+    return orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2)
