@@ -14,15 +14,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Prometheus (with promtool) and Alertmanager (with amtool) come from Debian.
+# Prometheus (with promtool) and Alertmanager (with amtool) come from Debian, and so does
+# the headless Chromium the digest test renders the HTML report in.
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager chromium fonts-dejavu-core
 system-deps:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null; then :; \
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null \
+		&& command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Debian packages: prometheus prometheus-alertmanager"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+		echo "Installing Debian packages: $(DEBIAN_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
 	else \
-		echo "Missing Prometheus tools. Install them with:"; \
-		echo "  sudo apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"; \
+		echo "Missing system packages. Install them with:"; \
+		echo "  sudo apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)"; \
 		exit 1; \
 	fi
 

@@ -26,9 +26,9 @@ def micros(amount: float) -> int:
     return round(amount * MICROS)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
-    """A decoded, validated event as the KPIs see it."""
+    """A decoded, validated event as the KPIs see it (built per event: kept cheap)."""
 
     type: str
     t: int

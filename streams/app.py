@@ -96,17 +96,26 @@ class Runtime:
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        self.exporter.observe(out.latencies)
         return asyncio.gather(*futures)
 
     async def persist(self, partition: int, out: Output) -> None:
         """Write what a batch produced and wait until the broker has it."""
         await (await self.write(partition, out))
 
-    async def handle_batch(self, tp: TP, records: Sequence[Any]) -> asyncio.Future[Any]:
-        """The batch path: apply a fetched batch and start writing what it produced."""
-        out = self.engine.apply(tp.topic, tp.partition, records)
-        return await self.write(tp.partition, out)
+    async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
+        """The batch path: apply a fetch's batches and start writing what they produced."""
+        outs: dict[int, Output] = {}
+        for tp, records in batches.items():
+            out = self.engine.apply(tp.topic, tp.partition, records)
+            # Observed before any await, so /progress and the histogram never disagree.
+            self.exporter.observe(out.latencies)
+            merged = outs.get(tp.partition)
+            if merged is None:
+                outs[tp.partition] = out
+            else:
+                merged.extend(out)
+        writes = [await self.write(partition, out) for partition, out in outs.items()]
+        return asyncio.gather(*writes)
 
 
 def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
@@ -115,6 +124,7 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
             message = event.message
             record = MessageRecord.of(message)
             out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
+            runtime.exporter.observe(out.latencies)
             await runtime.persist(message.partition, out)
             yield None
 
@@ -144,8 +154,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> tuple[Sal
         web_port=settings.web_port,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
-        broker_max_poll_records=20_000,
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_max_poll_records=2_000,
+        consumer_max_fetch_size=1024 * 1024,
         broker_commit_every=1_000_000,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
@@ -173,7 +183,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> tuple[Sal
         )
         app.agent(channel, name=f"kpi-{kpi.name}")(_agent_body(runtime, kpi))
     BatchConsumer.batch_topics = frozenset(INPUT_TOPICS)
-    BatchConsumer.batch_handler = runtime.handle_batch
+    BatchConsumer.batch_handler = runtime.handle_fetch
     BatchConsumer.client_config = settings.kafka_python_config
     from streams.web import install_views
 

@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.broker import free_port, start_broker
 from streams.codec import format_time, parse_time
 from streams.generator import GeneratorConfig, generate
+from streams.settings import Settings
 from streams.topics import INPUT_TOPICS, route
 from streams.worker import ensure_topics
-from streams.settings import Settings
 
 NAIVE_TOPIC = "bench.naive"
 BENCH_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

@@ -210,6 +210,33 @@ def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bo
 
 
 @main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for digest.html, digest.txt, the PNG charts and the outbox of unsent mail.",
+)
+@click.option(
+    "--window", default="7d", show_default=True, type=click.Choice(["24h", "7d", "30d"]), help="Period."
+)
+@click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option("--email", help="Mail the digest to ADDR[,ADDR] via SALESPULSE_SMTP_* settings.")
+@click.option("--every", help="Repeat every period (30m, 24h, 7d) until Ctrl-C or SIGTERM.")
+@click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True, help="SMTP attempts.")
+def report(
+    out_dir: Path, window: str, workers: str | None, email: str | None, every: str | None, retries: int
+) -> None:
+    """Build the KPI digest (HTML with charts, plain text) and optionally email it on a schedule."""
+    from streams.report import ReportError, report_command
+
+    try:
+        report_command(out_dir, window, workers, email, every, retries)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--events", type=int, default=1_000_000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--naive-events", type=int, default=100_000, show_default=True)

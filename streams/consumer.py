@@ -24,7 +24,20 @@ from streams.offsets import true_end_offsets
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[TP, Sequence[Any]], Awaitable["asyncio.Future[Any]"]]
+BatchHandler = Callable[[dict[TP, Sequence[Any]]], Awaitable["asyncio.Future[Any]"]]
+
+
+#: faust asks for fetch_max_wait_ms=1500. Tansu holds a fetch for the full wait even when
+#: records arrive meanwhile, which put event-to-state latency at 1-2 s; 50 ms measured a
+#: p50 of 22 ms at 5,000 events/s on the raw consumer path.
+FETCH_MAX_WAIT_MS = 50
+
+
+class FastFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -35,6 +48,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
     #: Set when the broker's ListOffsets answers short (the Tansu end-offset bug).
     end_offsets_from_fetch = False
     client_config: Mapping[str, Any] = {}
+
+    def _new_consumer_thread(self) -> FastFetchConsumerThread:
+        return FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,8 +79,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._batch_active = set(assigned)
         await super().on_partitions_assigned(assigned, generation_id)
 
-    def _acker(self, tp: TP, records: Sequence[Any]) -> Callable[[asyncio.Future[Any]], None]:
-        """Ack a batch's offsets once its changelog and dead letters are on the broker.
+    def _acker(self, batches: dict[TP, Sequence[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+        """Ack a fetch's offsets once its changelog and dead letters are on the broker.
 
         Writes to one partition complete in order, so acks arrive in offset order. A failed
         write must never let a later batch's ack commit past it, so the process stops at
@@ -74,13 +90,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         def ack(written: asyncio.Future[Any]) -> None:
             if written.cancelled() or written.exception() is not None:
                 reason = "cancelled" if written.cancelled() else repr(written.exception())
-                log.critical("changelog write for %s failed (%s): exiting to replay", tp, reason)
+                log.critical("changelog write failed (%s): exiting to replay", reason)
                 logging.shutdown()
                 os._exit(70)
-            if tp in self._batch_active:
-                self._acked.setdefault(tp, [])  # marks tp as having offsets to commit
-                self._batch_next[tp] = records[-1].offset + 1
-                self._n_acked += len(records)
+            for tp, records in batches.items():
+                if tp in self._batch_active:
+                    self._acked.setdefault(tp, [])  # marks tp as having offsets to commit
+                    self._batch_next[tp] = records[-1].offset + 1
+                    self._n_acked += len(records)
 
         return ack
 
@@ -100,6 +117,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     await self.perform_seek()
                     continue
                 generation = self.app.consumer_generation_id
+                batches: dict[TP, Sequence[Any]] = {}
                 for tp, recs in records.items():
                     if self.app.consumer_generation_id != generation or not self.flow_active:
                         break
@@ -107,14 +125,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     if handler is not None and tp.topic in batch_topics:
                         # The engine skips offsets it has applied, so no read-offset filter.
-                        written = await handler(tp, recs)
-                        written.add_done_callback(self._acker(tp, recs))
+                        batches[tp] = recs
                         continue
                     for record in recs:
                         await self.wait_first(
                             callback(self._to_message(tp, record)), self.suspend_flow.wait()
                         )
                         self._read_offset[tp] = record.offset
+                if batches and handler is not None:
+                    # One handler call per fetch: one changelog write per partition.
+                    written = await handler(batches)
+                    written.add_done_callback(self._acker(batches))
                 commit_every = self._commit_every
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0

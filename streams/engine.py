@@ -97,6 +97,11 @@ class Output:
     deadletters: list[DeadLetter] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
+    def extend(self, other: Output) -> None:
+        self.changelog += other.changelog
+        self.deadletters += other.deadletters
+        self.latencies += other.latencies
+
 
 @dataclass
 class TopicMeta:
@@ -191,6 +196,9 @@ class Engine:
         self.max_event_bytes = max_event_bytes
         self.targets = targets or {}
         self.partitions: dict[int, PartitionState] = {}
+        self.by_topic: dict[str, list[Kpi]] = {
+            topic: [k for k in self.kpis if topic in k.topics] for topic in INPUT_TOPICS
+        }
         self.dispatch: dict[str, list[Kpi]] = {
             t: [k for k in self.kpis if t in k.event_types] for t in EVENT_TYPES
         }
@@ -282,9 +290,9 @@ class Engine:
     def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:
         p = state.partition
         dumps = orjson.dumps
-        for name, kpi_state in state.kpis.items():
-            for suffix, rec in kpi_state.drain(topic, last):
-                yield dumps([topic, p, name, *suffix]), dumps(rec)
+        for kpi in self.by_topic.get(topic, ()):
+            for suffix, rec in state.kpis[kpi.name].drain(topic, last):
+                yield dumps([topic, p, kpi.name, *suffix]), dumps(rec)
         pending = state.seen[topic].pending
         for i in range(0, len(pending), SEEN_CHUNK * 3):
             chunk = pending[i : i + SEEN_CHUNK * 3]

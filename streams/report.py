@@ -27,6 +27,7 @@ import smtplib
 import socket
 import ssl
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +54,6 @@ log = logging.getLogger("salespulse.report")
 
 DAY = 24 * HOUR
 #: Windows a digest can cover, each with its trend: (step between points, number of points).
-#: The oldest trend point must still be inside the 62-day bucket retention (checked below).
 #: ``1h`` is left out on purpose. Earlier clocks have hour resolution, so a "previous hour"
 #: would mostly be the current one.
 TREND: dict[str, tuple[int, int]] = {
@@ -62,11 +62,19 @@ TREND: dict[str, tuple[int, int]] = {
     "30d": (7 * DAY, 5),
 }
 DIGEST_WINDOWS = tuple(TREND)
-for _w, (_step, _points) in TREND.items():
-    _oldest = max(_step * (_points - 1), WINDOW_SECONDS[_w]) + WINDOW_SECONDS[_w]
-    assert _oldest <= RETENTION_HOURS * HOUR, f"trend of {_w} reaches past the bucket retention"
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+def oldest_reach(window: str) -> int:
+    """Seconds before the clock that the oldest bucket the digest reads starts at.
+
+    It must stay within the 62-day bucket retention (``RETENTION_SECONDS``).
+    """
+    step, points = TREND[window]
+    length = WINDOW_SECONDS[window]
+    return max(step * (points - 1), length) + length
+
+
+RETENTION_SECONDS = RETENTION_HOURS * HOUR
 CID_DOMAIN = "salespulse"
 DPI = 150
 OUTBOX = "outbox"
@@ -189,7 +197,7 @@ def format_change(kind: str, value: float | None, previous: float | None) -> str
     if value is None:
         return ""
     if previous is None:
-        return "no previous value"
+        return "no previous value"  # shown as "no value for the previous <window>"
     delta = value - previous
     if delta == 0:
         return "no change"
@@ -237,6 +245,14 @@ class Metric:
     @property
     def change(self) -> str:
         return format_change(self.kind, self.value, self.previous) if self.compare else ""
+
+    def change_sentence(self, window: str) -> str:
+        """The change with its reference period, or "" for numbers without a comparison."""
+        if not self.change:
+            return ""
+        if self.previous is None:
+            return f"no value for the previous {window}"
+        return f"{self.change} vs previous {window}"
 
     @property
     def mood(self) -> str:
@@ -325,8 +341,14 @@ def build_digest(
     clock = int(current["clock"])
     length = WINDOW_SECONDS[window]
     previous_clock = clock - length
-    previous = views.get(previous_clock)
     step, points = TREND[window]
+    earliest_at = clock - max(length, step * (points - 1))  # /kpis?at= takes no negative clock
+    if earliest_at < 0:
+        raise ReportError(
+            f"the workers' clock ({clock}) is too early for a {window} digest "
+            "(with --clock stream, a worker that has applied no events is at 0)"
+        )
+    previous = views.get(previous_clock)
     trend_clocks = [clock - k * step for k in reversed(range(points))]
     trend = [(at, views.get(at if at != clock else now)) for at in trend_clocks]
     sections, charts = _sections(window, current, previous, trend)
@@ -606,6 +628,11 @@ def _style(ax: Any, title: str, grid: bool = True) -> None:
         ax.set_axisbelow(True)
 
 
+def _legend(ax: Any) -> None:
+    """Above the plot, right-aligned, so it never hides data."""
+    ax.legend(fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
+
+
 def _empty(title: str, width: float = 6.0, height: float = 2.0) -> bytes:
     fig = _figure(width, height)
     ax = fig.add_subplot()
@@ -643,7 +670,7 @@ def chart_conversion_by_rep(by_rep: Mapping[str, float | None], team: float | No
         ax.axhline(
             team, color=ORANGE, linewidth=1.2, linestyle="--", label=f"team {format_value(PERCENT, team)}"
         )
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+        _legend(ax)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.tick_params(axis="x", labelrotation=70)
     _style(ax, title)
@@ -708,21 +735,22 @@ def chart_price_index(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def _trend_labels(window: str, trend: Sequence[tuple[int, dict[str, Any]]]) -> list[str]:
-    fmt = "%d %b"
-    return [datetime.fromtimestamp(at, UTC).strftime(fmt) for at, _ in trend]
+def _trend_axis(ax: Any, trend: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """One tick per point, labelled with the day its window ends."""
+    labels = [datetime.fromtimestamp(at, UTC).strftime("%d %b") for at, _ in trend]
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("window ending", fontsize=8, color=GREY)
 
 
 def chart_nps_trend(window: str, trend: Sequence[tuple[int, dict[str, Any]]]) -> bytes:
-    title = f"NPS and eNPS per {window} period (period end)"
-    labels = _trend_labels(window, trend)
+    title = f"NPS and eNPS per {window} window"
     nps = [v["windows"][window]["nps"]["nps"] for _, v in trend]
     enps = [v["windows"][window]["enps"]["enps"] for _, v in trend]
     if all(x is None for x in nps + enps):
         return _empty(title)
     fig = _figure(6.0, 3.0)
     ax = fig.add_subplot()
-    xs = range(len(labels))
+    xs = range(len(trend))
     ax.plot(xs, [math.nan if v is None else v for v in nps], marker="o", color=BLUE, label="NPS")
     ax.plot(
         xs,
@@ -744,29 +772,28 @@ def chart_nps_trend(window: str, trend: Sequence[tuple[int, dict[str, Any]]]) ->
             fontsize=8,
             color=BLUE,
         )
-    ax.set_xticks(list(xs), labels)
+    _trend_axis(ax, trend)
     values = [v for v in nps + enps if v is not None]
     ax.set_ylim(min(-10.0, min(values) - 10), max(10.0, max(values) + 10))
-    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    _legend(ax)
     _style(ax, title)
     return _png(fig)
 
 
 def chart_counts_trend(window: str, trend: Sequence[tuple[int, dict[str, Any]]]) -> bytes:
-    title = f"Leads and deals won per {window} period (period end)"
-    labels = _trend_labels(window, trend)
+    title = f"Leads and deals won per {window} window"
     leads = [v["windows"][window]["leads"]["leads"] for _, v in trend]
     won = [v["windows"][window]["sales"]["deals_won"] for _, v in trend]
     if not any(leads) and not any(won):
         return _empty(title)
     fig = _figure(6.0, 2.8)
     ax = fig.add_subplot()
-    xs = list(range(len(labels)))
+    xs = list(range(len(trend)))
     width = 0.4
     ax.bar([x - width / 2 for x in xs], leads, width, color=BLUE, label="Leads")
     ax.bar([x + width / 2 for x in xs], won, width, color=GREEN, label="Deals won")
-    ax.set_xticks(xs, labels)
-    ax.legend(fontsize=8, frameon=False)
+    _trend_axis(ax, trend)
+    _legend(ax)
     _style(ax, title)
     return _png(fig)
 
@@ -792,7 +819,8 @@ def _render_text(window: str, view: dict[str, Any], previous_clock: int, section
     for s in sections:
         lines.append(f"{s.number}. {s.title}")
         for m in (s.headline, *s.details):
-            change = f"  ({m.change} vs previous {window})" if m.change else ""
+            sentence = m.change_sentence(window)
+            change = f"  ({sentence})" if sentence else ""
             lines.append(f"   {m.label}: {m.text}{change}")
         if s.table:
             lines.append("   " + " | ".join(s.table_head))
@@ -824,6 +852,8 @@ def _arrow(m: Metric) -> str:
 def _change_html(m: Metric, window: str) -> str:
     if not m.change:
         return ""
+    if m.previous is None:
+        return f'<span style="color:{GREY};font-size:12px">{_e(m.change_sentence(window))}</span>'
     return (
         f'<span style="color:{_MOOD[m.mood]};font-size:12px">{_arrow(m)}{_e(m.change)}'
         f' <span style="color:{GREY}">vs previous {_e(window)}</span></span>'
@@ -959,7 +989,7 @@ def build_message(digest: Digest, to: Sequence[str], sender: str) -> EmailMessag
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=CID_DOMAIN)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or CID_DOMAIN)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-SalesPulse-Window"] = digest.window
     msg.set_content(digest.text)
@@ -1004,7 +1034,10 @@ def _send_once(msg: EmailMessage, smtp: SmtpSettings) -> None:
             client.ehlo()
         if smtp.user:
             client.login(smtp.user, smtp.password)
-        client.send_message(msg)
+        refused = client.send_message(msg)
+    for address, (code, answer) in refused.items():
+        # The others got it; retrying would send them a second copy.
+        log.error("the SMTP server refused %s: %d %s", address, code, answer.decode(errors="replace"))
 
 
 def deliver(
@@ -1139,6 +1172,22 @@ class ScheduleResult:
     pending: list[Path] = field(default_factory=list)
 
 
+def _build_and_queue(
+    workers: Sequence[str],
+    out_dir: Path,
+    window: str,
+    to: Sequence[str],
+    smtp: SmtpSettings | None,
+    now: int | None = None,
+) -> Digest:
+    digest = build_digest(workers, window, now)
+    page = write_digest(digest, out_dir)
+    log.info("digest for the %s window to %s written to %s", window, _stamp(digest.clock), page)
+    if to and smtp is not None:
+        queue_message(build_message(digest, to, smtp.from_address), out_dir)
+    return digest
+
+
 def run_once(
     workers: Sequence[str],
     out_dir: Path,
@@ -1152,13 +1201,11 @@ def run_once(
     now: int | None = None,
 ) -> tuple[Digest, OutboxResult | None]:
     """Build and write one digest; with recipients, queue it and flush the outbox."""
-    digest = build_digest(workers, window, now)
-    page = write_digest(digest, out_dir)
-    log.info("digest for the %s window to %s written to %s", window, _stamp(digest.clock), page)
-    if not to:
+    if to and smtp is None:
+        smtp = SmtpSettings.from_env()
+    digest = _build_and_queue(workers, out_dir, window, to, smtp, now)
+    if not to or smtp is None:
         return digest, None
-    smtp = smtp or SmtpSettings.from_env()
-    queue_message(build_message(digest, to, smtp.from_address), out_dir)
     return digest, flush_outbox(out_dir, smtp, retries, backoff, sleep)
 
 
@@ -1180,10 +1227,13 @@ def run_schedule(
     """Build (and send) a digest every ``every_seconds`` until ``stop`` is set or ``max_runs``.
 
     A run that cannot reach the workers or the SMTP server is logged and does not end the
-    loop. Unsent digests stay in ``out_dir/outbox`` and go out first on the next run.
+    loop. Unsent digests stay in ``out_dir/outbox`` and go out first on the next run, even
+    when that run cannot build its own digest.
     """
     if every_seconds <= 0:
         raise ReportError("the schedule period must be positive")
+    if to and smtp is None:
+        smtp = SmtpSettings.from_env()
     result = ScheduleResult()
     while max_runs is None or result.runs < max_runs:
         if stop is not None and stop.is_set():
@@ -1191,26 +1241,21 @@ def run_schedule(
         started = monotonic()
         result.runs += 1
         try:
-            _, outbox = run_once(
-                workers,
-                out_dir,
-                window=window,
-                to=to,
-                smtp=smtp,
-                retries=retries,
-                backoff=backoff,
-                sleep=sleep,
-            )
+            _build_and_queue(workers, out_dir, window, to, smtp)
             result.built += 1
-            if outbox is not None:
-                result.delivered += len(outbox.delivered)
-                result.attempts += outbox.attempts
-                result.pending = outbox.pending
-                if outbox.error is not None:
-                    result.failures.append(str(outbox.error))
         except ReportError as exc:
             log.error("digest run %d failed: %s", result.runs, exc)
             result.failures.append(str(exc))
+        except Exception as exc:  # a long-running schedule logs the bug and keeps going
+            log.exception("digest run %d failed unexpectedly", result.runs)
+            result.failures.append(f"{type(exc).__name__}: {exc}")
+        if to and smtp is not None:
+            outbox = flush_outbox(out_dir, smtp, retries, backoff, sleep)
+            result.delivered += len(outbox.delivered)
+            result.attempts += outbox.attempts
+            result.pending = outbox.pending
+            if outbox.error is not None:
+                result.failures.append(str(outbox.error))
         if max_runs is not None and result.runs >= max_runs:
             break
         if stop is not None and stop.is_set():
@@ -1252,9 +1297,15 @@ def report_command(
     every: str | None = None,
     retries: int = 3,
     smtp: SmtpSettings | None = None,
-    echo: Callable[[str], object] = print,
+    echo: Callable[[str], object] | None = None,
 ) -> None:
-    """What ``salespulse report`` does. Raises :class:`ReportError` with a clear message."""
+    """What ``salespulse report`` does. Raises :class:`ReportError` with a clear message.
+
+    Progress goes to ``echo`` (default: standard error), failures to the ``salespulse.report``
+    logger, so ``--out`` and scheduled runs leave standard output alone.
+    """
+    if echo is None:
+        echo = _stderr
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if window not in TREND:
@@ -1276,10 +1327,12 @@ def report_command(
         echo(f"wrote {out / 'digest.html'}, {out / 'digest.txt'} and {len(digest.images)} charts")
         if outbox is not None:
             if outbox.error is not None:
-                raise ReportError(
-                    f"{outbox.error}. The digest is in {out}; the unsent message is kept in "
-                    f"{out / OUTBOX} and is sent again on the next run."
+                where = (
+                    f"the refused message is in {out / OUTBOX / 'failed'}"
+                    if outbox.error.permanent
+                    else f"the unsent message is kept in {out / OUTBOX} and is sent again on the next run"
                 )
+                raise ReportError(f"{outbox.error}. The digest is in {out}; {where}.")
             echo(f"sent {len(outbox.delivered)} digest(s) to {', '.join(to)}")
         return
     period = parse_duration(every)
@@ -1301,6 +1354,10 @@ def report_command(
     echo(
         f"stopped after {result.runs} run(s); {len(pending_messages(out))} digest(s) unsent in {out / OUTBOX}"
     )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _main_thread() -> bool:
