@@ -51,9 +51,6 @@ def broker(port: int) -> None:
         running = start_broker(port)
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"broker ready at {running.bootstrap}", err=False)
-    sys.stdout.flush()
-
     stopping: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
@@ -63,6 +60,8 @@ def broker(port: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    click.echo(f"broker ready at {running.bootstrap}", err=False)
+    sys.stdout.flush()
     code = running.process.wait()
     if not stopping:
         raise click.ClickException(f"broker exited with status {code}")
