@@ -10,6 +10,7 @@ that count is kept incrementally as customers and the clock move.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -108,11 +109,13 @@ class EngagementState(CountersState):
 
     def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
         if key[0] == "activity":
-            self.offer_activity(key[1], rec[0], ctx.clock)
-            self.activity.dirty.discard(key[1])
+            customer = sys.intern(key[1])
+            self.offer_activity(customer, rec[0], ctx.clock)
+            self.activity.dirty.discard(customer)
         elif key[0] == "deal":
-            self.offer_deal(key[1], rec[0])
-            self.deal.dirty.discard(key[1])
+            customer = sys.intern(key[1])
+            self.offer_deal(customer, rec[0])
+            self.deal.dirty.discard(customer)
         else:
             super().restore(topic, key, rec, ctx)
 
@@ -138,10 +141,12 @@ class EngagementKpi:
         d = event.data
         minute = event.t // 60
         state.at_risk.refresh(ctx.clock)
+        # One string object per customer, shared by the activity, deal and NPS maps.
+        customer = sys.intern(d["customer_id"])
         if event.type == "deal.won":
-            state.offer_deal(d["customer_id"], minute)
+            state.offer_deal(customer, minute)
             return
-        state.offer_activity(d["customer_id"], minute, ctx.clock)
+        state.offer_activity(customer, minute, ctx.clock)
         if not event.late:
             labels = (ctx.fold("channel", d["channel"]),)
             state.counters["activities"].add(event.t, labels, [1], event.offset, ctx.clock)

@@ -7,6 +7,7 @@ never the last to arrive; ``salespulse_nps_customers`` counts customers by that 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from agents.base import (
     score,
     window_samples,
 )
-from agents.rolling import LatestMap, WindowedCounter
+from agents.rolling import LatestAnswer, WindowedCounter
 from streams.topics import SURVEYS
 
 NPS_LABELS = ("region", "product")
@@ -34,18 +35,17 @@ class NpsState(CountersState):
 
     def __init__(self) -> None:
         super().__init__((SURVEYS, WindowedCounter("responses", NPS_LABELS, 3)))
-        self.latest = LatestMap("latest")
+        self.latest = LatestAnswer("latest")
         self.by_category = [0, 0, 0]
 
     def offer_latest(self, customer: str, t: int, offset: int, score_value: int) -> None:
-        old = self.latest.offer((customer,), t, offset, [score_value])
-        self._recount(old, score_value)
+        self._recount(self.latest.offer(customer, t, offset, score_value), score_value)
 
-    def _recount(self, old: list[int] | None, score_value: int) -> None:
-        if old is None:
+    def _recount(self, old_score: int | None, score_value: int) -> None:
+        if old_score is None:
             return
-        if old:
-            self.by_category[nps_category(old[2])] -= 1
+        if old_score >= 0:
+            self.by_category[nps_category(old_score)] -= 1
         self.by_category[nps_category(score_value)] += 1
 
     def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
@@ -55,7 +55,7 @@ class NpsState(CountersState):
 
     def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
         if key[0] == "latest":
-            self._recount(self.latest.restore((key[1],), rec), rec[2])
+            self._recount(self.latest.restore(sys.intern(key[1]), rec), rec[2])
         else:
             super().restore(topic, key, rec, ctx)
 
@@ -73,7 +73,7 @@ class NpsKpi:
         d = event.data
         if d["survey"] != "nps":
             return
-        state.offer_latest(d["customer_id"], event.t, event.offset, d["score"])
+        state.offer_latest(sys.intern(d["customer_id"]), event.t, event.offset, d["score"])
         if event.late:
             return
         vec = [0, 0, 0]

@@ -321,3 +321,55 @@ class LatestTime:
         old = self.offer(key, rec[0])
         self.dirty.discard(key)
         return old
+
+
+class LatestAnswer:
+    """Latest (occurred_at, offset, score) per customer, packed into one int per customer.
+
+    With a million customers in state, a tuple key and a list per customer cost three
+    times what one int does; ``(t, offset)`` order is the same as the packed int's order.
+    """
+
+    __slots__ = ("dirty", "family", "packed")
+
+    OFFSET_BITS = 44
+    SCORE_BITS = 4
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.packed: dict[str, int] = {}
+        self.dirty: set[str] = set()
+
+    @classmethod
+    def pack(cls, t: int, offset: int, score: int) -> int:
+        return (((t << cls.OFFSET_BITS) | offset) << cls.SCORE_BITS) | score
+
+    @classmethod
+    def unpack(cls, value: int) -> tuple[int, int, int]:
+        score = value & ((1 << cls.SCORE_BITS) - 1)
+        rest = value >> cls.SCORE_BITS
+        return rest >> cls.OFFSET_BITS, rest & ((1 << cls.OFFSET_BITS) - 1), score
+
+    def offer(self, key: str, t: int, offset: int, score: int) -> int | None:
+        """Keep the answer if newer; return the score it replaced (-1 if new), else None."""
+        value = self.pack(t, offset, score)
+        old = self.packed.get(key)
+        if old is not None and old >> self.SCORE_BITS >= value >> self.SCORE_BITS:
+            return None
+        self.packed[key] = value
+        self.dirty.add(key)
+        return -1 if old is None else old & ((1 << self.SCORE_BITS) - 1)
+
+    def get(self, key: str) -> tuple[int, int, int] | None:
+        value = self.packed.get(key)
+        return None if value is None else self.unpack(value)
+
+    def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:
+        for key in self.dirty:
+            yield [self.family, key], list(self.unpack(self.packed[key]))
+        self.dirty.clear()
+
+    def restore(self, key: str, rec: list[int]) -> int | None:
+        old = self.offer(key, rec[0], rec[1], rec[2])
+        self.dirty.discard(key)
+        return old

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -327,5 +328,139 @@ def run_bench(
         broker.stop()
 
 
-def as_json(result: BenchResult) -> bytes:
+def as_json(result: BenchResult | MemoryResult) -> bytes:
     return orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2)
+
+
+@dataclass
+class MemoryResult:
+    customers: int
+    events: int
+    seconds: float
+    peak_rss_mb: float
+    restart_seconds: float
+    exact_after_restart: bool
+    detail: str
+
+
+def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    """One activity and one NPS answer for each of ``customers`` distinct customers."""
+    rng = random.Random(seed)
+    clock = int(BENCH_NOW.timestamp())
+    out = []
+    for i in range(customers):
+        customer = f"C-{i:07d}"
+        for kind in ("customer.activity", "survey.answered"):
+            t = clock - rng.randrange(29 * 86400)
+            data: dict[str, Any] = (
+                {"customer_id": customer, "channel": rng.choice(("email", "call", "login"))}
+                if kind == "customer.activity"
+                else {
+                    "survey": "nps",
+                    "score": rng.randrange(11),
+                    "customer_id": customer,
+                    "region": rng.choice(("north", "south", "berlin")),
+                    "product": rng.choice(("crm-basic", "crm-pro")),
+                }
+            )
+            event = {
+                "event_id": f"{kind}-{i}",
+                "type": kind,
+                "occurred_at": format_time(t),
+                "source": "salespulse-bench",
+                "data": data,
+            }
+            topic, key = route(event)
+            out.append((topic, key, orjson.dumps(event)))
+    return out
+
+
+def _start_worker(
+    broker: str, workdir: Path, name: str, partitions: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SALESPULSE_BROKER": broker,
+        "SALESPULSE_WEB_PORT": str(port),
+        "SALESPULSE_DATA_DIR": str(workdir / name),
+        "SALESPULSE_CLOCK": format_time(int(BENCH_NOW.timestamp())),
+        "SALESPULSE_PARTITIONS": str(partitions),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        env=env,
+        stdout=(workdir / f"{name}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return process, f"127.0.0.1:{port}"
+
+
+def _wait_applied(process: subprocess.Popen[bytes], address: str, total: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the worker exited")
+        try:
+            progress = orjson.loads(_get(f"http://{address}/progress"))
+            ready = orjson.loads(_get(f"http://{address}/readyz"))
+        except OSError:
+            time.sleep(0.2)
+            continue
+        if ready.get("status") == "ready" and progress["events"] + progress["duplicates"] >= total:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker did not apply {total} events within {timeout:.0f}s")
+
+
+def run_memory(
+    customers: int = 1_000_000, seed: int = 1, partitions: int = 4, log: Any = print
+) -> MemoryResult:
+    """Peak RSS with ``customers`` distinct customers in state, and exact restart recovery."""
+    broker = start_broker()
+    workdir = Path(tempfile.mkdtemp(prefix="salespulse-memory-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        ensure_topics(Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap}))
+        log(f"pre-loading {2 * customers:,} events for {customers:,} distinct customers (not timed)...")
+        events = _customer_events(customers, seed)
+        _load(broker.bootstrap, events)
+        first, address = _start_worker(broker.bootstrap, workdir, "first", partitions)
+        processes.append(first)
+        started = time.perf_counter()
+        _wait_applied(first, address, len(events), 3600)
+        seconds = time.perf_counter() - started
+        peak = _peak_rss_mb(first.pid)
+        before = orjson.loads(_get(f"http://{address}/kpis"))
+        first.terminate()
+        first.wait(60)
+        log("restarting: the second worker recovers from the changelog...")
+        second, address = _start_worker(broker.bootstrap, workdir, "second", partitions)
+        processes.append(second)
+        started = time.perf_counter()
+        _wait_applied(second, address, len(events), 3600)
+        restart = time.perf_counter() - started
+        after = orjson.loads(_get(f"http://{address}/kpis"))
+        engaged = after["windows"]["30d"]["engagement"]["customers_engaged"]
+        answered = sum(after["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
+        exact = (
+            before["series"] == after["series"]
+            and before["counters"] == after["counters"]
+            and engaged == customers
+            and answered == customers
+        )
+        return MemoryResult(
+            customers=customers,
+            events=len(events),
+            seconds=round(seconds, 2),
+            peak_rss_mb=round(peak, 1),
+            restart_seconds=round(restart, 2),
+            exact_after_restart=exact,
+            detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
+        )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+        broker.stop()

@@ -241,13 +241,36 @@ def report(
 @click.option("--naive-events", type=int, default=100_000, show_default=True)
 @click.option("--latency-rate", type=float, default=5000.0, show_default=True)
 @click.option("--customers", type=int, default=50_000, show_default=True)
+@click.option(
+    "--memory-customers",
+    type=int,
+    help="Instead: peak RSS with this many distinct customers in state, and exact restart.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(
-    events: int, seed: int, naive_events: int, latency_rate: float, customers: int, as_json: bool
+    events: int,
+    seed: int,
+    naive_events: int,
+    latency_rate: float,
+    customers: int,
+    memory_customers: int | None,
+    as_json: bool,
 ) -> None:
     """Measure one worker with all eight KPIs against the reference paths."""
     from streams.bench import as_json as result_json
-    from streams.bench import run_bench
+    from streams.bench import run_bench, run_memory
+
+    if memory_customers:
+        memory = run_memory(memory_customers, seed, log=lambda message: console.print(message))
+        if as_json:
+            click.echo(result_json(memory).decode())
+        else:
+            Console().print(
+                f"{memory.customers:,} customers ({memory.events:,} events): applied in "
+                f"{memory.seconds:.1f}s, peak RSS {memory.peak_rss_mb:,.0f} MB; restart recovered in "
+                f"{memory.restart_seconds:.1f}s, exact: {memory.exact_after_restart} ({memory.detail})"
+            )
+        sys.exit(0 if memory.exact_after_restart else 1)
 
     result = run_bench(
         events=events,
