@@ -7,6 +7,7 @@ error, not a hang, when the broker cannot be reached within the timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -38,6 +39,8 @@ class EventProducer:
                 linger_ms=5,
                 max_block_ms=ms,
                 request_timeout_ms=ms,
+                bootstrap_timeout_ms=ms,
+                delivery_timeout_ms=ms + 1000,
                 **extra,
             )
         except KafkaError as exc:
@@ -73,10 +76,11 @@ class EventProducer:
 
     def flush(self) -> None:
         """Wait until the broker has acknowledged everything sent so far."""
+        deadline = time.monotonic() + self.timeout
         try:
             self._producer.flush(self.timeout)
             for future in self._pending:
-                future.get(timeout=self.timeout)
+                future.get(timeout=max(0.1, deadline - time.monotonic()))
         except KafkaError as exc:
             raise BrokerUnavailable(
                 f"the broker at {self.brokers} did not acknowledge within {self.timeout:.0f}s: {exc}"
