@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.rolling import WINDOW_NAMES, WINDOW_SECONDS, Clock, Labels, Vector, WindowedCounter
+from agents.rolling import WINDOW_NAMES, WINDOW_SECONDS, Clock, Labels, Vector, WindowedCounter, add_into
 
 #: Amounts and prices are kept as integer micro-units so sums are exact in any order.
 MICROS = 1_000_000
@@ -110,12 +110,7 @@ def merged_window(counters: Iterable[WindowedCounter], window: str, clock: Clock
     total: dict[Labels, Vector] = {}
     for counter in counters:
         for labels, vec in counter.window_at(clock, window).items():
-            acc = total.get(labels)
-            if acc is None:
-                total[labels] = list(vec)
-            else:
-                for i, v in enumerate(vec):
-                    acc[i] += v
+            add_into(total, labels, vec)
     return total
 
 

@@ -59,6 +59,16 @@ class Clock:
         return t // HOUR < self.oldest_hour
 
 
+def add_into(sums: dict[Labels, Vector], labels: Labels, vec: Vector) -> None:
+    """Add ``vec`` to the running vector of ``labels``, starting it when new."""
+    total = sums.get(labels)
+    if total is None:
+        sums[labels] = list(vec)
+    else:
+        for i, v in enumerate(vec):
+            total[i] += v
+
+
 def _in_window(bucket: int, current: int, size: int) -> bool:
     return current - size < bucket <= current
 
@@ -113,11 +123,11 @@ class WindowedCounter:
             d = self._ch - h
             if 0 <= d < 720:
                 sums = self.sums
-                self._add(sums["30d"], labels, vec)
+                add_into(sums["30d"], labels, vec)
                 if d < 168:
-                    self._add(sums["7d"], labels, vec)
+                    add_into(sums["7d"], labels, vec)
                     if d < 24:
-                        self._add(sums["24h"], labels, vec)
+                        add_into(sums["24h"], labels, vec)
         m = t // MINUTE
         d = self._cm - m
         if d < MINUTE_WINDOW:
@@ -126,7 +136,7 @@ class WindowedCounter:
             if rec is None or offset < 0 or rec[0] < offset:
                 self._update(self.minutes, key, rec, vec, offset, "m")
                 if d >= 0:
-                    self._add(self.sums["1h"], labels, vec)
+                    add_into(self.sums["1h"], labels, vec)
 
     def adjust(self, t: int, labels: Labels, vec: Vector, clock: Clock) -> None:
         """Add a (possibly negative) derived amount; no offsets, nothing persisted."""
@@ -151,19 +161,10 @@ class WindowedCounter:
         if offset >= 0:
             self.dirty.add((res, key[0], key[1]))
 
-    @staticmethod
-    def _add(sums: dict[Labels, Vector], labels: Labels, vec: Vector) -> None:
-        total = sums.get(labels)
-        if total is None:
-            sums[labels] = list(vec)
-        else:
-            for i, v in enumerate(vec):
-                total[i] += v
-
     def _add_to_sums(self, res: str, bucket: int, labels: Labels, vec: Vector) -> None:
         for name, size, minute in WINDOWS:
             if minute == (res == "m") and _in_window(bucket, self._cm if minute else self._ch, size):
-                self._add(self.sums[name], labels, vec)
+                add_into(self.sums[name], labels, vec)
 
     # -- clock -----------------------------------------------------------------------
     def refresh(self, clock: Clock) -> None:
@@ -192,12 +193,7 @@ class WindowedCounter:
         sums: dict[Labels, Vector] = {}
         for (bucket, labels), rec in store.items():
             if _in_window(bucket, current, size):
-                total = sums.get(labels)
-                if total is None:
-                    sums[labels] = rec[1:]
-                else:
-                    for i, v in enumerate(rec[1:]):
-                        total[i] += v
+                add_into(sums, labels, rec[1:])
         return sums
 
     def window_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
