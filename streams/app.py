@@ -184,6 +184,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> tuple[Sal
         app.agent(channel, name=f"kpi-{kpi.name}")(_agent_body(runtime, kpi))
     BatchConsumer.batch_topics = frozenset(INPUT_TOPICS)
     BatchConsumer.batch_handler = runtime.handle_fetch
+    BatchConsumer.changelog_topic = table.changelog_topic.get_topic_name()
+    BatchConsumer.restore = engine.restore
     BatchConsumer.client_config = settings.kafka_python_config
     from streams.web import install_views
 

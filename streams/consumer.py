@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -45,6 +45,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
+    #: The state changelog, and what restores one of its records into the engine.
+    changelog_topic: str = ""
+    restore: Callable[[bytes, bytes | None], None] | None = None
     #: Set when the broker's ListOffsets answers short (the Tansu end-offset bug).
     end_offsets_from_fetch = False
     client_config: Mapping[str, Any] = {}
@@ -101,6 +104,37 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
         return ack
 
+    def _restore_batch(self, tp: TP, records: Sequence[Any]) -> bool:
+        """Recover a fetched changelog batch in one go, keeping faust's Recovery books.
+
+        faust's own path queues every changelog record as an event (about 6,000 records/s
+        here); the engine restores a record in a few microseconds. Recovery's offsets are
+        updated exactly as its loop would, and the end of recovery signalled the same way.
+        """
+        restore = self.restore
+        recovery = cast(Any, self.app.tables).recovery
+        if restore is None:
+            return False
+        if tp in recovery.active_tps:
+            offsets = recovery.active_offsets
+        elif tp in recovery.standby_tps:
+            offsets = recovery.standby_offsets
+        else:
+            return False
+        seen = offsets.get(tp)
+        last = None
+        for record in records:
+            if seen is None or record.offset > seen:
+                restore(record.key, record.value)
+                last = record.offset
+        if last is not None:
+            offsets[tp] = last
+        if recovery.in_recovery and not recovery.need_recovery():
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            recovery.signal_recovery_end.set()
+        return True
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - faust loop
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
@@ -126,6 +160,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if handler is not None and tp.topic in batch_topics:
                         # The engine skips offsets it has applied, so no read-offset filter.
                         batches[tp] = recs
+                        continue
+                    if tp.topic == self.changelog_topic and self._restore_batch(tp, recs):
                         continue
                     for record in recs:
                         await self.wait_first(

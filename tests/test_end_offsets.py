@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -33,7 +34,19 @@ def partition_of(event: dict[str, Any]) -> int:
     return (murmur2(route(event)[1]) & 0x7FFFFFFF) % 4
 
 
-def _apply_then_restart(spawn_worker: Any, producer: Any, end_offsets: str) -> tuple[int, int]:
+CHANGELOG = "salespulse-state-changelog"
+ROW = re.compile(r"^\|[^|]*\|\s*(\d+)\s*\|\s*(-?\d+)\s*\|", re.M)
+
+
+def recovery_highwaters(log: str) -> dict[int, int]:
+    """The end offsets faust's recovery read up to, from its 'Highwater' log table."""
+    start = log.index("Highwater for active changelog partitions")
+    block = log[start : log.index("active offsets at start of reading", start)]
+    # faust logs the last offset to read (end - 1).
+    return {int(p): int(h) + 1 for p, h in ROW.findall(block)}
+
+
+def _apply_then_restart(spawn_worker: Any, producer: Any, settings: Any, end_offsets: str) -> dict[str, Any]:
     events = list(generate(GeneratorConfig(seed=5, now=FIXED_NOW), 3000))
     for event in events:
         producer.send(event)
@@ -51,21 +64,38 @@ def _apply_then_restart(spawn_worker: Any, producer: Any, end_offsets: str) -> t
     wait_until(lambda: first.progress()["events"] == 3002)
     before = first.kpis()
     first.stop()  # graceful: offsets committed, so the restart recovers from the changelog alone
-    second = spawn_worker(f"after-{end_offsets}", SALESPULSE_END_OFFSETS=end_offsets)
+    second = spawn_worker(
+        f"after-{end_offsets}", SALESPULSE_END_OFFSETS=end_offsets, SALESPULSE_TEST_LOGLEVEL="info"
+    )
     second.wait_ready()
     after = second.kpis()
     second.stop()
-    total = sum(before["counters"]["events"].values())
-    return total, sum(after["counters"]["events"].values())
+    true_ends = true_end_offsets(
+        settings.kafka_python_config, [TopicPartition(CHANGELOG, p) for p in range(4)]
+    )
+    return {
+        "before": before,
+        "after": after,
+        "recovered_to": recovery_highwaters(second.log_path.read_text()),
+        "true_ends": {p: true_ends[(CHANGELOG, p)] for p in range(4)},
+        "last_batch_partition": partition_of(same[0]),
+    }
 
 
-def test_recovery_is_exact_with_the_workaround_and_short_without_it(spawn_worker: Any, producer: Any) -> None:
-    before, after = _apply_then_restart(spawn_worker, producer, "auto")
-    assert before == after == 3002
+def test_recovery_reads_changelogs_to_their_true_end_and_is_exact(
+    spawn_worker: Any, producer: Any, settings: Any
+) -> None:
+    run = _apply_then_restart(spawn_worker, producer, settings, "auto")
+    assert run["recovered_to"] == run["true_ends"]
+    assert run["before"]["counters"] == run["after"]["counters"]
+    assert run["before"]["series"] == run["after"]["series"]
+    assert sum(run["after"]["counters"]["events"].values()) == 3002
 
 
-def test_trusting_listoffsets_on_tansu_loses_the_changelog_tail(spawn_worker: Any, producer: Any) -> None:
-    # The same run with the workaround switched off: recovery stops at the short end offset.
-    before, after = _apply_then_restart(spawn_worker, producer, "listoffsets")
-    assert before == 3002
-    assert after < before
+def test_without_the_workaround_recovery_would_stop_short_of_the_changelog_tail(
+    spawn_worker: Any, producer: Any, settings: Any
+) -> None:
+    # The same run trusting ListOffsets: recovery's end offsets fall inside the last batch.
+    run = _apply_then_restart(spawn_worker, producer, settings, "listoffsets")
+    p = run["last_batch_partition"]
+    assert run["recovered_to"][p] < run["true_ends"][p]

@@ -553,7 +553,7 @@ def test_poison_on_every_input_topic_goes_to_the_dead_letters_and_the_same_worke
 
 
 # -- 5. stale state -----------------------------------------------------------------------
-def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_counts_exactly(
+def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_counts_the_new_stream_exactly(
     broker: EmbeddedBroker, spawn_worker, producer
 ) -> None:
     old_corpus = corpus(51, 3_000, duplicate_share=0.02)
@@ -599,6 +599,64 @@ def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_co
         print(f"\n{clock}")
     finally:
         worker.kill()  # Tansu takes 5 s to stop while clients are connected
+        replacement.stop()
+
+
+def key_lines(worker: WorkerProcess, *needles: str) -> str:
+    """The log lines that tell the story of a broker switch, for a failure message."""
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if any(n in line for n in needles))
+
+
+def test_a_worker_never_carries_stale_state_into_a_replaced_broker_while_events_keep_flowing(
+    broker: EmbeddedBroker, spawn_worker, producer
+) -> None:
+    """As in production: the broker comes back empty and producers never stopped sending.
+
+    The new stream is longer than the old one, so its offsets soon pass the stale offsets the
+    worker still holds in memory until its identity watchdog fires.
+    """
+    old_corpus = corpus(53, 3_000, duplicate_share=0.02)
+    new_corpus = corpus(54, 6_000, duplicate_share=0.02)
+    worker = spawn_worker("flowing", SALESPULSE_TEST_LOGLEVEL="info")
+    worker.wait_ready()
+    send_all(producer, old_corpus)
+    wait_applied(worker, len(old_corpus))
+    port = broker.port
+    broker.process.kill()
+    broker.process.wait(10)
+    replacement = start_broker(port)
+    try:
+        new_settings = Settings.from_env({"SALESPULSE_BROKER": replacement.bootstrap})
+        with EventProducer(new_settings) as fresh:
+            for batch in chunked(new_corpus, 50):  # about 1,000 events/s, from the first second
+                send_all(fresh, batch)
+                time.sleep(0.04)
+        wait_for(
+            lambda: "belongs to another broker: wiping it" in worker.log_path.read_text(errors="replace"),
+            "the watchdog re-executing the worker",
+            worker,
+            timeout=30,
+        )
+        worker.wait_ready()
+        kpis = wait_applied(worker, len(new_corpus))
+        assert kpis["partitions"] == ALL
+        story = key_lines(
+            worker,
+            "Setting newly assigned partitions",
+            "recovered: active",
+            "changed identity",
+            "wiping it",
+            "| 0         |",
+        )
+        try:
+            assert_worker_exact(worker, expected(new_corpus, NOW), "new stream after the broker was replaced")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n--- assignments, changelog highwaters and restarts in the worker log ---\n{story}"
+            ) from None
+    finally:
+        worker.kill()
         replacement.stop()
 
 
