@@ -161,7 +161,7 @@ def _watch_identity(settings: Settings, identity: dict[str, Any], interval: floa
         if current.get("topics") and not same_broker(identity, current):
             log.error("the broker changed identity (restarted or topics recreated): restarting")
             # A fresh process: in-memory state and consumer positions go with the old one.
-            os.execv(sys.executable, [sys.executable, *sys.argv])
+            os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
