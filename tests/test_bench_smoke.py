@@ -1,0 +1,22 @@
+"""A small `salespulse bench`: the benchmark's own exactness check must pass (speed is not judged)."""
+
+from __future__ import annotations
+
+from streams.bench import run_bench
+
+
+def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> None:
+    result = run_bench(
+        events=20_000,
+        naive_events=2_000,
+        latency_rate=1_000,
+        latency_seconds=3,
+        customers=2_000,
+        log=lambda message: None,
+    )
+    assert result.exact, result.mismatches
+    assert result.events == 20_000
+    assert result.events_per_s > 0 and result.raw_events_per_s > 0 and result.naive_events_per_s > 0
+    assert result.latency_p99_s is not None and result.latency_p50_s is not None
+    assert result.latency_p50_s <= result.latency_p99_s
+    assert result.peak_rss_mb > 0
