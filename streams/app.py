@@ -132,8 +132,15 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
     return process
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> tuple[SalesPulseApp, Runtime]:
-    """Build the app and its runtime; nothing connects until the app starts."""
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, epoch: str = ""
+) -> tuple[SalesPulseApp, Runtime]:
+    """Build the app and its runtime; nothing connects until the app starts.
+
+    ``epoch`` names the state table (and so its changelog topic) after the broker identity:
+    a worker whose broker was replaced under it may still retry a write into the new broker,
+    and those stale records must land in a topic the new state never reads.
+    """
     engine = engine or Engine(
         clock=settings.clock,
         label_cap=settings.label_cap,
@@ -168,7 +175,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> tuple[Sal
         app,
         engine=engine,
         ownership=runtime.ownership,
-        name=STATE_TABLE,
+        name=f"{STATE_TABLE}-{epoch}" if epoch else STATE_TABLE,
         partitions=settings.partitions,
         beacon=app.beacon,
     )

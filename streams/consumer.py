@@ -45,6 +45,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
+    #: Checks, on each assignment, that the broker is still the one the state came from.
+    verify_broker: Callable[[], bool] | None = None
+    on_foreign_broker: Callable[[str], None] | None = None
     #: The state changelog, and what restores one of its records into the engine.
     changelog_topic: str = ""
     restore: Callable[[bytes, bytes | None], None] | None = None
@@ -79,6 +82,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # A broker restarted empty on the same address makes the group rejoin: stop before
+        # the old in-memory state touches a single record of the new broker.
+        verify = self.verify_broker
+        if verify is not None and not await asyncio.to_thread(verify):
+            assert self.on_foreign_broker is not None
+            self.on_foreign_broker("assigned partitions by a broker that is not the one the state came from")
         self._batch_active = set(assigned)
         await super().on_partitions_assigned(assigned, generation_id)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -37,7 +39,7 @@ log = logging.getLogger("salespulse.worker")
 
 def _admin(settings: Settings) -> KafkaAdminClient:
     ms = int(settings.broker_timeout * 1000)
-    return KafkaAdminClient(**settings.kafka_python_config, request_timeout_ms=ms)
+    return KafkaAdminClient(**settings.kafka_python_config, request_timeout_ms=ms, bootstrap_timeout_ms=ms)
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -71,6 +73,12 @@ def broker_identity(settings: Settings, admin: KafkaAdminClient | None = None) -
     finally:
         if admin is None:
             client.close()
+
+
+def identity_epoch(identity: dict[str, Any]) -> str:
+    """A short stamp of the broker identity, carried by every changelog record."""
+    raw = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(raw, digest_size=6).hexdigest()
 
 
 def same_broker(saved: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -117,7 +125,8 @@ async def _serve_not_ready(settings: Settings) -> aioweb.AppRunner:
 def wait_for_broker(settings: Settings) -> dict[str, Any]:
     """Retry until the broker answers, serving 503 on /readyz meanwhile."""
     loop = asyncio.new_event_loop()
-    runner: aioweb.AppRunner | None = None
+    # Alive (and not ready) from the first moment, however long the broker takes.
+    runner = loop.run_until_complete(_serve_not_ready(settings))
     try:
         attempt = 0
         while True:
@@ -128,8 +137,6 @@ def wait_for_broker(settings: Settings) -> dict[str, Any]:
                 raise
             except (KafkaError, OSError) as exc:
                 attempt += 1
-                if runner is None:
-                    runner = loop.run_until_complete(_serve_not_ready(settings))
                 delay = min(5.0, 0.5 * attempt)
                 log.warning(
                     "broker %s not reachable (%s); retrying in %.1fs (attempt %d)",
@@ -140,13 +147,23 @@ def wait_for_broker(settings: Settings) -> dict[str, Any]:
                 )
                 loop.run_until_complete(asyncio.sleep(delay))
     finally:
-        if runner is not None:
-            loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(runner.cleanup())
         loop.close()
 
 
-def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 5.0) -> None:
-    """Start over when the broker under us is not the one we started with."""
+def restart_process(reason: str) -> None:
+    """Start over as a fresh process: in-memory state and positions go with the old one."""
+    log.error("%s: restarting with empty state", reason)
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+
+
+def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 2.0) -> None:
+    """Start over when the broker under us is not the one we started with.
+
+    This catches a broker replaced while the group stays quiet; a replaced broker that
+    triggers a rejoin is caught before any record is applied, by the check on assignment.
+    """
     admin: KafkaAdminClient | None = None
     while True:
         time.sleep(interval)
@@ -159,9 +176,17 @@ def _watch_identity(settings: Settings, identity: dict[str, Any], interval: floa
             admin = None
             continue
         if current.get("topics") and not same_broker(identity, current):
-            log.error("the broker changed identity (restarted or topics recreated): restarting")
-            # A fresh process: in-memory state and consumer positions go with the old one.
-            os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+            restart_process("the broker changed identity (restarted or topics recreated)")
+
+
+def _still_same_broker(settings: Settings, identity: dict[str, Any]) -> bool:
+    """Checked on every partition assignment, before any record of it is applied."""
+    for _ in range(3):
+        try:
+            return same_broker(identity, broker_identity(settings))
+        except (KafkaError, OSError):
+            time.sleep(0.5)
+    return False
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -172,7 +197,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     BatchConsumer.end_offsets_from_fetch = settings.end_offsets == "fetch" or (
         settings.end_offsets == "auto" and listoffsets_is_short(settings.kafka_python_config)
     )
-    app, _ = create_app(settings)
+    # partial objects, not functions: stored on the class they must not become methods.
+    BatchConsumer.verify_broker = functools.partial(_still_same_broker, settings, identity)
+    BatchConsumer.on_foreign_broker = functools.partial(restart_process)
+    app, _ = create_app(settings, epoch=identity_epoch(identity))
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

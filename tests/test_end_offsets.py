@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
 from kafka.partitioner.default import murmur2
 
 from streams.generator import GeneratorConfig, generate
@@ -34,7 +35,6 @@ def partition_of(event: dict[str, Any]) -> int:
     return (murmur2(route(event)[1]) & 0x7FFFFFFF) % 4
 
 
-CHANGELOG = "salespulse-state-changelog"
 ROW = re.compile(r"^\|[^|]*\|\s*(\d+)\s*\|\s*(-?\d+)\s*\|", re.M)
 
 
@@ -70,14 +70,19 @@ def _apply_then_restart(spawn_worker: Any, producer: Any, settings: Any, end_off
     second.wait_ready()
     after = second.kpis()
     second.stop()
+    admin = KafkaAdminClient(**settings.kafka_python_config)
+    changelog = next(
+        t for t in admin.list_topics() if t.startswith("salespulse-state") and t.endswith("-changelog")
+    )
+    admin.close()
     true_ends = true_end_offsets(
-        settings.kafka_python_config, [TopicPartition(CHANGELOG, p) for p in range(4)]
+        settings.kafka_python_config, [TopicPartition(changelog, p) for p in range(4)]
     )
     return {
         "before": before,
         "after": after,
         "recovered_to": recovery_highwaters(second.log_path.read_text()),
-        "true_ends": {p: true_ends[(CHANGELOG, p)] for p in range(4)},
+        "true_ends": {p: true_ends[(changelog, p)] for p in range(4)},
         "last_batch_partition": partition_of(same[0]),
     }
 

@@ -144,7 +144,7 @@ def wait_applied(worker: WorkerProcess, n: int, *, timeout: float = 90.0) -> dic
         return kpis if kpis and kpis["partitions"] == ALL and applied(kpis) >= n else None
 
     wait_for(done, f"{worker.log_path.stem} applying {n} deliveries", worker, timeout=timeout)
-    time.sleep(0.5)  # an over-count still on its way would show now
+    time.sleep(0.3)  # an over-count still on its way would show now
     kpis = worker.kpis()
     assert applied(kpis) == n, f"applied {applied(kpis)} deliveries, sent {n}{logs(worker)}"
     return kpis
@@ -354,7 +354,7 @@ def test_two_workers_split_the_partitions_and_a_survivor_of_sigkill_takes_over_e
         shares = [try_kpis(a), try_kpis(b)]
         if not all(shares):
             return None
-        view = merge(shares)  # type: ignore[arg-type]
+        view = merge(shares)
         return shares if view["partitions"] == ALL and applied(view) >= len(first_half) else None
 
     shares = wait_for(quiet, "both workers applying the first half", a, b)
@@ -605,6 +605,38 @@ def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_co
         replacement.stop()
 
 
+def test_a_worker_started_on_state_of_another_broker_wipes_it_logs_it_and_counts_exactly(
+    settings: Settings, spawn_worker, tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    data_dir = tmp_path / "foreign"
+    data_dir.mkdir()
+    (data_dir / "broker-identity.json").write_bytes(orjson.dumps(broker_identity(settings)))
+    (data_dir / "stale-marker").write_text("state from the other broker")
+    events = corpus(61, 4_000, duplicate_share=0.02)
+    other = start_broker()
+    started: list[WorkerProcess] = []
+    try:
+        other_settings = Settings.from_env({"SALESPULSE_BROKER": other.bootstrap})
+        with EventProducer(other_settings) as p:
+            send_all(p, events)  # already waiting when the worker starts
+        worker = spawn_worker("foreign", SALESPULSE_BROKER=other.bootstrap)
+        started.append(worker)
+        worker.wait_ready()
+        kpis = wait_applied(worker, len(events))
+        log = worker.log_path.read_text(errors="replace")
+        assert f"state in {data_dir} belongs to another broker: wiping it" in log, logs(worker)
+        assert not (data_dir / "stale-marker").exists()
+        saved = orjson.loads((data_dir / "broker-identity.json").read_bytes())
+        assert saved == broker_identity(other_settings) != broker_identity(settings)
+        assert kpis["partitions"] == ALL
+        assert_worker_exact(worker, expected(events, NOW), "after wiping foreign state")
+    finally:
+        for worker in started:
+            worker.kill()
+        other.stop()
+
+
 def key_lines(worker: WorkerProcess, *needles: str) -> str:
     """The log lines that tell the story of a broker switch, for a failure message."""
     lines = worker.log_path.read_text(errors="replace").splitlines()
@@ -659,10 +691,10 @@ def test_a_worker_never_carries_stale_state_into_a_replaced_broker_while_events_
             worker,
             timeout=30,
         )
-        worker.wait_ready(timeout=45)
-        kpis = wait_applied(worker, len(new_corpus), timeout=45)
-        assert kpis["partitions"] == ALL
         try:
+            worker.wait_ready(timeout=25)  # about 12 s when all is well
+            kpis = wait_applied(worker, len(new_corpus), timeout=45)
+            assert kpis["partitions"] == ALL
             assert_worker_exact(worker, expected(new_corpus, NOW), "new stream after the broker was replaced")
         except AssertionError as exc:
             story = key_lines(
@@ -671,46 +703,15 @@ def test_a_worker_never_carries_stale_state_into_a_replaced_broker_while_events_
                 "recovered: active",
                 "changed identity",
                 "wiping it",
-                "salespulse-state-changelog | 0 ",
+                "-changelog | 0 ",
             )
             raise AssertionError(
-                f"{exc}\n--- assignments, changelog ends, restarts in the log ---\n{story}"
+                f"{str(exc)[:3000]}\n--- assignments, changelog ends and the re-exec, from the worker log "
+                f"(old process before 'changed identity', new one after) ---\n{story}"
             ) from None
     finally:
         worker.kill()
         replacement.stop()
-
-
-def test_a_worker_started_on_state_of_another_broker_wipes_it_logs_it_and_counts_exactly(
-    settings: Settings, spawn_worker, tmp_path: Path
-) -> None:
-    ensure_topics(settings)
-    data_dir = tmp_path / "foreign"
-    data_dir.mkdir()
-    (data_dir / "broker-identity.json").write_bytes(orjson.dumps(broker_identity(settings)))
-    (data_dir / "stale-marker").write_text("state from the other broker")
-    events = corpus(61, 4_000, duplicate_share=0.02)
-    other = start_broker()
-    started: list[WorkerProcess] = []
-    try:
-        other_settings = Settings.from_env({"SALESPULSE_BROKER": other.bootstrap})
-        with EventProducer(other_settings) as p:
-            send_all(p, events)  # already waiting when the worker starts
-        worker = spawn_worker("foreign", SALESPULSE_BROKER=other.bootstrap)
-        started.append(worker)
-        worker.wait_ready()
-        kpis = wait_applied(worker, len(events))
-        log = worker.log_path.read_text(errors="replace")
-        assert f"state in {data_dir} belongs to another broker: wiping it" in log, logs(worker)
-        assert not (data_dir / "stale-marker").exists()
-        saved = orjson.loads((data_dir / "broker-identity.json").read_bytes())
-        assert saved == broker_identity(other_settings) != broker_identity(settings)
-        assert kpis["partitions"] == ALL
-        assert_worker_exact(worker, expected(events, NOW), "after wiping foreign state")
-    finally:
-        for worker in started:
-            worker.kill()
-        other.stop()
 
 
 # -- 6. broker down -----------------------------------------------------------------------
