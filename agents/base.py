@@ -8,6 +8,7 @@ persists and serves; it never knows what a KPI computes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -184,28 +185,29 @@ class Series:
             self._by_name = index
         return self._by_name.get(name, [])
 
+    # Sums use math.fsum: exactly rounded, so a worker's own view and a merged one agree to
+    # the last bit whatever order the series arrive in.
     def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
-        return sum(v for labels, v in self.named(name) if where(labels))
+        return math.fsum(v for labels, v in self.named(name) if where(labels))
 
     def group(
         self, name: str, by: str, where: Callable[[dict[str, str]], bool] = lambda _: True
     ) -> dict[str, float]:
-        out: dict[str, float] = {}
+        parts: dict[str, list[float]] = {}
         for labels, v in self.named(name):
             if where(labels):
-                out[labels[by]] = out.get(labels[by], 0.0) + v
-        return out
+                parts.setdefault(labels[by], []).append(v)
+        return {key: math.fsum(values) for key, values in parts.items()}
 
     def pairs(
         self, name: str, a: str, b: str, where: Callable[[dict[str, str]], bool] = lambda _: True
     ) -> dict[tuple[str, str], float]:
         """Totals by two labels, e.g. (region, category)."""
-        out: dict[tuple[str, str], float] = {}
+        parts: dict[tuple[str, str], list[float]] = {}
         for labels, v in self.named(name):
             if where(labels):
-                key = (labels[a], labels[b])
-                out[key] = out.get(key, 0.0) + v
-        return out
+                parts.setdefault((labels[a], labels[b]), []).append(v)
+        return {key: math.fsum(values) for key, values in parts.items()}
 
     def rows(self) -> Iterator[Sample]:
         for (name, labels), value in sorted(self.values.items()):
