@@ -26,7 +26,6 @@ class Ownership:
 
     def __init__(self) -> None:
         self.active: set[int] = set()
-        self.standby: set[int] = set()
         self.recovered_once = False
 
     def revoke(self, partitions: Iterable[int]) -> None:
@@ -67,7 +66,6 @@ class EngineStore(MemoryStore):  # type: ignore[type-arg]
         held = active | standby
         self.engine.drop(p for p in list(self.engine.partitions) if p not in held)
         self.ownership.active = active
-        self.ownership.standby = standby
         self.ownership.recovered_once = True
         log.info("recovered: active partitions %s, standby %s", sorted(active), sorted(standby))
 
