@@ -1,0 +1,124 @@
+"""What ``salespulse report`` does: parse its options and run the digest once or on a schedule.
+
+The CLI only forwards its arguments here, so option checks, progress messages and signal
+handling for the schedule can be tested without a subprocess.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from agents.rolling import HOUR
+from streams.report.errors import ReportError
+from streams.report.outbox import OUTBOX, pending_messages
+from streams.report.schedule import run_once, run_schedule
+from streams.report.smtp import SmtpSettings
+from streams.report.windows import DAY, DIGEST_WINDOWS, TREND
+from streams.settings import Settings, SettingsError
+
+log = logging.getLogger("salespulse.report")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": 7 * DAY}
+
+
+def parse_duration(text: str) -> float:
+    """``30m``, ``24h``, ``7d``, ``1w``, ``90s`` in seconds."""
+    match = _DURATION.match(text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ReportError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _addresses(email: str | Sequence[str] | None) -> list[str]:
+    if not email:
+        return []
+    raw = email.split(",") if isinstance(email, str) else [a for item in email for a in item.split(",")]
+    addresses = [a.strip() for a in raw if a.strip()]
+    for address in addresses:
+        if "@" not in address or any(c.isspace() for c in address):
+            raise ReportError(f"{address!r} is not an email address")
+    return addresses
+
+
+def report_command(
+    out: Path,
+    window: str = "7d",
+    workers: str | Sequence[str] | None = None,
+    email: str | Sequence[str] | None = None,
+    every: str | None = None,
+    retries: int = 3,
+    smtp: SmtpSettings | None = None,
+    echo: Callable[[str], object] | None = None,
+) -> None:
+    """What ``salespulse report`` does. Raises :class:`ReportError` with a clear message.
+
+    Progress goes to ``echo`` (default: standard error), failures to the ``salespulse.report``
+    logger, so ``--out`` and scheduled runs leave standard output alone.
+    """
+    if echo is None:
+        echo = _stderr
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if window not in TREND:
+        raise ReportError(f"--window must be one of {', '.join(DIGEST_WINDOWS)}, not {window!r}")
+    if retries < 1:
+        raise ReportError("--retries must be at least 1")
+    to = _addresses(email)
+    try:
+        if isinstance(workers, str):
+            names = [w.strip() for w in workers.split(",") if w.strip()]
+        else:
+            names = list(workers) if workers else list(Settings.from_env().workers)
+        if to and smtp is None:
+            smtp = SmtpSettings.from_env()
+    except SettingsError as exc:
+        raise ReportError(str(exc)) from None
+    if every is None:
+        digest, outbox = run_once(names, out, window=window, to=to, smtp=smtp, retries=retries)
+        echo(f"wrote {out / 'digest.html'}, {out / 'digest.txt'} and {len(digest.images)} charts")
+        if outbox is not None:
+            if outbox.error is not None:
+                where = (
+                    f"the refused message is in {out / OUTBOX / 'failed'}"
+                    if outbox.error.permanent
+                    else f"the unsent message is kept in {out / OUTBOX} and is sent again on the next run"
+                )
+                raise ReportError(f"{outbox.error}. The digest is in {out}; {where}.")
+            echo(f"sent {len(outbox.delivered)} digest(s) to {', '.join(to)}")
+        return
+    period = parse_duration(every)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping the digest schedule (signal %d)", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT) if _main_thread()}
+    echo(f"building the {window} digest every {every} into {out}" + (f" for {', '.join(to)}" if to else ""))
+    try:
+        result = run_schedule(
+            period, names, out, window=window, to=to, smtp=smtp, retries=retries, sleep=stop.wait, stop=stop
+        )
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    echo(
+        f"stopped after {result.runs} run(s); {len(pending_messages(out))} digest(s) unsent in {out / OUTBOX}"
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,128 @@
+"""Running the digest once or on a schedule: build, write, queue and flush the outbox.
+
+A long-running schedule must survive unreachable workers, an unreachable SMTP server
+and unexpected bugs in a single run; this module holds that loop and the single run it
+repeats, with the clock, sleep and stop event injectable for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.report.digest import build_digest
+from streams.report.errors import ReportError
+from streams.report.files import write_digest
+from streams.report.formatting import _stamp
+from streams.report.mail import build_message
+from streams.report.model import Digest
+from streams.report.outbox import OutboxResult, flush_outbox, queue_message
+from streams.report.smtp import SmtpSettings
+
+log = logging.getLogger("salespulse.report")
+
+
+@dataclass
+class ScheduleResult:
+    runs: int = 0
+    built: int = 0
+    delivered: int = 0
+    attempts: int = 0
+    failures: list[str] = field(default_factory=list)
+    pending: list[Path] = field(default_factory=list)
+
+
+def _build_and_queue(
+    workers: Sequence[str],
+    out_dir: Path,
+    window: str,
+    to: Sequence[str],
+    smtp: SmtpSettings | None,
+    now: int | None = None,
+) -> Digest:
+    digest = build_digest(workers, window, now)
+    page = write_digest(digest, out_dir)
+    log.info("digest for the %s window to %s written to %s", window, _stamp(digest.clock), page)
+    if to and smtp is not None:
+        queue_message(build_message(digest, to, smtp.from_address), out_dir)
+    return digest
+
+
+def run_once(
+    workers: Sequence[str],
+    out_dir: Path,
+    *,
+    window: str = "7d",
+    to: Sequence[str] = (),
+    smtp: SmtpSettings | None = None,
+    retries: int = 3,
+    backoff: float = 2.0,
+    sleep: Callable[[float], object] = time.sleep,
+    now: int | None = None,
+) -> tuple[Digest, OutboxResult | None]:
+    """Build and write one digest; with recipients, queue it and flush the outbox."""
+    if to and smtp is None:
+        smtp = SmtpSettings.from_env()
+    digest = _build_and_queue(workers, out_dir, window, to, smtp, now)
+    if not to or smtp is None:
+        return digest, None
+    return digest, flush_outbox(out_dir, smtp, retries, backoff, sleep)
+
+
+def run_schedule(
+    every_seconds: float,
+    workers: Sequence[str],
+    out_dir: Path,
+    *,
+    window: str = "7d",
+    to: Sequence[str] = (),
+    smtp: SmtpSettings | None = None,
+    retries: int = 3,
+    backoff: float = 2.0,
+    max_runs: int | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+    stop: threading.Event | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ScheduleResult:
+    """Build (and send) a digest every ``every_seconds`` until ``stop`` is set or ``max_runs``.
+
+    A run that cannot reach the workers or the SMTP server is logged and does not end the
+    loop. Unsent digests stay in ``out_dir/outbox`` and go out first on the next run, even
+    when that run cannot build its own digest.
+    """
+    if every_seconds <= 0:
+        raise ReportError("the schedule period must be positive")
+    if to and smtp is None:
+        smtp = SmtpSettings.from_env()
+    result = ScheduleResult()
+    while max_runs is None or result.runs < max_runs:
+        if stop is not None and stop.is_set():
+            break
+        started = monotonic()
+        result.runs += 1
+        try:
+            _build_and_queue(workers, out_dir, window, to, smtp)
+            result.built += 1
+        except ReportError as exc:
+            log.error("digest run %d failed: %s", result.runs, exc)
+            result.failures.append(str(exc))
+        except Exception as exc:  # a long-running schedule logs the bug and keeps going
+            log.exception("digest run %d failed unexpectedly", result.runs)
+            result.failures.append(f"{type(exc).__name__}: {exc}")
+        if to and smtp is not None:
+            outbox = flush_outbox(out_dir, smtp, retries, backoff, sleep)
+            result.delivered += len(outbox.delivered)
+            result.attempts += outbox.attempts
+            result.pending = outbox.pending
+            if outbox.error is not None:
+                result.failures.append(str(outbox.error))
+        if max_runs is not None and result.runs >= max_runs:
+            break
+        if stop is not None and stop.is_set():
+            break
+        sleep(max(0.0, every_seconds - (monotonic() - started)))
+    return result
