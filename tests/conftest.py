@@ -156,6 +156,22 @@ def spawn_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
         worker.kill()
 
 
+def send_and_wait(
+    worker: WorkerProcess, producer: EventProducer, events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Send ``events`` and return the worker's /kpis once every delivery has been applied."""
+    for event in events:
+        producer.send(event)
+    producer.flush()
+
+    def applied() -> dict[str, Any] | None:
+        kpis = worker.kpis()
+        c = kpis["counters"]
+        return kpis if sum(c["events"].values()) + c["duplicates"][""] == len(events) else None
+
+    return dict(wait_until(applied, timeout=60))
+
+
 def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.25) -> Any:
     """Poll until ``predicate()`` is truthy; return its value."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from streams.generator import GeneratorConfig, generate
-from tests.conftest import FIXED_NOW, wait_until
+from tests.conftest import FIXED_NOW, send_and_wait, wait_until
 from tests.reference import (
     EVENT_TYPES,
     WINDOWS,
@@ -321,16 +321,7 @@ def test_window_retention_and_at_risk_boundaries(spawn_worker, producer) -> None
 
     worker = spawn_worker("edges", SALESPULSE_CLOCK=ODD_CLOCK)
     worker.wait_ready()
-    for e in events:
-        producer.send(e)
-    producer.flush()
-
-    def applied() -> dict[str, Any] | None:
-        kpis = worker.kpis()
-        c = kpis["counters"]
-        return kpis if sum(c["events"].values()) + c["duplicates"][""] == len(events) else None
-
-    kpis = wait_until(applied, timeout=60)
+    kpis = send_and_wait(worker, producer, events)
     assert kpis["clock"] == clock
     assert kpis["counters"]["events"] == ref.events
     assert kpis["counters"]["late"] == ref.late

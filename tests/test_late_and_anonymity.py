@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import FIXED_NOW, wait_until
+from tests.conftest import FIXED_NOW, send_and_wait
 from tests.reference import WINDOWS, Expected, diff, expected, gauge_diff, kpis_series, parse_metrics
 
 NOW = int(FIXED_NOW.timestamp())
@@ -59,16 +59,7 @@ def run(spawn_worker, producer, events: list[dict[str, Any]]) -> tuple[dict[str,
     """Send ``events`` to a fresh worker; return its /kpis, /metrics and the reference."""
     worker = spawn_worker()
     worker.wait_ready()
-    for e in events:
-        producer.send(e)
-    producer.flush()
-
-    def applied() -> dict[str, Any] | None:
-        kpis = worker.kpis()
-        c = kpis["counters"]
-        return kpis if sum(c["events"].values()) + c["duplicates"][""] == len(events) else None
-
-    kpis = wait_until(applied, timeout=60)
+    kpis = send_and_wait(worker, producer, events)
     metrics = worker.metrics()
     ref = expected(events, NOW)
     scrape = parse_metrics(metrics)
