@@ -141,6 +141,7 @@ class SeenIds:
     def __init__(self) -> None:
         self.by_hour: dict[int, dict[int, int]] = {}
         self.pending: list[object] = []
+        self.oldest_hour: int | None = None
 
     def first_offset(self, hour: int, event_id: str, offset: int) -> int:
         ids = self.by_hour.get(hour)
@@ -155,6 +156,10 @@ class SeenIds:
         return first
 
     def expire(self, oldest_hour: int) -> None:
+        """Drop hours that left retention; a no-op until the clock enters a new hour."""
+        if oldest_hour == self.oldest_hour:
+            return
+        self.oldest_hour = oldest_hour
         for hour in [h for h in self.by_hour if h < oldest_hour]:
             del self.by_hour[hour]
 
@@ -291,8 +296,7 @@ class Engine:
         last = records[-1].offset
         meta.offset = max(meta.offset, last)
         out.changelog = list(self._changelog(state, topic, last))
-        if clock.hour * HOUR == clock.now - clock.now % HOUR:
-            seen.expire(clock.oldest_hour)
+        seen.expire(clock.oldest_hour)
         return out
 
     def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:
