@@ -18,7 +18,7 @@ from typing import Any
 import fastjsonschema
 from fastjsonschema import JsonSchemaValueException
 
-__all__ = ["EVENT_TYPES", "SCHEMA_DIR", "InvalidEvent", "validate_event"]
+__all__ = ["EVENT_TYPES", "SCHEMA_DIR", "InvalidEvent", "schema_files", "validate_event"]
 
 SCHEMA_DIR: Path = Path(__file__).resolve().parent
 _SUFFIX = ".schema.json"
@@ -43,9 +43,14 @@ class InvalidEvent(Exception):
         return f"{self.field}: {self.reason}"
 
 
+def schema_files(directory: Path) -> list[Path]:
+    """The schema files of the contract, one per event type, in name order."""
+    return sorted(directory.glob("*" + _SUFFIX))
+
+
 def _load() -> dict[str, Callable[[Any], Any]]:
     validators: dict[str, Callable[[Any], Any]] = {}
-    for path in sorted(SCHEMA_DIR.glob("*" + _SUFFIX)):
+    for path in schema_files(SCHEMA_DIR):
         schema = json.loads(path.read_text(encoding="utf-8"))
         name = path.name[: -len(_SUFFIX)]
         declared = schema.get("properties", {}).get("type", {}).get("const")

@@ -1,0 +1,150 @@
+"""The fast decoder never accepts what the contract's validator rejects.
+
+It may decline (the worker then asks the validator), but what it accepts must be valid and
+decode to the same values. Checked on every generated event type, on every schema example
+with each field deleted or replaced by a hostile value, and on hostile bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas import EVENT_TYPES, InvalidEvent, validate_event
+from schemas.fast_decoder import decode_valid
+from schemas.validator import SCHEMA_DIR
+from streams.generator import GeneratorConfig, generate
+
+HOSTILE_VALUES: list[Any] = [
+    None,
+    "",
+    "x" * 129,
+    "x" * 201,
+    -1,
+    -0.5,
+    0,
+    10,
+    11,
+    5.5,
+    5.0,
+    1e12,
+    1e12 + 1,
+    True,
+    [],
+    {},
+    "nps",
+    "enps",
+    "new",
+    "USD",
+    "usd",
+    "USD\n",
+    "2026-11-26T11:30:00Z",
+    "2026-11-26T11:30:00Z\n",
+    "2026-11-26T11:30:60Z",
+    "2026-11-26t11:30:00.5+01:00",
+    "2026-13-01T00:00:00Z",
+    "2026-11-26 11:30:00Z",
+    "lead.created",
+]
+
+
+def example(event_type: str) -> dict[str, Any]:
+    return dict(json.loads((SCHEMA_DIR / "examples" / f"{event_type}.json").read_text(encoding="utf-8")))
+
+
+def validator_view(raw: bytes) -> dict[str, Any] | None:
+    try:
+        return validate_event(orjson.loads(raw))
+    except (InvalidEvent, orjson.JSONDecodeError):
+        return None
+
+
+def assert_agrees(raw: bytes) -> bool:
+    """Fast accept implies valid with equal values; returns whether it was accepted."""
+    fast = decode_valid(raw)
+    if fast is None:
+        return False
+    slow = validator_view(raw)
+    assert slow is not None, f"the fast path accepted what the validator rejects: {raw!r}"
+    assert fast == slow, f"values differ: {fast} != {slow}"
+    return True
+
+
+def mutations(event: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    paths = [(k,) for k in event] + [("data", k) for k in event["data"]]
+    for path in paths:
+        parent_path, leaf = path[:-1], path[-1]
+        deleted = copy.deepcopy(event)
+        parent = deleted
+        for p in parent_path:
+            parent = parent[p]
+        del parent[leaf]
+        out.append(deleted)
+        for value in HOSTILE_VALUES:
+            changed = copy.deepcopy(event)
+            parent = changed
+            for p in parent_path:
+                parent = parent[p]
+            parent[leaf] = value
+            out.append(changed)
+    extra = copy.deepcopy(event)
+    extra["data"]["note"] = "extra fields are allowed"
+    out.append(extra)
+    return out
+
+
+def test_every_generated_event_is_accepted_with_the_validators_values() -> None:
+    events = list(generate(GeneratorConfig(seed=3), 5_000))
+    assert {e["type"] for e in events} == set(EVENT_TYPES)
+    for event in events:
+        assert assert_agrees(orjson.dumps(event)), f"declined a valid generated event: {event}"
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_no_mutation_of_an_example_is_accepted_unless_valid(event_type: str) -> None:
+    accepted = sum(assert_agrees(orjson.dumps(m)) for m in mutations(example(event_type)))
+    assert accepted > 0, "some mutations are valid (a different valid score, currency, ...)"
+
+
+def test_a_conditional_requirement_is_checked_after_decoding() -> None:
+    enps = example("survey.answered")
+    enps["data"] = {"survey": "enps", "score": 8}
+    assert decode_valid(orjson.dumps(enps)) is None
+    enps["data"]["team"] = "sales-north"
+    assert assert_agrees(orjson.dumps(enps))
+
+
+BASE = orjson.dumps(example("deal.won"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        BASE[:-1] + b',"x":' + b"9" * 400 + b"}",
+        BASE[:-1] + b',"x":"\xff"}',
+        BASE[:-1] + b',"x":"\\ud800"}',
+        BASE[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        BASE[:-1] + b',"data":5}',
+        BASE[:-1] + b',"type":"lead.created"}',
+        b'{"type":"lead.created",' + BASE[1:],
+        BASE.replace(b'"kind":"new"', b'"kind":"new","kind":"bogus"'),
+        BASE.replace(b'"kind":"new"', b'"kind":"bogus","kind":"new"'),
+        BASE.replace(b"15000.0", b"1" + b"0" * 30),
+        BASE.replace(b"15000.0", b"1e400"),
+        BASE.replace(b"vtiger", b"vt\x01iger"),
+        BASE.replace(b"vtiger", b"vt\xffiger"),
+        b"\xef\xbb\xbf" + BASE,
+        BASE + b" x",
+        BASE + b" \n",
+        b"[" + BASE + b"]",
+        b"null",
+        b"",
+    ],
+)
+def test_hostile_bytes_are_never_accepted_unless_valid(raw: bytes) -> None:
+    assert_agrees(raw)
