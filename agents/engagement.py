@@ -10,7 +10,6 @@ that count is kept incrementally as customers and the clock move.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -81,10 +80,13 @@ class EngagementState(CountersState):
         self.at_risk = AtRisk()
 
     def _latest(self, customer: str) -> int:
-        return max(self.activity.times.get(customer, -1), self.deal.times[customer])
+        deal = self.deal.get(customer)
+        assert deal is not None, "only known customers have a latest touch"
+        activity = self.activity.get(customer)
+        return deal if activity is None else max(activity, deal)
 
     def offer_activity(self, customer: str, minute: int, clock: Clock) -> None:
-        known = customer in self.deal.times
+        known = customer in self.deal
         before = self._latest(customer) if known else None
         old = self.activity.offer(customer, minute)
         if old is None:
@@ -96,7 +98,7 @@ class EngagementState(CountersState):
             self.at_risk.move(before, self._latest(customer))
 
     def offer_deal(self, customer: str, minute: int) -> None:
-        before = self._latest(customer) if customer in self.deal.times else None
+        before = self._latest(customer) if customer in self.deal else None
         if self.deal.offer(customer, minute) is not None:
             self.at_risk.move(before, self._latest(customer))
 
@@ -109,18 +111,16 @@ class EngagementState(CountersState):
 
     def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
         if key[0] == "activity":
-            customer = sys.intern(key[1])
-            self.offer_activity(customer, rec[0], ctx.clock)
-            self.activity.dirty.discard(customer)
+            self.offer_activity(key[1], rec[0], ctx.clock)
+            self.activity.dirty.pop(hash(key[1]), None)
         elif key[0] == "deal":
-            customer = sys.intern(key[1])
-            self.offer_deal(customer, rec[0])
-            self.deal.dirty.discard(customer)
+            self.offer_deal(key[1], rec[0])
+            self.deal.dirty.pop(hash(key[1]), None)
         else:
             super().restore(topic, key, rec, ctx)
 
     def profile(self, customer: str) -> dict[str, Any]:
-        act, deal = self.activity.times.get(customer), self.deal.times.get(customer)
+        act, deal = self.activity.get(customer), self.deal.get(customer)
         return {
             "known": deal is not None,
             "last_activity_minute": act,
@@ -141,8 +141,7 @@ class EngagementKpi:
         d = event.data
         minute = event.t // 60
         state.at_risk.refresh(ctx.clock)
-        # One string object per customer, shared by the activity, deal and NPS maps.
-        customer = sys.intern(d["customer_id"])
+        customer = d["customer_id"]
         if event.type == "deal.won":
             state.offer_deal(customer, minute)
             return
@@ -163,7 +162,7 @@ class EngagementKpi:
             sums = merged_window([s.engaged for s in states], window, ctx.clock)
             engaged = sums.get((), [0])[0]
             yield "salespulse_customers_engaged", {"window": window}, float(engaged)
-        known = sum(len(s.deal.times) for s in states)
+        known = sum(len(s.deal) for s in states)
         yield "salespulse_customers_known", {}, float(known)
         at_risk = sum(s.at_risk.at(ctx.clock) for s in states)
         yield "salespulse_customers_at_risk", {}, float(at_risk)

@@ -7,7 +7,6 @@ never the last to arrive; ``salespulse_nps_customers`` counts customers by that 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -55,7 +54,7 @@ class NpsState(CountersState):
 
     def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
         if key[0] == "latest":
-            self._recount(self.latest.restore(sys.intern(key[1]), rec), rec[2])
+            self._recount(self.latest.restore(key[1], rec), rec[2])
         else:
             super().restore(topic, key, rec, ctx)
 
@@ -73,7 +72,7 @@ class NpsKpi:
         d = event.data
         if d["survey"] != "nps":
             return
-        state.offer_latest(sys.intern(d["customer_id"]), event.t, event.offset, d["score"])
+        state.offer_latest(d["customer_id"], event.t, event.offset, d["score"])
         if event.late:
             return
         vec = [0, 0, 0]

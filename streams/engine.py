@@ -32,6 +32,7 @@ from agents.registry import KPIS
 from agents.rolling import HOUR, WINDOW_NAMES, Clock
 from schemas import EVENT_TYPES
 from streams.codec import REASONS, Rejected, check_route, decode, parse_time
+from streams.seen_ids import SeenIds
 from streams.topics import INPUT_TOPICS
 
 SEEN_CHUNK = 4096
@@ -127,50 +128,6 @@ class TopicMeta:
     @classmethod
     def decode(cls, value: dict[str, Any]) -> TopicMeta:
         return cls(value["o"], value["t"], value["events"], value["late"], value["rejected"], value["dups"])
-
-
-class SeenIds:
-    """Event ids with the offset each was first seen at, in event-time hour buckets.
-
-    In memory an id is its 64-bit ``hash()`` (stable within a process; the changelog keeps
-    the id itself and restore hashes it again), which halves the memory of a million ids.
-    Two distinct ids colliding in one partition-hour is the one way an event could be
-    taken for a duplicate: about n²/2⁶⁵, 3e-10 for 100,000 ids in one hour.
-    """
-
-    def __init__(self) -> None:
-        self.by_hour: dict[int, dict[int, int]] = {}
-        self.pending: list[object] = []
-        self.oldest_hour: int | None = None
-
-    def first_offset(self, hour: int, event_id: str, offset: int) -> int:
-        ids = self.by_hour.get(hour)
-        if ids is None:
-            ids = self.by_hour[hour] = {}
-        key = hash(event_id)
-        first = ids.get(key)
-        if first is None or first > offset:
-            ids[key] = offset
-            self.pending += (hour, event_id, offset)
-            return offset
-        return first
-
-    def expire(self, oldest_hour: int) -> None:
-        """Drop hours that left retention; a no-op until the clock enters a new hour."""
-        if oldest_hour == self.oldest_hour:
-            return
-        self.oldest_hour = oldest_hour
-        for hour in [h for h in self.by_hour if h < oldest_hour]:
-            del self.by_hour[hour]
-
-    def restore(self, flat: list[Any], oldest_hour: int) -> None:
-        for i in range(0, len(flat), 3):
-            hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
-            if hour >= oldest_hour:
-                ids = self.by_hour.setdefault(hour, {})
-                key = hash(event_id)
-                if ids.get(key, offset + 1) > offset:
-                    ids[key] = offset
 
 
 class PartitionState:
@@ -409,7 +366,7 @@ class Engine:
             engagement: Any = state.kpis.get("engagement")
             nps: Any = state.kpis.get("nps")
             touched = engagement is not None and (
-                customer in engagement.activity.times or customer in engagement.deal.times
+                customer in engagement.activity or customer in engagement.deal
             )
             answer = None if nps is None else nps.latest.get(customer)
             if touched or answer is not None:

@@ -1,0 +1,63 @@
+"""The compact seen-id store answers exactly like a plain dict of first offsets.
+
+A reference dict ``(hour, id) -> first offset`` is checked against :class:`SeenIds` over
+enough ids to force many merges into the sorted columns, with repeats, replays of earlier
+offsets, expiry and a restore from the changelog chunks the store emitted.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from streams import seen_ids
+from streams.seen_ids import SeenIds
+
+
+def _workload(n: int, seed: int) -> list[tuple[int, str, int]]:
+    rng = random.Random(seed)
+    out: list[tuple[int, str, int]] = []
+    for offset in range(n):
+        if out and rng.random() < 0.2:
+            hour, event_id, _ = rng.choice(out)  # a duplicate, or a replay when earlier
+            if rng.random() < 0.3:
+                offset = rng.randrange(offset + 1)
+        else:
+            hour, event_id = 1000 + rng.randrange(50), f"ev-{rng.randrange(10**9)}"
+        out.append((hour, event_id, offset))
+    return out
+
+
+def test_first_offsets_match_a_plain_dict_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seen_ids, "MERGE_AT", 64)  # many merges with a small workload
+    store, reference = SeenIds(), {}
+    for hour, event_id, offset in _workload(20_000, 1):
+        want = reference.setdefault((hour, event_id), offset)
+        if offset < want:
+            reference[hour, event_id] = want = offset
+        assert store.first_offset(hour, event_id, offset) == want
+    assert len(store) == len(reference)
+    assert len(store.keys) > 0, "the workload should have merged ids into the columns"
+
+
+def test_restore_from_the_pending_chunks_gives_the_same_answers() -> None:
+    store = SeenIds()
+    work = _workload(5_000, 2)
+    for hour, event_id, offset in work:
+        store.first_offset(hour, event_id, offset)
+    restored = SeenIds()
+    restored.restore(store.pending, oldest_hour=0)
+    for hour, event_id, offset in work:
+        assert restored.first_offset(hour, event_id, offset) == store.first_offset(hour, event_id, offset)
+
+
+def test_expire_forgets_hours_before_retention_in_both_parts() -> None:
+    store = SeenIds()
+    for i in range(40_000):  # over MERGE_AT: some ids are in the columns, some recent
+        store.first_offset(1000 + i % 10, f"ev-{i}", i)
+    assert len(store.keys) and store.recent_count
+    store.expire(oldest_hour=1005)
+    assert len(store) == 20_000
+    assert store.first_offset(1004, "ev-4", 99_999) == 99_999, "an expired id counts as new"
+    assert store.first_offset(1005, "ev-5", 99_999) == 5, "a retained id is still known"
