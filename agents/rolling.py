@@ -64,6 +64,8 @@ def add_into(sums: dict[Labels, Vector], labels: Labels, vec: Vector) -> None:
     total = sums.get(labels)
     if total is None:
         sums[labels] = list(vec)
+    elif len(vec) == 1:  # most counters: twice as fast as the loop
+        total[0] += vec[0]
     else:
         for i, v in enumerate(vec):
             total[i] += v
@@ -156,8 +158,11 @@ class WindowedCounter:
             self.known.add(key[1])
         else:
             rec[0] = offset
-            for i, v in enumerate(vec, 1):
-                rec[i] += v
+            if len(vec) == 1:
+                rec[1] += vec[0]
+            else:
+                for i, v in enumerate(vec, 1):
+                    rec[i] += v
         if offset >= 0:
             self.dirty.add((res, key[0], key[1]))
 

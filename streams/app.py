@@ -108,7 +108,7 @@ class Runtime:
         for tp, records in batches.items():
             out = self.engine.apply(tp.topic, tp.partition, records)
             # Observed before any await, so /progress and the histogram never disagree.
-            self.exporter.observe(out.latencies)
+            self.exporter.observe(out)
             merged = outs.get(tp.partition)
             if merged is None:
                 outs[tp.partition] = out
@@ -124,7 +124,7 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
             message = event.message
             record = MessageRecord.of(message)
             out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
-            runtime.exporter.observe(out.latencies)
+            runtime.exporter.observe(out)
             await runtime.persist(message.partition, out)
             yield None
 

@@ -96,12 +96,19 @@ class Output:
 
     changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
+    #: Record timestamps (ms) of the events applied, and when they were applied (ms).
+    timestamps: list[int] = field(default_factory=list)
+    applied_ms: float = 0.0
 
     def extend(self, other: Output) -> None:
         self.changelog += other.changelog
         self.deadletters += other.deadletters
-        self.latencies += other.latencies
+        self.timestamps += other.timestamps
+        self.applied_ms = max(self.applied_ms, other.applied_ms)
+
+    def latencies(self) -> list[float]:
+        """Event-to-state latency of each applied event, in seconds."""
+        return [max(0.0, self.applied_ms - ts) / 1000.0 for ts in self.timestamps]
 
 
 @dataclass
@@ -212,7 +219,9 @@ class Engine:
         ctx = ApplyContext(clock, self.fold)
         kpi_states = state.kpis
         dispatch = self.dispatch if only is None else {t: [only] for t in only.event_types}
-        now_ms = time.time() * 1000.0
+        out.applied_ms = time.time() * 1000.0
+        timestamps = out.timestamps
+        oldest_hour = clock.oldest_hour
         for record in records:
             offset = record.offset
             fresh = offset > meta.offset
@@ -235,8 +244,9 @@ class Engine:
                     )
                 continue
             kind = raw["type"]
-            late = clock.is_late(t)
-            if not late and seen.first_offset(t // HOUR, raw["event_id"], offset) < offset:
+            hour = t // HOUR
+            late = hour < oldest_hour
+            if not late and seen.first_offset(hour, raw["event_id"], offset) < offset:
                 if fresh:
                     meta.duplicates += 1
                 continue
@@ -249,11 +259,11 @@ class Engine:
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
             if fresh and record.timestamp is not None:
-                out.latencies.append(max(0.0, now_ms - record.timestamp) / 1000.0)
+                timestamps.append(record.timestamp)
         last = records[-1].offset
         meta.offset = max(meta.offset, last)
         out.changelog = list(self._changelog(state, topic, last))
-        seen.expire(clock.oldest_hour)
+        seen.expire(oldest_hour)
         return out
 
     def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:

@@ -7,14 +7,19 @@ own, not the global one faust's sensors would serve.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from streams.engine import Engine
+from streams.engine import Engine, Output
 
 HELP = {
     "salespulse_leads": "Leads created in the window.",
@@ -95,6 +100,35 @@ class KpiCollector(Collector):
         yield owned_gauge
 
 
+class LatencyHistogram(Collector):
+    """``salespulse_event_to_state_seconds``, observed a whole batch at a time.
+
+    A fetch of thousands of records carries few distinct record timestamps (producers
+    batch), so each distinct timestamp is bucketed once. A ``Histogram.observe`` per event,
+    with its lock and bucket search, took 3% of a worker's time.
+    """
+
+    NAME = "salespulse_event_to_state_seconds"
+    HELP = "From the Kafka record timestamp to the moment the table applied the event."
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = (*bounds, math.inf)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def observe(self, timestamps_ms: list[int], applied_ms: float) -> None:
+        for ts, n in Counter(timestamps_ms).items():
+            seconds = max(0.0, applied_ms - ts) / 1000.0
+            self.counts[bisect.bisect_left(self.bounds, seconds)] += n
+            self.sum += seconds * n
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = itertools.accumulate(self.counts)
+        les = [floatToGoString(b) for b in self.bounds]  # type: ignore[no-untyped-call]
+        buckets = list(zip(les, cumulative, strict=True))
+        yield HistogramMetricFamily(self.NAME, self.HELP, buckets=buckets, sum_value=self.sum)
+
+
 class Exporter:
     """The worker's registry: the KPI collector plus the event-to-state latency histogram."""
 
@@ -106,17 +140,11 @@ class Exporter:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(KpiCollector(engine, owned, lag))
-        self.latency = Histogram(
-            "salespulse_event_to_state_seconds",
-            "From the Kafka record timestamp to the moment the table applied the event.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.latency = LatencyHistogram()
+        self.registry.register(self.latency)
 
-    def observe(self, latencies: list[float]) -> None:
-        observe = self.latency.observe
-        for value in latencies:
-            observe(value)
+    def observe(self, out: Output) -> None:
+        self.latency.observe(out.timestamps, out.applied_ms)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

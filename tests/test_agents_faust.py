@@ -387,5 +387,5 @@ async def test_latency_observed_through_an_agent_is_seconds_since_the_message(ha
     async with h.app.agents["kpi-leads"].test_context() as ctx:
         await ctx.put(orjson.dumps(ev), key=b"L-1", timestamp=time.time())
     ((_, out),) = h.outputs
-    assert len(out.latencies) == 1
-    assert 0.0 <= out.latencies[0] < 60.0
+    assert len(out.latencies()) == 1
+    assert 0.0 <= out.latencies()[0] < 60.0
