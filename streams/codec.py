@@ -87,8 +87,10 @@ def check_route(event: dict[str, Any], topic: str, key: bytes | None) -> None:
         raise Rejected("wrong_key", f"{event['type']} must be keyed by {want_key.decode()!r}")
 
 
-#: Epoch seconds of ``YYYY-MM-DDTHH:MM`` prefixes; events cluster in minutes, so most hit.
+#: Epoch seconds of ``YYYY-MM-DDTHH:MM`` and ``YYYY-MM-DD`` prefixes; live events cluster in
+#: minutes, a backfill in days.
 _MINUTE_START: dict[str, int] = {}
+_DAY_START: dict[str, int] = {}
 _MINUTE_CACHE_SIZE = 1 << 16
 
 
@@ -115,10 +117,13 @@ def _minute_start(value: str) -> int:
     hh, mm = int(value[11:13]), int(value[14:16])
     if hh > 23 or mm > 59:
         raise ValueError(value)
-    start = calendar.timegm(dt.date.fromisoformat(value[:10]).timetuple()) + hh * 3600 + mm * 60
+    day = _DAY_START.get(value[:10])
+    if day is None:
+        day = _DAY_START[value[:10]] = calendar.timegm(dt.date.fromisoformat(value[:10]).timetuple())
     if len(_MINUTE_START) >= _MINUTE_CACHE_SIZE:
         _MINUTE_START.clear()
-    _MINUTE_START[prefix] = start
+        _DAY_START.clear()
+    start = _MINUTE_START[prefix] = day + hh * 3600 + mm * 60
     return start
 
 
