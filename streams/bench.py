@@ -309,6 +309,7 @@ class MemoryResult:
     seconds: float
     peak_rss_mb: float
     restart_seconds: float
+    restart_peak_rss_mb: float
     exact_after_restart: bool
     detail: str
 
@@ -421,6 +422,7 @@ def run_memory(
         started = time.perf_counter()
         _wait_applied(second, address, len(events), 3600, workdir / "second.log")
         restart = time.perf_counter() - started
+        restart_peak = _peak_rss_mb(second.pid)
         after = orjson.loads(_get(f"http://{address}/kpis"))
         engaged = after["windows"]["30d"]["engagement"]["customers_engaged"]
         answered = sum(after["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
@@ -436,6 +438,7 @@ def run_memory(
             seconds=round(seconds, 2),
             peak_rss_mb=round(peak, 1),
             restart_seconds=round(restart, 2),
+            restart_peak_rss_mb=round(restart_peak, 1),
             exact_after_restart=exact,
             detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
         )

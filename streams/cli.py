@@ -268,7 +268,8 @@ def bench(
             Console().print(
                 f"{memory.customers:,} customers ({memory.events:,} events): applied in "
                 f"{memory.seconds:.1f}s, peak RSS {memory.peak_rss_mb:,.0f} MB; restart recovered in "
-                f"{memory.restart_seconds:.1f}s, exact: {memory.exact_after_restart} ({memory.detail})"
+                f"{memory.restart_seconds:.1f}s (peak RSS {memory.restart_peak_rss_mb:,.0f} MB), "
+                f"exact: {memory.exact_after_restart} ({memory.detail})"
             )
         sys.exit(0 if memory.exact_after_restart else 1)
 

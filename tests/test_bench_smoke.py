@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.bench import run_bench
+from streams.bench import run_bench, run_memory
 
 
 def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> None:
@@ -20,3 +20,10 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     assert result.latency_p99_s is not None and result.latency_p50_s is not None
     assert result.latency_p50_s <= result.latency_p99_s
     assert result.peak_rss_mb > 0
+
+
+def test_memory_run_on_3000_customers_restarts_exact() -> None:
+    result = run_memory(customers=3_000, log=lambda message: None)
+    assert result.exact_after_restart, result.detail
+    assert result.events == 6_000
+    assert result.peak_rss_mb > 0 and result.restart_peak_rss_mb > 0
