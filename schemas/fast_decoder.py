@@ -55,6 +55,8 @@ def _scalar(schema: Mapping[str, Any], where: str) -> Any:
         else:
             raise _refuse(where, keyword)
     if "enum" in schema:
+        if meta:  # an enum value could break a constraint the Literal would not check
+            raise _refuse(where, "enum with other constraints")
         return Literal[tuple(schema["enum"])]
     base = {"string": str, "number": float, "integer": int}.get(str(kind))
     if base is None:

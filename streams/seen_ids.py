@@ -34,6 +34,7 @@ class SeenIds:
         self.offsets: npt.NDArray[np.int64] = np.empty(0, np.int64)
         self.pending: list[object] = []
         self.oldest_hour: int | None = None
+        self.changed = False
 
     def __len__(self) -> int:
         return self.recent_count + len(self.keys)
@@ -41,17 +42,21 @@ class SeenIds:
     def first_offset(self, hour: int, event_id: str, offset: int) -> int:
         """The offset ``event_id`` was first seen at in ``hour``; records ``offset`` if earliest."""
         first = self._offer(hour, hash((hour, event_id)), offset)
-        if first == offset:
+        if self.changed:
             self.pending += (hour, event_id, offset)
         return first
 
     def _offer(self, hour: int, key: int, offset: int) -> int:
+        """Record ``offset`` if it is the first seen; ``changed`` says whether it was."""
+        self.changed = True
         ids = self.recent.get(hour)
         if ids is not None:
             first = ids.get(key)
             if first is not None:
                 if first > offset:
                     ids[key] = first = offset
+                else:
+                    self.changed = False
                 return first
         keys = self.keys
         if len(keys):
@@ -60,6 +65,8 @@ class SeenIds:
                 first = int(self.offsets[i])
                 if first > offset:
                     self.offsets[i] = first = offset
+                else:
+                    self.changed = False
                 return first
         if ids is None:
             ids = self.recent[hour] = {}

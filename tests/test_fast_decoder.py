@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import EVENT_TYPES, InvalidEvent, validate_event
+from schemas import EVENT_TYPES, InvalidEvent, fast_decoder, validate_event
 from schemas.fast_decoder import decode_valid
 from schemas.validator import SCHEMA_DIR
 from streams.generator import GeneratorConfig, generate
@@ -148,3 +148,17 @@ BASE = orjson.dumps(example("deal.won"))
 )
 def test_hostile_bytes_are_never_accepted_unless_valid(raw: bytes) -> None:
     assert_agrees(raw)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "format": "email"},
+        {"type": "string", "enum": ["", "a"], "minLength": 1},
+        {"type": "array"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+)
+def test_a_keyword_without_a_translation_is_refused_at_build_time(schema: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError, match="no fast-path translation"):
+        fast_decoder._scalar(schema, "test.field")

@@ -41,6 +41,15 @@ def test_first_offsets_match_a_plain_dict_across_merges(monkeypatch: pytest.Monk
     assert len(store.keys) > 0, "the workload should have merged ids into the columns"
 
 
+def test_only_new_and_earlier_offsets_are_pending_for_the_changelog() -> None:
+    store = SeenIds()
+    store.first_offset(1000, "a", 5)
+    store.first_offset(1000, "a", 5)  # the same record replayed
+    store.first_offset(1000, "a", 9)  # a duplicate
+    store.first_offset(1000, "a", 3)  # an earlier copy, replayed after a crash
+    assert store.pending == [1000, "a", 5, 1000, "a", 3]
+
+
 def test_restore_from_the_pending_chunks_gives_the_same_answers() -> None:
     store = SeenIds()
     work = _workload(5_000, 2)
