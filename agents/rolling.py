@@ -245,7 +245,7 @@ class WindowedCounter:
         old = store.get((bucket, labels))
         store[(bucket, labels)] = list(rec)
         self.known.add(labels)
-        delta = [new - (old[i] if old else 0) for i, new in enumerate(rec[1:], 1)]
+        delta = rec[1:] if old is None else [new - old[i] for i, new in enumerate(rec[1:], 1)]
         self._add_to_sums(res, bucket, labels, delta)
 
     def labels_seen(self) -> set[Labels]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -124,12 +125,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
         recovery = cast(Any, self.app.tables).recovery
         if restore is None:
             return False
+        # Recovery's liveness books too, or it warns "no event received" while it recovers.
+        now = time.monotonic()
         if tp in recovery.active_tps:
             offsets = recovery.active_offsets
+            recovery._active_events_received_at[tp] = now
+            recovery._last_active_event_processed_at = now
         elif tp in recovery.standby_tps:
             offsets = recovery.standby_offsets
+            recovery._standby_events_received_at[tp] = now
         else:
             return False
+        recovery._last_flush_at = now
         seen = offsets.get(tp)
         last = None
         for record in records:

@@ -174,7 +174,8 @@ class Engine:
     ) -> None:
         self.kpis = tuple(kpis)
         self.clock_mode = clock
-        self.fixed_clock = None if clock in {"wall", "stream"} else parse_time(clock)
+        self.fixed_clock = None if clock in {"wall", "stream"} else Clock(parse_time(clock))
+        self._context: ApplyContext | None = None
         self.fold = LabelFolder(label_cap)
         self.max_event_bytes = max_event_bytes
         self.targets = targets or {}
@@ -194,10 +195,18 @@ class Engine:
         forward within a process and applying and exporting see the same clock.
         """
         if self.fixed_clock is not None:
-            return Clock(self.fixed_clock)
+            return self.fixed_clock
         if self.clock_mode == "stream":
             return Clock(max((s.newest for s in self.partitions.values()), default=0))
         return Clock(int(time.time()))
+
+    def context(self) -> ApplyContext:
+        """What a batch or a changelog record is applied with; reused while the clock stands."""
+        clock = self.clock()
+        ctx = self._context
+        if ctx is None or ctx.clock != clock:
+            ctx = self._context = ApplyContext(clock, self.fold)
+        return ctx
 
     def state(self, partition: int) -> PartitionState:
         state = self.partitions.get(partition)
@@ -221,8 +230,8 @@ class Engine:
         state = self.state(partition)
         meta = state.meta[topic]
         seen = state.seen[topic]
-        clock = self.clock()
-        ctx = ApplyContext(clock, self.fold)
+        ctx = self.context()
+        clock = ctx.clock
         kpi_states = state.kpis
         dispatch = self.dispatch if only is None else {t: [only] for t in only.event_types}
         out.applied_ms = time.time() * 1000.0
@@ -294,15 +303,15 @@ class Engine:
         v = orjson.loads(value)
         topic, partition, kind = k[0], k[1], k[2]
         state = self.state(partition)
-        clock = self.clock()
+        ctx = self.context()
         if kind == "meta":
             restored = TopicMeta.decode(v)
             if restored.offset >= state.meta[topic].offset:
                 state.meta[topic] = restored
         elif kind == "seen":
-            state.seen[topic].restore(v, clock.oldest_hour)
+            state.seen[topic].restore(v, ctx.clock.oldest_hour)
         else:
-            state.kpis[kind].restore(topic, k[3:], v, ApplyContext(clock, self.fold))
+            state.kpis[kind].restore(topic, k[3:], v, ctx)
 
     # -- export ----------------------------------------------------------------------
     def samples(self, partitions: Iterable[int], at: int | None = None) -> Iterator[Sample]:

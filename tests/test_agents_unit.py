@@ -625,7 +625,7 @@ def test_a_competitor_price_of_zero_gives_no_price_index() -> None:
 def test_exported_samples_and_views_are_always_finite() -> None:
     engine = engine_with(mixed_events(), targets={("north", "r-1"): 20.0})
     for clock in (T, T + 45 * DAY):
-        engine.fixed_clock = clock
+        engine.fixed_clock = Clock(clock)
         samples = list(engine.samples([0]))
         assert samples
         for name, labels, value in samples:
