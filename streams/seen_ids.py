@@ -3,7 +3,9 @@
 Dedupe has to remember every id within retention (62 days): two million ids in a
 partition is ordinary. A Python dict spends about 110 bytes on each; here new ids go to
 a small dict and are merged, in bulk, into three sorted numpy columns (key, hour, first
-offset) of 20 bytes an id. A lookup misses the small dict and binary-searches the columns.
+offset) of 20 bytes an id. A lookup misses the small dict and binary-searches the columns,
+unless a Bloom filter over the columns (2 bytes an id) says the id cannot be there, which
+is the common case: most ids are new.
 
 An id is kept as the 64-bit ``hash((hour, event_id))`` (stable within a process; the
 changelog keeps the id itself and restore hashes it again). Two distinct ids colliding in
@@ -21,6 +23,9 @@ import numpy.typing as npt
 #: Merge the small dicts into the columns once they hold this many ids, or a quarter of
 #: the columns' size if that is more, so merging stays linear overall.
 MERGE_AT = 1 << 14
+#: Bloom filter bits per id in the columns, and the shift that gives the second probe.
+BLOOM_BITS_PER_ID = 16
+_SECOND_PROBE = 29
 
 
 class SeenIds:
@@ -32,6 +37,8 @@ class SeenIds:
         self.keys: npt.NDArray[np.int64] = np.empty(0, np.int64)
         self.hours: npt.NDArray[np.int32] = np.empty(0, np.int32)
         self.offsets: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        self.bloom = bytearray(1)
+        self.bloom_mask = 7
         self.pending: list[object] = []
         self.oldest_hour: int | None = None
         self.changed = False
@@ -59,7 +66,7 @@ class SeenIds:
                     self.changed = False
                 return first
         keys = self.keys
-        if len(keys):
+        if self._maybe_in_columns(key):
             i = int(keys.searchsorted(key))
             if i < len(keys) and keys[i] == key:
                 first = int(self.offsets[i])
@@ -75,6 +82,21 @@ class SeenIds:
         if self.recent_count >= max(MERGE_AT, len(keys) // 4):
             self._merge()
         return offset
+
+    def _maybe_in_columns(self, key: int) -> bool:
+        bloom, mask = self.bloom, self.bloom_mask
+        p, q = key & mask, (key >> _SECOND_PROBE) & mask
+        return bool(bloom[p >> 3] >> (p & 7) & 1 and bloom[q >> 3] >> (q & 7) & 1)
+
+    def _build_bloom(self) -> None:
+        bits = 8
+        while bits < BLOOM_BITS_PER_ID * len(self.keys):
+            bits *= 2
+        mask = bits - 1
+        bloom = np.zeros(bits // 8, np.uint8)
+        for probe in (self.keys & mask, (self.keys >> _SECOND_PROBE) & mask):
+            np.bitwise_or.at(bloom, probe >> 3, (1 << (probe & 7)).astype(np.uint8))
+        self.bloom, self.bloom_mask = bytearray(bloom.tobytes()), mask
 
     def _merge(self) -> None:
         n = self.recent_count
@@ -96,6 +118,7 @@ class SeenIds:
         self.offsets = np.insert(self.offsets, where, offsets)
         self.recent.clear()
         self.recent_count = 0
+        self._build_bloom()
 
     def expire(self, oldest_hour: int) -> None:
         """Drop hours that left retention; a no-op until the clock enters a new hour."""
@@ -107,6 +130,7 @@ class SeenIds:
         if len(self.hours) and int(self.hours.min()) < oldest_hour:
             keep = self.hours >= oldest_hour
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
+            self._build_bloom()
 
     def restore(self, flat: list[Any], oldest_hour: int) -> None:
         """Take back a changelog chunk of ``hour, event_id, offset`` triples."""

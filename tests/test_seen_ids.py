@@ -70,3 +70,15 @@ def test_expire_forgets_hours_before_retention_in_both_parts() -> None:
     assert len(store) == 20_000
     assert store.first_offset(1004, "ev-4", 99_999) == 99_999, "an expired id counts as new"
     assert store.first_offset(1005, "ev-5", 99_999) == 5, "a retained id is still known"
+
+
+def test_the_bloom_filter_passes_every_id_in_the_columns_and_few_others() -> None:
+    store = SeenIds()
+    for i in range(50_000):
+        store.first_offset(1000 + i % 24, f"ev-{i}", i)
+    assert len(store.keys) >= 40_000
+    assert all(store._maybe_in_columns(int(key)) for key in store.keys)
+    rng = random.Random(3)
+    strangers = [rng.getrandbits(64) - (1 << 63) for _ in range(20_000)]
+    passed = sum(store._maybe_in_columns(key) for key in strangers)
+    assert passed < 0.05 * len(strangers), f"{passed} false positives in {len(strangers)}"
