@@ -407,23 +407,22 @@ def run_memory(
         log(f"pre-loading {2 * customers:,} events for {customers:,} distinct customers (not timed)...")
         events = _customer_events(customers, seed)
         _load(broker.bootstrap, events)
-        first, address = _start_worker(broker.bootstrap, workdir, "first", partitions)
-        processes.append(first)
-        started = time.perf_counter()
-        _wait_applied(first, address, len(events), 3600, workdir / "first.log")
-        seconds = time.perf_counter() - started
-        peak = _peak_rss_mb(first.pid)
-        before = orjson.loads(_get(f"http://{address}/kpis"))
-        first.terminate()
-        first.wait(60)
+
+        def run(name: str) -> tuple[float, float, dict[str, Any]]:
+            """Start a worker, wait until it has applied every event: seconds, peak RSS, /kpis."""
+            process, address = _start_worker(broker.bootstrap, workdir, name, partitions)
+            processes.append(process)
+            started = time.perf_counter()
+            _wait_applied(process, address, len(events), 3600, workdir / f"{name}.log")
+            seconds = time.perf_counter() - started
+            peak = _peak_rss_mb(process.pid)  # before /kpis builds its view
+            return seconds, peak, orjson.loads(_get(f"http://{address}/kpis"))
+
+        seconds, peak, before = run("first")
+        processes[-1].terminate()
+        processes[-1].wait(60)
         log("restarting: the second worker recovers from the changelog...")
-        second, address = _start_worker(broker.bootstrap, workdir, "second", partitions)
-        processes.append(second)
-        started = time.perf_counter()
-        _wait_applied(second, address, len(events), 3600, workdir / "second.log")
-        restart = time.perf_counter() - started
-        restart_peak = _peak_rss_mb(second.pid)
-        after = orjson.loads(_get(f"http://{address}/kpis"))
+        restart, restart_peak, after = run("second")
         engaged = after["windows"]["30d"]["engagement"]["customers_engaged"]
         answered = sum(after["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
         exact = (
