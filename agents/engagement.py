@@ -112,10 +112,10 @@ class EngagementState(CountersState):
     def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
         if key[0] == "activity":
             self.offer_activity(key[1], rec[0], ctx.clock)
-            self.activity.dirty.pop(hash(key[1]), None)
+            self.activity.restored(key[1])
         elif key[0] == "deal":
             self.offer_deal(key[1], rec[0])
-            self.deal.dirty.pop(hash(key[1]), None)
+            self.deal.restored(key[1])
         else:
             super().restore(topic, key, rec, ctx)
 

@@ -318,6 +318,10 @@ class CustomerMap:
         self.values[key] = value
         self.dirty[key] = customer
 
+    def restored(self, customer: str) -> None:
+        """A value read back from the changelog is already there: nothing to write again."""
+        self.dirty.pop(hash(customer), None)
+
 
 class LatestTime(CustomerMap):
     """Newest event time (in minutes) per customer.
@@ -346,7 +350,7 @@ class LatestTime(CustomerMap):
 
     def restore(self, customer: str, rec: list[int]) -> int | None:
         old = self.offer(customer, rec[0])
-        self.dirty.pop(hash(customer), None)
+        self.restored(customer)
         return old
 
 
@@ -391,5 +395,5 @@ class LatestAnswer(CustomerMap):
 
     def restore(self, customer: str, rec: list[int]) -> int | None:
         old = self.offer(customer, rec[0], rec[1], rec[2])
-        self.dirty.pop(hash(customer), None)
+        self.restored(customer)
         return old
