@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench venv system-deps clean
 
-$(STAMP): pyproject.toml
+# The hot path is compiled with mypyc (setup.py) next to its source, so the install is
+# redone whenever a Python module changes: a stale compiled module would shadow the edit.
+$(STAMP): pyproject.toml setup.py $(wildcard streams/*.py agents/*.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -33,8 +35,8 @@ demo: $(STAMP)
 	$(BIN)/salespulse demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams agents schemas tests
-	$(BIN)/ruff format --check streams agents schemas tests
+	$(BIN)/ruff check streams agents schemas tests setup.py
+	$(BIN)/ruff format --check streams agents schemas tests setup.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -100,4 +100,4 @@ class AcquisitionKpi:
         }
 
 
-KPI = AcquisitionKpi()
+KPI: AcquisitionKpi = AcquisitionKpi()

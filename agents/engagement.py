@@ -181,4 +181,4 @@ class EngagementKpi:
         }
 
 
-KPI = EngagementKpi()
+KPI: EngagementKpi = EngagementKpi()

@@ -91,4 +91,4 @@ class EnpsKpi:
         }
 
 
-KPI = EnpsKpi()
+KPI: EnpsKpi = EnpsKpi()

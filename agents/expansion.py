@@ -81,4 +81,4 @@ class ExpansionKpi:
         }
 
 
-KPI = ExpansionKpi()
+KPI: ExpansionKpi = ExpansionKpi()

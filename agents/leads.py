@@ -99,4 +99,4 @@ class LeadsKpi:
         }
 
 
-KPI = LeadsKpi()
+KPI: LeadsKpi = LeadsKpi()

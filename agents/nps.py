@@ -114,4 +114,4 @@ class NpsKpi:
         }
 
 
-KPI = NpsKpi()
+KPI: NpsKpi = NpsKpi()

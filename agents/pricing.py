@@ -97,4 +97,4 @@ class PricingKpi:
         return {"prices": rows}
 
 
-KPI = PricingKpi()
+KPI: PricingKpi = PricingKpi()

@@ -362,8 +362,8 @@ class LatestAnswer(CustomerMap):
 
     __slots__ = ()
 
-    OFFSET_BITS = 44
-    SCORE_BITS = 4
+    OFFSET_BITS: Final = 44
+    SCORE_BITS: Final = 4
 
     @classmethod
     def pack(cls, t: int, offset: int, score: int) -> int:

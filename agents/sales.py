@@ -107,4 +107,4 @@ class SalesKpi:
         }
 
 
-KPI = SalesKpi()
+KPI: SalesKpi = SalesKpi()

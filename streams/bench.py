@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.broker import free_port, start_broker
 from streams.codec import format_time, parse_time
 from streams.generator import GeneratorConfig, generate
+from streams.hot_path import describe
 from streams.settings import Settings
 from streams.topics import INPUT_TOPICS, route
 from streams.worker import ensure_topics
@@ -56,6 +57,8 @@ class BenchResult:
     exact: bool
     mismatches: list[str] = field(default_factory=list)
     customers: int = 0
+    #: Whether the per-event modules ran compiled (streams/hot_path.py).
+    hot_path: str = ""
 
 
 def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
@@ -287,6 +290,7 @@ def run_bench(
             exact=not mismatches,
             mismatches=mismatches,
             customers=customers,
+            hot_path=describe(),
         )
     finally:
         if worker is not None and worker.poll() is None:
@@ -312,6 +316,7 @@ class MemoryResult:
     restart_peak_rss_mb: float
     exact_after_restart: bool
     detail: str
+    hot_path: str = ""
 
 
 def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
@@ -440,6 +445,7 @@ def run_memory(
             restart_peak_rss_mb=round(restart_peak, 1),
             exact_after_restart=exact,
             detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
+            hot_path=describe(),
         )
     finally:
         for process in processes:

@@ -269,7 +269,7 @@ def bench(
                 f"{memory.customers:,} customers ({memory.events:,} events): applied in "
                 f"{memory.seconds:.1f}s, peak RSS {memory.peak_rss_mb:,.0f} MB; restart recovered in "
                 f"{memory.restart_seconds:.1f}s (peak RSS {memory.restart_peak_rss_mb:,.0f} MB), "
-                f"exact: {memory.exact_after_restart} ({memory.detail})"
+                f"exact: {memory.exact_after_restart} ({memory.detail}); hot path: {memory.hot_path}"
             )
         sys.exit(0 if memory.exact_after_restart else 1)
 
@@ -302,6 +302,7 @@ def bench(
         out.print(f"event-to-state latency at {result.latency_offered_per_s:,.0f}/s: p50 {p50}, p99 {p99}")
         out.print(f"peak RSS: {result.peak_rss_mb:,.0f} MB ({result.customers:,} customers)")
         out.print("KPIs exact: " + ("yes" if result.exact else "NO: " + "; ".join(result.mismatches)))
+        out.print(f"hot path: {result.hot_path}")
     if not result.exact:
         sys.exit(1)
 

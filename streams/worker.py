@@ -31,6 +31,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExists
 
 from streams.app import create_app
 from streams.consumer import BatchConsumer
+from streams.hot_path import describe
 from streams.offsets import listoffsets_is_short
 from streams.settings import Settings
 from streams.topics import DEADLETTER, INPUT_TOPICS
@@ -215,6 +216,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     BatchConsumer.verify_broker = functools.partial(_still_same_broker, settings, identity)
     BatchConsumer.on_foreign_broker = functools.partial(restart_process)
     app, _ = create_app(settings, epoch=identity_epoch(identity))
+    log.info("hot path: %s", describe())
     tune_gc()
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()

@@ -483,33 +483,56 @@ def test_example_env_file_documents_the_secrets() -> None:
 # ------------------------------------------------------------------ the image
 
 
-def test_dockerfile_installs_the_package_without_extras() -> None:
-    runs = [args for kw, args in dockerfile_instructions() if kw == "RUN"]
-    installs = []
-    for run in runs:
+def _stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, split into build stages at each FROM."""
+    stages: list[list[tuple[str, str]]] = []
+    for kw, args in dockerfile_instructions():
+        if kw == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((kw, args))
+    return stages
+
+
+def _pip_commands(stage: list[tuple[str, str]], verb: str) -> list[list[str]]:
+    """Arguments of every ``pip <verb>`` the stage runs."""
+    found = []
+    for kw, run in stage:
+        if kw != "RUN":
+            continue
         for command in re.split(r"&&|;|\|\|", run):
             words = shlex.split(command)
-            if len(words) >= 2 and words[0] in ("pip", "pip3") and words[1] == "install":
-                installs.append(words[2:])
-            elif words[:4] in (
-                ["python", "-m", "pip", "install"],
-                ["python3", "-m", "pip", "install"],
-            ):
-                installs.append(words[4:])
-    assert installs, "the Dockerfile never runs pip install"
+            if len(words) >= 2 and words[0] in ("pip", "pip3") and words[1] == verb:
+                found.append(words[2:])
+            elif words[:4] in (["python", "-m", "pip", verb], ["python3", "-m", "pip", verb]):
+                found.append(words[4:])
+    return found
+
+
+def test_dockerfile_builds_a_wheel_and_installs_it_without_extras() -> None:
+    build, runtime = _stages()
+    wheels = _pip_commands(build, "wheel")
+    assert wheels, "the build stage never runs pip wheel"
+    assert [w for w in wheels if "." in w and "--no-deps" in w], f"expected `pip wheel --no-deps .`: {wheels}"
+    build_runs = " ".join(args for kw, args in build if kw == "RUN")
+    assert "gcc" in build_runs, "the build stage needs a C compiler for the mypyc hot path"
+    installs = _pip_commands(runtime, "install")
+    assert installs, "the runtime stage never runs pip install"
     targets = [w for args in installs for w in args if not w.startswith("-")]
-    assert "." in targets, f"expected `pip install .`, got {installs}"
+    assert targets and all(t.endswith(".whl") for t in targets), f"install the built wheel: {installs}"
     assert not [t for t in targets if "[" in t], f"no extras in the image: {installs}"
     assert not [a for args in installs for a in args if a in ("-e", "--editable")]
     assert any("--no-cache-dir" in args for args in installs)
+    runtime_runs = " ".join(args for kw, args in runtime if kw == "RUN")
+    assert "gcc" not in runtime_runs, "the runtime image carries no compiler"
 
 
 def test_dockerfile_shape() -> None:
-    instructions = dockerfile_instructions()
+    froms = [args for kw, args in dockerfile_instructions() if kw == "FROM"]
+    assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
     by_kw: dict[str, list[str]] = {}
-    for kw, args in instructions:
+    for kw, args in _stages()[-1]:
         by_kw.setdefault(kw, []).append(args)
-    assert by_kw["FROM"] == ["python:3.11-slim"]
     assert exec_form(by_kw["ENTRYPOINT"][-1]) == ["salespulse"]
     assert exec_form(by_kw["CMD"][-1]) == ["worker"]
     assert str(WORKER_PORT) in by_kw["EXPOSE"][-1].split()
@@ -541,10 +564,12 @@ def test_dockerfile_copies_only_what_the_package_needs() -> None:
     copies = [args for kw, args in dockerfile_instructions() if kw in ("COPY", "ADD")]
     sources = []
     for args in copies:
+        if "--from=" in args:  # from an earlier stage, not the build context
+            continue
         words = [w for w in shlex.split(args) if not w.startswith("--")]
         sources += [w.rstrip("/") for w in words[:-1]]
     assert sorted(sources) == sorted(
-        ["pyproject.toml", "README.md", "LICENSE", "schemas", "streams", "agents", "config"]
+        ["pyproject.toml", "setup.py", "README.md", "LICENSE", "schemas", "streams", "agents", "config"]
     )
     patterns = _dockerignore_patterns()
     for source in sources:
