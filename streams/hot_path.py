@@ -13,7 +13,9 @@ from typing import Final
 
 #: In the order an event meets them.
 HOT_MODULES: Final = (
+    "schemas.fast_decoder",
     "streams.codec",
+    "streams.topics",
     "streams.seen_ids",
     "streams.engine",
     "agents.rolling",
