@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # The hot path is compiled with mypyc (setup.py) next to its source, so the install is
 # redone whenever a Python module changes: a stale compiled module would shadow the edit.
-$(STAMP): pyproject.toml setup.py $(wildcard streams/*.py agents/*.py)
+$(STAMP): pyproject.toml setup.py $(wildcard streams/*.py agents/*.py schemas/*.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
