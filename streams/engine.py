@@ -285,8 +285,11 @@ class Engine:
         p = state.partition
         dumps = _encode
         for kpi in self.by_topic.get(topic, ()):
+            # Keys share their first three items: encode those once, not once per record.
+            # The bytes are those of dumps([topic, p, kpi.name, *suffix]) (no spaces).
+            head = dumps([topic, p, kpi.name])[:-1] + b","
             for suffix, rec in state.kpis[kpi.name].drain(topic, last):
-                yield dumps([topic, p, kpi.name, *suffix]), dumps(rec)
+                yield head + dumps(suffix)[1:], dumps(rec)
         pending = state.seen[topic].pending
         for i in range(0, len(pending), SEEN_CHUNK * 3):
             chunk = pending[i : i + SEEN_CHUNK * 3]
