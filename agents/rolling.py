@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 MINUTE: Final = 60
 HOUR: Final = 3600
@@ -34,6 +34,8 @@ WINDOW_SECONDS: Final = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 
 
 Labels = tuple[str, ...]
 Vector = list[int]
+#: What running sums are keyed by: label ids inside a counter, label tuples once merged.
+K = TypeVar("K", int, Labels)
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,11 @@ class Clock:
         return t // HOUR < self.oldest_hour
 
 
-def add_into(sums: dict[Labels, Vector], labels: Labels, vec: Vector) -> None:
-    """Add ``vec`` to the running vector of ``labels``, starting it when new."""
-    total = sums.get(labels)
+def add_into(sums: dict[K, Vector], key: K, vec: Vector) -> None:
+    """Add ``vec`` to the running vector under ``key``, starting it when new."""
+    total = sums.get(key)
     if total is None:
-        sums[labels] = list(vec)
+        sums[key] = list(vec)
     elif len(vec) == 1:  # most counters: twice as fast as the loop
         total[0] += vec[0]
     else:
@@ -75,21 +77,33 @@ def _in_window(bucket: int, current: int, size: int) -> bool:
     return current - size < bucket <= current
 
 
+#: Buckets are keyed by ``bucket << LABEL_BITS | label id``: one int, hashed for free,
+#: instead of a (bucket, label tuple) pair hashed afresh on every lookup.
+LABEL_BITS: Final = 32
+LABEL_MASK: Final = (1 << LABEL_BITS) - 1
+
+
 class WindowedCounter:
     """Per-partition bucketed sums of a fixed-width vector, keyed by a label tuple.
 
     ``persisted`` counters keep an applied offset per record and report the records a
     batch touched; derived counters (``persisted=False``) are rebuilt from other state.
+    Each label tuple gets a small id the first time it is seen; buckets, dirty marks and
+    running sums are keyed by ids, and label tuples come back only at the edges (drain,
+    export), where they are looked up.
     """
 
     __slots__ = (
         "_ch",
         "_cm",
-        "dirty",
+        "dirty_hours",
+        "dirty_minutes",
         "family",
         "hours",
+        "ids",
         "known",
         "label_names",
+        "labels_of",
         "minutes",
         "persisted",
         "sums",
@@ -103,59 +117,68 @@ class WindowedCounter:
         self.label_names = label_names
         self.width = width
         self.persisted = persisted
+        self.ids: dict[Labels, int] = {}
+        self.labels_of: list[Labels] = []
         # record = [applied offset, v0, v1, ...]
-        self.minutes: dict[tuple[int, Labels], Vector] = {}
-        self.hours: dict[tuple[int, Labels], Vector] = {}
-        self.dirty: set[tuple[str, int, Labels]] = set()
-        self.sums: dict[str, dict[Labels, Vector]] = {name: {} for name in WINDOW_NAMES}
-        self.known: set[Labels] = set()
+        self.minutes: dict[int, Vector] = {}
+        self.hours: dict[int, Vector] = {}
+        self.dirty_minutes: set[int] = set()
+        self.dirty_hours: set[int] = set()
+        self.sums: dict[str, dict[int, Vector]] = {name: {} for name in WINDOW_NAMES}
+        self.known: set[int] = set()
         self._cm = -1
         self._ch = -1
+
+    def _id(self, labels: Labels) -> int:
+        lid = self.ids.get(labels)
+        if lid is None:
+            lid = self.ids[labels] = len(self.labels_of)
+            self.labels_of.append(labels)
+        return lid
 
     # -- applying events -------------------------------------------------------------
     def add(self, t: int, labels: Labels, vec: Vector, offset: int, clock: Clock) -> None:
         """Add ``vec`` at event time ``t`` unless the record already applied ``offset``."""
         if clock.now // MINUTE != self._cm:
             self.refresh(clock)
+        lid = self._id(labels)
         h = t // HOUR
-        key = (h, labels)
+        key = h << LABEL_BITS | lid
         rec = self.hours.get(key)
         if rec is None or offset < 0 or rec[0] < offset:
-            self._update(self.hours, key, rec, vec, offset, "h")
+            self._update(self.hours, key, rec, vec, offset)
+            if offset >= 0:
+                self.dirty_hours.add(key)
             d = self._ch - h
             if 0 <= d < 720:
                 sums = self.sums
-                add_into(sums["30d"], labels, vec)
+                add_into(sums["30d"], lid, vec)
                 if d < 168:
-                    add_into(sums["7d"], labels, vec)
+                    add_into(sums["7d"], lid, vec)
                     if d < 24:
-                        add_into(sums["24h"], labels, vec)
+                        add_into(sums["24h"], lid, vec)
         m = t // MINUTE
         d = self._cm - m
         if d < MINUTE_WINDOW:
-            key = (m, labels)
+            key = m << LABEL_BITS | lid
             rec = self.minutes.get(key)
             if rec is None or offset < 0 or rec[0] < offset:
-                self._update(self.minutes, key, rec, vec, offset, "m")
+                self._update(self.minutes, key, rec, vec, offset)
+                if offset >= 0:
+                    self.dirty_minutes.add(key)
                 if d >= 0:
-                    add_into(self.sums["1h"], labels, vec)
+                    add_into(self.sums["1h"], lid, vec)
 
     def adjust(self, t: int, labels: Labels, vec: Vector, clock: Clock) -> None:
         """Add a (possibly negative) derived amount; no offsets, nothing persisted."""
         self.add(t, labels, vec, -1, clock)
 
     def _update(
-        self,
-        store: dict[tuple[int, Labels], Vector],
-        key: tuple[int, Labels],
-        rec: Vector | None,
-        vec: Vector,
-        offset: int,
-        res: str,
+        self, store: dict[int, Vector], key: int, rec: Vector | None, vec: Vector, offset: int
     ) -> None:
         if rec is None:
-            rec = store[key] = [offset, *vec]
-            self.known.add(key[1])
+            store[key] = [offset, *vec]
+            self.known.add(key & LABEL_MASK)
         else:
             rec[0] = offset
             if len(vec) == 1:
@@ -163,13 +186,11 @@ class WindowedCounter:
             else:
                 for i, v in enumerate(vec, 1):
                     rec[i] += v
-        if offset >= 0:
-            self.dirty.add((res, key[0], key[1]))
 
-    def _add_to_sums(self, res: str, bucket: int, labels: Labels, vec: Vector) -> None:
+    def _add_to_sums(self, res: str, bucket: int, lid: int, vec: Vector) -> None:
         for name, size, minute in WINDOWS:
             if minute == (res == "m") and _in_window(bucket, self._cm if minute else self._ch, size):
-                add_into(self.sums[name], labels, vec)
+                add_into(self.sums[name], lid, vec)
 
     # -- clock -----------------------------------------------------------------------
     def refresh(self, clock: Clock) -> None:
@@ -179,33 +200,37 @@ class WindowedCounter:
         self._cm = clock.minute
         hour_changed = clock.hour != self._ch
         self._ch = clock.hour
-        expired_minutes = [k for k in self.minutes if k[0] <= self._cm - MINUTE_WINDOW]
+        expired_minutes = [k for k in self.minutes if k >> LABEL_BITS <= self._cm - MINUTE_WINDOW]
         for key in expired_minutes:
             del self.minutes[key]
         self.sums["1h"] = self._sum(self.minutes, self._cm, 60)
         if hour_changed:
             oldest = clock.oldest_hour
-            for key in [k for k in self.hours if k[0] < oldest]:
+            for key in [k for k in self.hours if k >> LABEL_BITS < oldest]:
                 del self.hours[key]
-            self.known = {labels for _, labels in self.hours}
-            self.known.update(labels for _, labels in self.minutes)
+            self.known = {k & LABEL_MASK for k in self.hours}
+            self.known.update(k & LABEL_MASK for k in self.minutes)
             for name, size, minute in WINDOWS:
                 if not minute:
                     self.sums[name] = self._sum(self.hours, self._ch, size)
 
     @staticmethod
-    def _sum(store: dict[tuple[int, Labels], Vector], current: int, size: int) -> dict[Labels, Vector]:
-        sums: dict[Labels, Vector] = {}
-        for (bucket, labels), rec in store.items():
-            if _in_window(bucket, current, size):
-                add_into(sums, labels, rec[1:])
+    def _sum(store: dict[int, Vector], current: int, size: int) -> dict[int, Vector]:
+        sums: dict[int, Vector] = {}
+        for key, rec in store.items():
+            if _in_window(key >> LABEL_BITS, current, size):
+                add_into(sums, key & LABEL_MASK, rec[1:])
         return sums
+
+    def _named(self, sums: dict[int, Vector]) -> dict[Labels, Vector]:
+        labels_of = self.labels_of
+        return {labels_of[lid]: vec for lid, vec in sums.items()}
 
     def window_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
         """Sums of ``window`` at ``clock``: advances the running sums, or looks back."""
         if clock.now // MINUTE >= self._cm:
             self.refresh(clock)
-            return self.sums[window]
+            return self._named(self.sums[window])
         return self.sums_at(clock, window)
 
     def sums_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
@@ -216,23 +241,27 @@ class WindowedCounter:
         kept, hour buckets otherwise.
         """
         if clock.now // MINUTE == self._cm:
-            return self.sums[window]
+            return self._named(self.sums[window])
         size, minute = next((n, m) for name, n, m in WINDOWS if name == window)
         if minute and clock.minute - 59 > self._cm - MINUTE_WINDOW:
-            return self._sum(self.minutes, clock.minute, size)
+            return self._named(self._sum(self.minutes, clock.minute, size))
         if minute:
-            return self._sum(self.hours, clock.hour, 1)
-        return self._sum(self.hours, clock.hour, size)
+            return self._named(self._sum(self.hours, clock.hour, 1))
+        return self._named(self._sum(self.hours, clock.hour, size))
 
     # -- persistence -----------------------------------------------------------------
     def drain_dirty(self) -> Iterator[tuple[list[object], Vector]]:
         """Yield (key suffix, record) for every record touched since the last drain."""
-        for res, bucket, labels in self.dirty:
-            store = self.minutes if res == "m" else self.hours
-            rec = store.get((bucket, labels))
-            if rec is not None:
-                yield [self.family, res, bucket, *labels], rec
-        self.dirty.clear()
+        labels_of = self.labels_of
+        for res, store, dirty in (
+            ("m", self.minutes, self.dirty_minutes),
+            ("h", self.hours, self.dirty_hours),
+        ):
+            for key in dirty:
+                rec = store.get(key)
+                if rec is not None:
+                    yield [self.family, res, key >> LABEL_BITS, *labels_of[key & LABEL_MASK]], rec
+            dirty.clear()
 
     def restore(self, res: str, bucket: int, labels: Labels, rec: Vector, clock: Clock) -> None:
         """Set a record read back from the changelog (the newest write wins)."""
@@ -241,19 +270,22 @@ class WindowedCounter:
             return
         if res == "h" and bucket < clock.oldest_hour:
             return
+        lid = self._id(labels)
         store = self.minutes if res == "m" else self.hours
-        old = store.get((bucket, labels))
-        store[(bucket, labels)] = list(rec)
-        self.known.add(labels)
+        key = bucket << LABEL_BITS | lid
+        old = store.get(key)
+        store[key] = list(rec)
+        self.known.add(lid)
         delta = rec[1:] if old is None else [new - old[i] for i, new in enumerate(rec[1:], 1)]
-        self._add_to_sums(res, bucket, labels, delta)
+        self._add_to_sums(res, bucket, lid, delta)
 
     def labels_seen(self) -> set[Labels]:
         """Every label tuple with a retained bucket: these series stay exported, at 0 if idle."""
-        return self.known
+        labels_of = self.labels_of
+        return {labels_of[lid] for lid in self.known}
 
     def window(self, name: str) -> dict[Labels, Vector]:
-        return self.sums[name]
+        return self._named(self.sums[name])
 
 
 class LatestMap:
