@@ -90,7 +90,8 @@ class WindowedCounter:
     batch touched; derived counters (``persisted=False``) are rebuilt from other state.
     Each label tuple gets a small id the first time it is seen; buckets, dirty marks and
     running sums are keyed by ids, and label tuples come back only at the edges (drain,
-    export), where they are looked up.
+    export), where they are looked up. Ids are never reused: label values are capped per
+    worker (``LabelFolder``), so the label tuples, and the ids, stay few.
     """
 
     __slots__ = (
