@@ -6,8 +6,9 @@
 #   docker run --rm -e SALESPULSE_BROKER=kafka:9092 salespulse            # worker
 #   docker run --rm -e SALESPULSE_BROKER=kafka:9092 salespulse generate --rate 200
 #
-# Runtime dependencies only: `pip install .` without extras, so no test or dev
+# Runtime dependencies only: the package's wheel without extras, so no test or dev
 # tooling ends up in the image. The build context is trimmed by .dockerignore.
+#
 # The hot path is compiled with mypyc (setup.py), which needs a C compiler: build the
 # wheel in a stage that has one, and install only the wheel in the runtime image.
 FROM python:3.11-slim AS build

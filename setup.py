@@ -1,14 +1,13 @@
 """Compiles the per-event hot path to C with mypyc; everything else stays plain Python.
 
 The decoder, the engine, the rolling tables, dedupe and the eight KPIs run once or more per
-event; compiled, the engine runs 1.5 times fewer instructions an event (README, Benchmark). They are the same
-typed source that mypy checks, so nothing is written twice. Without a C compiler, or with
+event; compiled, the engine runs 1.5 times fewer instructions an event (README, Benchmark).
+They are the same typed source that mypy checks, so nothing is written twice. Without a C compiler, or with
 ``SALESPULSE_PURE_PYTHON=1``, the package installs as plain Python and behaves the same.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import sysconfig
@@ -18,12 +17,12 @@ from setuptools import Extension, setup
 
 # The module list lives with the code that reports on it at run time.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streams.hot_path import source_files
+from streams.hot_path import pure_python_requested, source_files
 
 
 def _can_compile() -> str | None:
     """Why the hot path cannot be compiled here, or None if it can."""
-    if os.environ.get("SALESPULSE_PURE_PYTHON", "") not in ("", "0"):
+    if pure_python_requested():
         return "SALESPULSE_PURE_PYTHON is set"
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:

@@ -9,6 +9,7 @@ one is running.
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Final
 
@@ -30,6 +31,11 @@ HOT_MODULES: Final = (
     "agents.expansion",
     "agents.nps",
 )
+
+
+def pure_python_requested() -> bool:
+    """Whether ``SALESPULSE_PURE_PYTHON`` asks for the plain Python build (read at install)."""
+    return os.environ.get("SALESPULSE_PURE_PYTHON", "") not in ("", "0")
 
 
 def source_files() -> list[str]:
