@@ -11,17 +11,24 @@ the compiled check.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 from fastjsonschema import JsonSchemaValueException
+from fastjsonschema.draft04 import DOLLAR_FINDER
 
-__all__ = ["EVENT_TYPES", "SCHEMA_DIR", "InvalidEvent", "schema_files", "validate_event"]
+__all__ = ["EVENT_TYPES", "SCHEMA_DIR", "InvalidEvent", "pattern_regex", "schema_files", "validate_event"]
 
 SCHEMA_DIR: Path = Path(__file__).resolve().parent
 _SUFFIX = ".schema.json"
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A schema ``pattern`` as the validator reads it: ``$`` matches only at the very end."""
+    return re.compile(DOLLAR_FINDER.sub(r"\\Z", pattern))
 
 
 class InvalidEvent(Exception):

@@ -28,8 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.event_time import format_time, parse_time
 from streams.broker import free_port, start_broker
-from streams.codec import format_time, parse_time
 from streams.generator import GeneratorConfig, generate
 from streams.hot_path import describe
 from streams.settings import Settings

@@ -6,13 +6,12 @@ judged the same way wherever it enters.
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 from typing import Any, Final
 
 import orjson
 
 from schemas import InvalidEvent, validate_event
+from schemas.event_time import parse_time
 from schemas.fast_decoder import decode_valid
 from streams.topics import route
 
@@ -65,12 +64,9 @@ def decode(raw: bytes | None, max_bytes: int) -> tuple[dict[str, Any], int]:
         raise Rejected("not_json", "empty message")
     if len(raw) > max_bytes:
         raise Rejected("too_large", f"{len(raw)} bytes is over the {max_bytes}-byte limit")
-    event = decode_valid(raw)
-    if event is not None:
-        try:
-            return event, parse_time(event["occurred_at"])
-        except ValueError:
-            pass
+    fast = decode_valid(raw)
+    if fast is not None:
+        return fast
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -85,47 +81,3 @@ def check_route(event: dict[str, Any], topic: str, key: bytes | None) -> None:
         raise Rejected("wrong_topic", f"{event['type']} belongs on {want_topic}, not {topic}")
     if key != want_key:
         raise Rejected("wrong_key", f"{event['type']} must be keyed by {want_key.decode()!r}")
-
-
-#: Epoch seconds of ``YYYY-MM-DDTHH:MM`` and ``YYYY-MM-DD`` prefixes; live events cluster in
-#: minutes, a backfill in days.
-_MINUTE_START: dict[str, int] = {}
-_DAY_START: dict[str, int] = {}
-_MINUTE_CACHE_SIZE = 1 << 16
-
-
-def parse_time(value: str) -> int:
-    """RFC 3339 to whole epoch seconds, with a fast path for ``YYYY-MM-DDTHH:MM:SSZ``."""
-    if len(value) == 20 and value[19] == "Z":
-        start = _MINUTE_START.get(value[:16])
-        if start is None:
-            start = _minute_start(value)
-        ss = int(value[17:19])
-        if ss > 59 or value[16] != ":":
-            raise ValueError(value)
-        return start + ss
-    parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(value)
-    return int(parsed.timestamp() // 1)
-
-
-def _minute_start(value: str) -> int:
-    prefix = value[:16]
-    if value[10] != "T" or value[13] != ":":
-        raise ValueError(value)
-    hh, mm = int(value[11:13]), int(value[14:16])
-    if hh > 23 or mm > 59:
-        raise ValueError(value)
-    day = _DAY_START.get(value[:10])
-    if day is None:
-        day = _DAY_START[value[:10]] = calendar.timegm(dt.date.fromisoformat(value[:10]).timetuple())
-    if len(_MINUTE_START) >= _MINUTE_CACHE_SIZE:
-        _MINUTE_START.clear()
-        _DAY_START.clear()
-    start = _MINUTE_START[prefix] = day + hh * 3600 + mm * 60
-    return start
-
-
-def format_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

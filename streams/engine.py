@@ -32,7 +32,8 @@ from agents.base import (
 from agents.registry import KPIS
 from agents.rolling import HOUR, WINDOW_NAMES, Clock
 from schemas import EVENT_TYPES
-from streams.codec import REASONS, Rejected, check_route, decode, parse_time
+from schemas.event_time import parse_time
+from streams.codec import REASONS, Rejected, check_route, decode
 from streams.seen_ids import SeenIds
 from streams.topics import INPUT_TOPICS
 

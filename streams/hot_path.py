@@ -15,6 +15,7 @@ from typing import Final
 
 #: In the order an event meets them.
 HOT_MODULES: Final = (
+    "schemas.event_time",
     "schemas.fast_decoder",
     "streams.codec",
     "streams.topics",

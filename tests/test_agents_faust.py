@@ -29,8 +29,8 @@ import pytest
 from faust.types import TP
 
 from agents.registry import KPIS
+from schemas.event_time import format_time, parse_time
 from streams.app import SalesPulseApp, create_app
-from streams.codec import format_time, parse_time
 from streams.engine import Engine, Output
 from streams.settings import Settings
 from streams.topics import route

@@ -27,7 +27,7 @@ from agents.base import (
 )
 from agents.registry import KPIS
 from agents.rolling import HOUR, MINUTE, WINDOW_NAMES, Clock
-from streams.codec import format_time, parse_time
+from schemas.event_time import format_time, parse_time
 from streams.engine import Engine
 from streams.topics import route
 

@@ -29,7 +29,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 import orjson
 from streams import hot_path
-from streams.codec import format_time
+from schemas.event_time import format_time
 from streams.engine import Engine, MessageRecord
 from streams.generator import GeneratorConfig, generate
 from streams.topics import route

@@ -19,7 +19,7 @@ from agents.rolling import (
     LatestTime,
     WindowedCounter,
 )
-from streams.codec import parse_time
+from schemas.event_time import parse_time
 
 #: Deliberately not on a minute or hour boundary, so bucket edges are not the clock's edges.
 T = parse_time("2026-11-26T12:34:56Z")
