@@ -20,7 +20,7 @@ from faust.types import TP
 
 from agents.base import Kpi
 from agents.registry import KPIS
-from streams.consumer import BatchConsumer, BatchTransport
+from streams.consumer import BatchConsumer, BatchTransport, pass_parsed_records
 from streams.engine import Engine, MessageRecord, Output
 from streams.metrics import Exporter
 from streams.settings import Settings
@@ -190,6 +190,7 @@ def create_app(
         )
         app.agent(channel, name=f"kpi-{kpi.name}")(_agent_body(runtime, kpi))
     BatchConsumer.batch_topics = frozenset(INPUT_TOPICS)
+    pass_parsed_records(BatchConsumer.batch_topics)
     BatchConsumer.batch_handler = runtime.handle_fetch
     BatchConsumer.changelog_topic = table.changelog_topic.get_topic_name()
     BatchConsumer.restore = engine.restore

@@ -16,8 +16,9 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -32,6 +33,28 @@ BatchHandler = Callable[[dict[TP, Sequence[Any]]], Awaitable["asyncio.Future[Any
 #: records arrive meanwhile, which put event-to-state latency at 1-2 s; 50 ms measured a
 #: p50 of 22 ms at 5,000 events/s on the raw consumer path.
 FETCH_MAX_WAIT_MS = 50
+
+
+class InputRecords(aiokafka_fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka's iterator over one fetched partition; input topics' records go out as parsed.
+
+    aiokafka wraps every record in a ConsumerRecord (eleven fields, about 0.8 µs) and the
+    batch path reads four of them, which the parsed record already has: offset, key, value
+    and timestamp (ms). Records of every other topic (changelogs) stay ConsumerRecords.
+    """
+
+    raw_topics: ClassVar[frozenset[str]] = frozenset()
+
+    def _consumer_record(self, tp: Any, record: Any) -> Any:
+        if tp.topic in self.raw_topics:
+            return record
+        return super()._consumer_record(tp, record)
+
+
+def pass_parsed_records(topics: frozenset[str]) -> None:
+    """Make this process's aiokafka fetchers hand ``topics``' records on as parsed."""
+    InputRecords.raw_topics = topics
+    aiokafka_fetcher.PartitionRecords = InputRecords
 
 
 class FastFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
