@@ -115,7 +115,7 @@ def _conditional(schema: Mapping[str, Any], where: str) -> tuple[set[str], Check
     return set(when) | set(otherwise), check
 
 
-def _pattern(schema: Mapping[str, Any], field: str) -> tuple[tuple[str, Pattern], ...]:
+def _pattern(schema: Mapping[str, Any], field: str) -> Patterns:
     """The check a string field's ``pattern`` needs after decoding, if it has one."""
     pattern = schema.get("pattern")
     return () if pattern is None else ((field, Pattern(pattern)),)
