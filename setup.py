@@ -1,7 +1,7 @@
 """Compiles the per-event hot path to C with mypyc; everything else stays plain Python.
 
 The decoder, the engine, the rolling tables, dedupe and the eight KPIs run once or more per
-event; compiled, the engine runs 1.5 times fewer instructions an event (README, Benchmark).
+event; compiled, the engine runs half the instructions an event (README, Benchmark).
 They are the same typed source that mypy checks, so nothing is written twice. Without a C compiler, or with
 ``SALESPULSE_PURE_PYTHON=1``, the package installs as plain Python and behaves the same.
 """

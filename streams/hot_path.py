@@ -1,9 +1,9 @@
 """Which modules every event passes through, and whether they run compiled.
 
 ``setup.py`` compiles these with mypyc where a C compiler is at hand, and installs them as
-plain Python where not. The two behave the same, but the compiled engine runs 1.5 times
-fewer instructions an event, so the benchmark and the worker's start-up log say which
-one is running.
+plain Python where not. The two behave the same, but the compiled engine runs half the
+instructions an event, so the benchmark and the worker's start-up log say which one is
+running.
 """
 
 from __future__ import annotations
