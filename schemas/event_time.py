@@ -41,13 +41,11 @@ def _two_digits(value: str, at: int, high: int) -> int:
 
 def _day_start(day: str) -> int:
     """Epoch seconds of a ``YYYY-MM-DD`` text that is a real date, else -1 (a cache miss)."""
-    for i in (0, 1, 2, 3, 5, 6, 8, 9):
-        if not "0" <= day[i] <= "9":
-            return -1
-    if day[4] != "-" or day[7] != "-":
+    century, year, month, mday = (_two_digits(day, at, 99) for at in (0, 2, 5, 8))
+    if min(century, year, month, mday) < 0 or day[4] != "-" or day[7] != "-":
         return -1
     try:
-        date = dt.date(int(day[0:4]), int(day[5:7]), int(day[8:10]))
+        date = dt.date(century * 100 + year, month, mday)
     except ValueError:  # month 13, day 0, February 30, year 0
         return -1
     start = calendar.timegm(date.timetuple())
