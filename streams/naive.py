@@ -17,6 +17,8 @@ import click
 import faust
 import orjson
 
+from streams.worker import faust_worker
+
 
 @click.command()
 @click.option("--broker", required=True)
@@ -54,7 +56,7 @@ def main(broker: str, topic: str, count: int, web_port: int, partitions: int) ->
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust_worker(app, "warning").execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -204,6 +204,18 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 1000)
 
 
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """A faust worker for a process whose output is a log file, not a terminal.
+
+    faust's progress spinner sets the root logger to DEBUG whenever the level asked for is
+    WARNING or above, so every debug call in aiokafka built a log record only to drop it:
+    about 4% of a worker's time under ``salespulse bench``, which runs it at WARNING.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGINT or SIGTERM."""
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,5 +232,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     tune_gc()
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    faust_worker(app, loglevel).execute_from_commandline()
