@@ -209,7 +209,7 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
 
     faust's progress spinner sets the root logger to DEBUG whenever the level asked for is
     WARNING or above, so every debug call in aiokafka built a log record only to drop it:
-    about 4% of a worker's time under ``salespulse bench``, which runs it at WARNING.
+    3-4% of a worker's time under ``salespulse bench``, which runs it at WARNING.
     """
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None

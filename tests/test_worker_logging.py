@@ -2,7 +2,7 @@
 
 faust's progress spinner sets the root logger to DEBUG whenever the level asked for is
 WARNING or above; then every debug call in aiokafka builds a log record only to drop it,
-which cost about 4% of a worker's time under ``salespulse bench``.
+which cost 3-4% of a worker's time under ``salespulse bench``.
 """
 
 from __future__ import annotations
