@@ -161,10 +161,7 @@ def create_app(
         web_port=settings.web_port,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
-        # A fetch is one engine call and one changelog write per partition: the larger it
-        # is, the more events share a bucket record. 25,000 against 2,000 lifted the bench
-        # by a quarter (A/B runs over the same 1,000,000 events); larger gained nothing.
-        broker_max_poll_records=25_000,
+        broker_max_poll_records=settings.fetch_records,
         consumer_max_fetch_size=1024 * 1024,
         broker_commit_every=1_000_000,
         broker_commit_interval=1.0,

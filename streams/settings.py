@@ -63,6 +63,10 @@ class Settings:
     clock: str = "wall"
     end_offsets: str = "auto"
     label_cap: int = 50
+    #: Most records one fetch hands to the engine. A fetch is one engine call and one
+    #: changelog write per partition: the larger, the more events share a bucket record.
+    #: 25,000 against 2,000 lifted the bench by a quarter; larger gained nothing.
+    fetch_records: int = 25_000
     app_id: str = "salespulse"
     max_body_bytes: int = 8 * 1024 * 1024
     max_event_bytes: int = 64 * 1024
@@ -140,6 +144,7 @@ class Settings:
             clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
             end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
+            fetch_records=_int(env, "SALESPULSE_FETCH_RECORDS", defaults.fetch_records),
             broker_timeout=float(env.get("SALESPULSE_BROKER_TIMEOUT") or defaults.broker_timeout),
             security_protocol=env.get("SALESPULSE_SECURITY_PROTOCOL") or defaults.security_protocol,
             sasl_mechanism=env.get("SALESPULSE_SASL_MECHANISM", ""),
@@ -153,4 +158,6 @@ class Settings:
             raise SettingsError("SALESPULSE_END_OFFSETS must be auto, fetch or listoffsets")
         if settings.label_cap < 1:
             raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
+        if settings.fetch_records < 1:
+            raise SettingsError("SALESPULSE_FETCH_RECORDS must be at least 1")
         return settings

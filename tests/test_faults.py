@@ -276,8 +276,10 @@ def test_sigkill_at_random_points_and_restarts_lose_nothing_and_count_nothing_tw
                 worker.wait_ready()
                 clock.lap("restart")
         if i == backlog[-1]:
-            # A fresh data dir this time; killed as soon as it is seen catching up.
-            worker = spawn_worker("crash-fresh")
+            # A fresh data dir this time; killed as soon as it is seen catching up. Fetches of
+            # 2,000 records make the 10,000-event backlog several fetches, so the kill can
+            # land between them (one default fetch could take all of it).
+            worker = spawn_worker("crash-fresh", SALESPULSE_FETCH_RECORDS="2000")
 
             def recovered(w: WorkerProcess = worker) -> dict[str, Any] | None:
                 kpis = try_kpis(w)  # exports nothing until its partitions are recovered
