@@ -6,12 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench venv system-deps clean
 
-# The hot path is compiled with mypyc (setup.py) next to its source, so the install is
-# redone whenever a Python module changes: a stale compiled module would shadow the edit.
-$(STAMP): pyproject.toml setup.py $(wildcard streams/*.py agents/*.py schemas/*.py)
+# The package is installed as a built wheel (its hot path compiled with mypyc, setup.py),
+# not in editable mode, so the tests import `salespulse.*` exactly as users get it. The
+# install is redone whenever a file of the package changes, in any subfolder.
+PACKAGE_FILES := $(shell find streams agents schemas -type f \( -name '*.py' -o -name '*.json' \))
+$(STAMP): pyproject.toml setup.py $(PACKAGE_FILES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -rf build/lib* build/bdist*  # a wheel would also pack files left there by an older layout
+	$(BIN)/python -m pip install --quiet '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,5 +50,7 @@ test: $(STAMP) system-deps lint typecheck
 bench: $(STAMP)
 	$(BIN)/salespulse bench
 
+# Compiled modules left next to the sources by an editable install would shadow them.
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find streams agents schemas -name '*.so' -delete

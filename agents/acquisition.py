@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     ApplyContext,
     CountersState,
     Event,
@@ -22,8 +22,8 @@ from agents.base import (
     ratio,
     window_samples,
 )
-from agents.rolling import WindowedCounter
-from streams.topics import DEALS, MARKET
+from salespulse.agents.rolling import WindowedCounter
+from salespulse.schemas.topics import DEALS, MARKET
 
 ACQUIRED_LABELS = ("region", "source", "rep")
 SPEND_LABELS = ("channel", "currency")

@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.rolling import WINDOW_NAMES, WINDOW_SECONDS, Clock, Labels, Vector, WindowedCounter, add_into
+from salespulse.agents.rolling import (
+    WINDOW_NAMES,
+    WINDOW_SECONDS,
+    Clock,
+    Labels,
+    Vector,
+    WindowedCounter,
+    add_into,
+)
 
 #: Amounts and prices are kept as integer micro-units so sums are exact in any order.
 MICROS = 1_000_000

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     ApplyContext,
     CountersState,
     Event,
@@ -24,8 +24,8 @@ from agents.base import (
     merged_window,
     window_samples,
 )
-from agents.rolling import WINDOW_NAMES, Clock, LatestTime, WindowedCounter
-from streams.topics import ACTIVITIES, DEALS
+from salespulse.agents.rolling import WINDOW_NAMES, Clock, LatestTime, WindowedCounter
+from salespulse.schemas.topics import ACTIVITIES, DEALS
 
 AT_RISK_MINUTES = 30 * 24 * 60
 

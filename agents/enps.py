@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     NPS_CATEGORIES,
     ApplyContext,
     CountersState,
@@ -25,8 +25,8 @@ from agents.base import (
     nps_category,
     score,
 )
-from agents.rolling import WINDOW_NAMES, WindowedCounter
-from streams.topics import SURVEYS
+from salespulse.agents.rolling import WINDOW_NAMES, WindowedCounter
+from salespulse.schemas.topics import SURVEYS
 
 MIN_RESPONSES = 5
 TEAM_WINDOW = "30d"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     ApplyContext,
     CountersState,
     Event,
@@ -22,8 +22,8 @@ from agents.base import (
     ratio,
     window_samples,
 )
-from agents.rolling import WINDOW_NAMES, WindowedCounter
-from streams.topics import LEADS
+from salespulse.agents.rolling import WINDOW_NAMES, WindowedCounter
+from salespulse.schemas.topics import LEADS
 
 LEAD_LABELS = ("region", "source", "rep")
 OPPORTUNITY_LABELS = ("region", "rep")

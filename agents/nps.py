@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     NPS_CATEGORIES,
     ApplyContext,
     CountersState,
@@ -23,8 +23,8 @@ from agents.base import (
     score,
     window_samples,
 )
-from agents.rolling import LatestAnswer, WindowedCounter
-from streams.topics import SURVEYS
+from salespulse.agents.rolling import LatestAnswer, WindowedCounter
+from salespulse.schemas.topics import SURVEYS
 
 NPS_LABELS = ("region", "product")
 

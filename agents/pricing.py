@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     MICROS,
     ApplyContext,
     Event,
@@ -20,8 +20,8 @@ from agents.base import (
     micros,
     ratio,
 )
-from agents.rolling import LatestMap
-from streams.topics import MARKET
+from salespulse.agents.rolling import LatestMap
+from salespulse.schemas.topics import MARKET
 
 
 class PricingState:

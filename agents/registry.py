@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agents import acquisition, engagement, enps, expansion, leads, nps, pricing, sales
-from agents.base import Kpi
+from salespulse.agents import acquisition, engagement, enps, expansion, leads, nps, pricing, sales
+from salespulse.agents.base import Kpi
 
 KPIS: tuple[Kpi, ...] = (
     leads.KPI,

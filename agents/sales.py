@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agents.base import (
+from salespulse.agents.base import (
     ApplyContext,
     CountersState,
     Event,
@@ -21,8 +21,8 @@ from agents.base import (
     ratio,
     window_samples,
 )
-from agents.rolling import WindowedCounter
-from streams.topics import DEALS
+from salespulse.agents.rolling import WindowedCounter
+from salespulse.schemas.topics import DEALS
 
 KINDS = ("new", "upsell", "cross_sell", "renewal")
 KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}

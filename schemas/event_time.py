@@ -13,7 +13,7 @@ import calendar
 import datetime as dt
 from typing import Final
 
-from schemas.validator import pattern_regex
+from salespulse.schemas.validator import pattern_regex
 
 #: The contract's pattern for ``occurred_at``. The fast decoder refuses to build if a schema
 #: says anything else, because :func:`canonical_seconds` implements this very language.

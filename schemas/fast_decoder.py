@@ -13,7 +13,7 @@ decoding. tests/test_fast_decoder.py holds it to the validator on valid and host
 
 String patterns are checked after decoding too, not by msgspec: a regular expression per
 event cost about 4,500 instructions each, more than the rest of the decode. ``occurred_at``
-is checked and converted in one step by :mod:`schemas.event_time`, and other patterns
+is checked and converted in one step by :mod:`salespulse.schemas.event_time`, and other patterns
 remember the values they matched (currencies repeat).
 """
 
@@ -25,15 +25,15 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-from schemas import event_time
-from schemas.validator import SCHEMA_DIR, pattern_regex, schema_files
+from salespulse.schemas import event_time
+from salespulse.schemas.validator import SCHEMA_DIR, pattern_regex, schema_files
 
 __all__ = ["decode_valid"]
 
 #: Keywords that only annotate; everything else must be translated below.
 _ANNOTATIONS = frozenset({"$schema", "title", "description", "examples"})
 _ENVELOPE_TAG = "type"
-#: The envelope field :mod:`schemas.event_time` checks and converts.
+#: The envelope field :mod:`salespulse.schemas.event_time` checks and converts.
 _TIME_FIELD = "occurred_at"
 #: Values a pattern remembers having matched, before it starts again.
 _MATCHED_KEPT = 1 << 12

@@ -15,22 +15,22 @@ from typing import Final
 
 #: In the order an event meets them.
 HOT_MODULES: Final = (
-    "schemas.event_time",
-    "schemas.fast_decoder",
-    "streams.codec",
-    "streams.topics",
-    "streams.seen_ids",
-    "streams.engine",
-    "agents.rolling",
-    "agents.base",
-    "agents.leads",
-    "agents.acquisition",
-    "agents.sales",
-    "agents.pricing",
-    "agents.engagement",
-    "agents.enps",
-    "agents.expansion",
-    "agents.nps",
+    "salespulse.schemas.event_time",
+    "salespulse.schemas.fast_decoder",
+    "salespulse.streams.pipeline.codec",
+    "salespulse.schemas.topics",
+    "salespulse.streams.pipeline.seen_ids",
+    "salespulse.streams.pipeline.engine",
+    "salespulse.agents.rolling",
+    "salespulse.agents.base",
+    "salespulse.agents.leads",
+    "salespulse.agents.acquisition",
+    "salespulse.agents.sales",
+    "salespulse.agents.pricing",
+    "salespulse.agents.engagement",
+    "salespulse.agents.enps",
+    "salespulse.agents.expansion",
+    "salespulse.agents.nps",
 )
 
 
@@ -39,8 +39,12 @@ def pure_python_requested() -> bool:
     return os.environ.get("SALESPULSE_PURE_PYTHON", "") not in ("", "0")
 
 
+#: mypyc's group: its shared library is ``salespulse/streams/hot__mypyc``, inside the package.
+GROUP: Final = "salespulse.streams.hot"
+
+
 def source_files() -> list[str]:
-    """The hot modules as paths relative to the project root, for the build."""
+    """The hot modules as paths under the import tree (``salespulse/...``), for the build."""
     return [name.replace(".", "/") + ".py" for name in HOT_MODULES]
 
 

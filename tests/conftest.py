@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port, start_broker
-from streams.producer import EventProducer
-from streams.settings import Settings
+from salespulse.streams.endpoints.producer import EventProducer
+from salespulse.streams.settings import Settings
+from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
 
 REPO = Path(__file__).resolve().parent.parent
 #: A fixed clock makes every window boundary, and so every expected number, reproducible.
@@ -63,7 +63,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "salespulse.streams",
                 "worker",
                 "--loglevel",
                 self.env.get("SALESPULSE_TEST_LOGLEVEL", "warning"),
@@ -167,7 +167,7 @@ def send_and_wait(
     def applied() -> dict[str, Any] | None:
         kpis = worker.kpis()
         c = kpis["counters"]
-        return kpis if sum(c["events"].values()) + c["duplicates"][""] == len(events) else None
+        return kpis if sum(c["events"].values()) + c["duplicates"] == len(events) else None
 
     return dict(wait_until(applied, timeout=60))
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from streams.topics import ROUTES, route
+from salespulse.schemas.topics import ROUTES, route
 
 EVENT_TYPES = tuple(sorted(ROUTES))
 WINDOWS = ("1h", "24h", "7d", "30d")

@@ -3,7 +3,7 @@
 No broker is involved. ``runtime.persist`` normally writes the changelog and dead letters
 through the app's Kafka producer, which does not exist under ``test_context``; for these
 unit tests of one agent it is replaced by a recorder of the engine's
-:class:`~streams.engine.Output`, which is what the agent hands to it. That is fine here:
+:class:`~salespulse.streams.pipeline.engine.Output`, which is what the agent hands to it. That is fine here:
 persisting is not what these tests are about, and the recorded changelog is checked (it
 must restore to the same numbers).
 
@@ -28,12 +28,12 @@ import orjson
 import pytest
 from faust.types import TP
 
-from agents.registry import KPIS
-from schemas.event_time import format_time, parse_time
-from streams.app import SalesPulseApp, create_app
-from streams.engine import Engine, Output
-from streams.settings import Settings
-from streams.topics import route
+from salespulse.agents.registry import KPIS
+from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.topics import route
+from salespulse.streams.pipeline.app import SalesPulseApp, create_app
+from salespulse.streams.pipeline.engine import Engine, Output
+from salespulse.streams.settings import Settings
 
 FIXED_CLOCK = "2026-11-26T12:00:00Z"
 T = parse_time(FIXED_CLOCK)
@@ -368,7 +368,7 @@ async def test_a_duplicate_delivery_through_an_agent_is_counted_once(harness: Ha
     ev = event("lead.created", T - MINUTE, "same", lead_id="L-1", rep_id="r", region="n", source="web")
     await drive(h, "leads", [ev, ev])
     assert h.windows("leads")["1h"]["leads"] == 1
-    assert h.view()["counters"]["duplicates"][""] == 1
+    assert h.view()["counters"]["duplicates"] == 1
 
 
 async def test_an_event_on_the_wrong_topic_goes_to_the_dead_letters(harness: Harness) -> None:

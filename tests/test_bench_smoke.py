@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.bench import run_bench, run_memory
+from salespulse.streams.tools.bench import run_bench, run_memory
 
 
 def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> None:

@@ -9,14 +9,14 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.broker import free_port, port_open
+from salespulse.streams.tools.broker import free_port, port_open
 from tests.conftest import REPO
 
 
 def test_broker_command_serves_kafka_clients_and_stops_on_sigterm() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "broker", "--port", str(port)],
+        [sys.executable, "-m", "salespulse.streams", "broker", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=REPO,
@@ -48,7 +48,7 @@ def test_broker_command_serves_kafka_clients_and_stops_on_sigterm() -> None:
 def test_broker_command_stops_on_sigint() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "broker", "--port", str(port)],
+        [sys.executable, "-m", "salespulse.streams", "broker", "--port", str(port)],
         stdout=subprocess.PIPE,
         cwd=REPO,
     )

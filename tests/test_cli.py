@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 
-from streams.generator import GeneratorConfig, generate
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, wait_until
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "salespulse.streams", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -7,13 +7,24 @@ import sys
 
 import orjson
 
-from schemas import EVENT_TYPES, validate_event
+from salespulse.schemas import EVENT_TYPES, validate_event
 from tests.conftest import REPO
 
 
 def test_generate_prints_1000_valid_events_covering_all_nine_types() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "generate", "--count", "1000", "--seed", "1", "--out", "-"],
+        [
+            sys.executable,
+            "-m",
+            "salespulse.streams",
+            "generate",
+            "--count",
+            "1000",
+            "--seed",
+            "1",
+            "--out",
+            "-",
+        ],
         capture_output=True,
         check=True,
         cwd=REPO,

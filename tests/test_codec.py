@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from schemas import event_time
-from schemas.event_time import format_time, parse_time
-from schemas.validator import pattern_regex
+from salespulse.schemas import event_time
+from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.validator import pattern_regex
 
 
 def test_parse_time_agrees_with_datetime_over_random_instants(monkeypatch: pytest.MonkeyPatch) -> None:

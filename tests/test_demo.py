@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from streams.broker import port_open
+from salespulse.streams.tools.broker import port_open
 from tests.conftest import REPO
 
 
@@ -19,7 +19,7 @@ def row(table: str, label: str) -> list[str]:
 
 def test_demo_shows_all_eight_kpis_and_stops_cleanly() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--duration", "25", "--backfill", "5000"],
+        [sys.executable, "-m", "salespulse.streams", "demo", "--duration", "25", "--backfill", "5000"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -9,9 +9,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.partitioner.default import murmur2
 
-from streams.generator import GeneratorConfig, generate
-from streams.offsets import listoffsets_is_short, true_end_offsets
-from streams.topics import route
+from salespulse.schemas.topics import route
+from salespulse.streams.pipeline.offsets import listoffsets_is_short, true_end_offsets
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, wait_until
 
 

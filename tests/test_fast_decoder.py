@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import EVENT_TYPES, InvalidEvent, fast_decoder, validate_event
-from schemas.fast_decoder import decode_valid
-from schemas.validator import SCHEMA_DIR
-from streams.generator import GeneratorConfig, generate
+from salespulse.schemas import EVENT_TYPES, InvalidEvent, fast_decoder, validate_event
+from salespulse.schemas.fast_decoder import decode_valid
+from salespulse.schemas.validator import SCHEMA_DIR
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 
 HOSTILE_VALUES: list[Any] = [
     None,

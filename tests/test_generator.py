@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import EVENT_TYPES, validate_event
-from streams.generator import GeneratorConfig, generate, iter_ndjson
+from salespulse.schemas import EVENT_TYPES, validate_event
+from salespulse.streams.tools.generator import GeneratorConfig, generate, iter_ndjson
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")

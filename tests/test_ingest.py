@@ -11,8 +11,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from streams.generator import GeneratorConfig, generate
-from streams.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, wait_until
 
 TOKEN = "s3cret-token"

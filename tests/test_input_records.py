@@ -15,8 +15,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from streams.consumer import InputRecords, pass_parsed_records
-from streams.topics import INPUT_TOPICS, LEADS
+from salespulse.schemas.topics import INPUT_TOPICS, LEADS
+from salespulse.streams.pipeline.consumer import InputRecords, pass_parsed_records
 
 CHANGELOG = "salespulse-state-changelog"
 #: aiokafka's own class, which wraps every record.

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.generator import GeneratorConfig, generate
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, send_and_wait, wait_until
 from tests.reference import (
     EVENT_TYPES,
@@ -132,7 +132,7 @@ def test_worker_matches_reference_exactly(
     def applied() -> dict[str, Any] | None:
         kpis = worker.kpis()
         c = kpis["counters"]
-        done = sum(c["events"].values()) + c["duplicates"][""] == len(corpus)
+        done = sum(c["events"].values()) + c["duplicates"] == len(corpus)
         return kpis if done and sum(c["rejected"].values()) == len(bad) else None
 
     kpis = wait_until(applied, timeout=120, interval=0.5)

@@ -6,7 +6,7 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from streams.metrics import LATENCY_BUCKETS, LatencyHistogram
+from salespulse.streams.endpoints.metrics import LATENCY_BUCKETS, LatencyHistogram
 
 
 def test_batch_observation_matches_one_observe_per_event() -> None:

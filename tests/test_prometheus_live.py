@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.broker import free_port
-from streams.generator import GeneratorConfig, generate
+from salespulse.streams.tools.broker import free_port
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, http, wait_until
 from tests.dashboard_queries import panel_queries
 

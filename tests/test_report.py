@@ -28,10 +28,8 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 
-from streams.broker import free_port, start_broker
-from streams.generator import GeneratorConfig, generate
-from streams.producer import EventProducer
-from streams.report import (
+from salespulse.streams.endpoints.producer import EventProducer
+from salespulse.streams.report import (
     COUNT,
     DIGEST_WINDOWS,
     PERCENT,
@@ -50,7 +48,9 @@ from streams.report import (
     run_schedule,
     send_digest,
 )
-from streams.settings import Settings
+from salespulse.streams.settings import Settings
+from salespulse.streams.tools.broker import free_port, start_broker
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, WorkerProcess, http, wait_until
 
 NOW = int(FIXED_NOW.timestamp())
@@ -286,7 +286,7 @@ def test_cli_exits_non_zero_with_a_clear_message_when_smtp_is_unreachable(
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "salespulse.streams",
             "report",
             "--out",
             str(tmp_path),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.rolling import (
+from salespulse.agents.rolling import (
     HOUR,
     MINUTE,
     RETENTION_HOURS,
@@ -19,7 +19,7 @@ from agents.rolling import (
     LatestTime,
     WindowedCounter,
 )
-from schemas.event_time import parse_time
+from salespulse.schemas.event_time import parse_time
 
 #: Deliberately not on a minute or hour boundary, so bucket edges are not the clock's edges.
 T = parse_time("2026-11-26T12:34:56Z")

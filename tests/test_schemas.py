@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from schemas import EVENT_TYPES, InvalidEvent, validate_event
-from schemas.validator import SCHEMA_DIR
+from salespulse.schemas import EVENT_TYPES, InvalidEvent, validate_event
+from salespulse.schemas.validator import SCHEMA_DIR
 
 NINE = {
     "lead.created",

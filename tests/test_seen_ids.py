@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from streams import seen_ids
-from streams.seen_ids import SeenIds
+from salespulse.streams.pipeline import seen_ids
+from salespulse.streams.pipeline.seen_ids import SeenIds
 
 
 def _workload(n: int, seed: int) -> list[tuple[int, str, int]]:

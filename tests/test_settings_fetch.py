@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import create_app
-from streams.settings import Settings, SettingsError
+from salespulse.streams.pipeline.app import create_app
+from salespulse.streams.settings import Settings, SettingsError
 
 
 def test_fetch_records_defaults_to_25000_and_reaches_faust(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import logging
 import faust
 import pytest
 
-from streams.worker import faust_worker
+from salespulse.streams.pipeline.worker import faust_worker
 
 
 @pytest.mark.parametrize("level", [logging.WARNING, logging.ERROR, logging.INFO])

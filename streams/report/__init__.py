@@ -21,7 +21,7 @@ imports are re-exported here, so ``from streams.report import ...`` keeps workin
 
 from __future__ import annotations
 
-from streams.report.charts import (
+from salespulse.streams.report.charts import (
     DPI,
     chart_bars,
     chart_conversion_by_rep,
@@ -30,11 +30,11 @@ from streams.report.charts import (
     chart_price_index,
     chart_sales_by_region,
 )
-from streams.report.command import parse_duration, report_command
-from streams.report.digest import build_digest
-from streams.report.errors import DigestDeliveryError, ReportError
-from streams.report.files import image_filename, write_digest
-from streams.report.formatting import (
+from salespulse.streams.report.command import parse_duration, report_command
+from salespulse.streams.report.digest import build_digest
+from salespulse.streams.report.errors import DigestDeliveryError, ReportError
+from salespulse.streams.report.files import image_filename, write_digest
+from salespulse.streams.report.formatting import (
     BLUE,
     COUNT,
     GREEN,
@@ -49,12 +49,18 @@ from streams.report.formatting import (
     format_change,
     format_value,
 )
-from streams.report.mail import build_message, deliver, send_digest
-from streams.report.model import CID_DOMAIN, Digest, Metric, Section, cid
-from streams.report.outbox import OUTBOX, OutboxResult, flush_outbox, pending_messages, queue_message
-from streams.report.schedule import ScheduleResult, run_once, run_schedule
-from streams.report.smtp import SmtpSettings
-from streams.report.windows import DAY, DIGEST_WINDOWS, RETENTION_SECONDS, TREND, oldest_reach
+from salespulse.streams.report.mail import build_message, deliver, send_digest
+from salespulse.streams.report.model import CID_DOMAIN, Digest, Metric, Section, cid
+from salespulse.streams.report.outbox import (
+    OUTBOX,
+    OutboxResult,
+    flush_outbox,
+    pending_messages,
+    queue_message,
+)
+from salespulse.streams.report.schedule import ScheduleResult, run_once, run_schedule
+from salespulse.streams.report.smtp import SmtpSettings
+from salespulse.streams.report.windows import DAY, DIGEST_WINDOWS, RETENTION_SECONDS, TREND, oldest_reach
 
 __all__ = [
     "BLUE",

@@ -18,7 +18,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from streams.report.formatting import (
+from salespulse.streams.report.formatting import (
     BLUE,
     COUNT,
     GREEN,

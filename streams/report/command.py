@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from agents.rolling import HOUR
-from streams.report.errors import ReportError
-from streams.report.outbox import OUTBOX, pending_messages
-from streams.report.schedule import run_once, run_schedule
-from streams.report.smtp import SmtpSettings
-from streams.report.windows import DAY, DIGEST_WINDOWS, TREND
-from streams.settings import Settings, SettingsError
+from salespulse.agents.rolling import HOUR
+from salespulse.streams.report.errors import ReportError
+from salespulse.streams.report.outbox import OUTBOX, pending_messages
+from salespulse.streams.report.schedule import run_once, run_schedule
+from salespulse.streams.report.smtp import SmtpSettings
+from salespulse.streams.report.windows import DAY, DIGEST_WINDOWS, TREND
+from salespulse.streams.settings import Settings, SettingsError
 
 log = logging.getLogger("salespulse.report")
 

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.rolling import WINDOW_SECONDS
-from streams.cluster import WorkerUnreachable, cluster_view
-from streams.report.errors import ReportError
-from streams.report.formatting import COUNT, SCORE, format_value
-from streams.report.model import Digest
-from streams.report.render import _render_html, _render_text
-from streams.report.sections import _sections
-from streams.report.windows import DIGEST_WINDOWS, TREND
+from salespulse.agents.rolling import WINDOW_SECONDS
+from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+from salespulse.streams.report.errors import ReportError
+from salespulse.streams.report.formatting import COUNT, SCORE, format_value
+from salespulse.streams.report.model import Digest
+from salespulse.streams.report.render import _render_html, _render_text
+from salespulse.streams.report.sections import _sections
+from salespulse.streams.report.windows import DIGEST_WINDOWS, TREND
 
 
 class _Views:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streams.report.model import Digest
+from salespulse.streams.report.model import Digest
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

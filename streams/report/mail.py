@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from streams.report.errors import DigestDeliveryError, ReportError
-from streams.report.files import image_filename
-from streams.report.model import CID_DOMAIN, Digest
-from streams.report.smtp import SmtpSettings
+from salespulse.streams.report.errors import DigestDeliveryError, ReportError
+from salespulse.streams.report.files import image_filename
+from salespulse.streams.report.model import CID_DOMAIN, Digest
+from salespulse.streams.report.smtp import SmtpSettings
 
 log = logging.getLogger("salespulse.report")
 

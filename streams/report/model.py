@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.report.formatting import COUNT, format_change, format_value
+from salespulse.streams.report.formatting import COUNT, format_change, format_value
 
 CID_DOMAIN = "salespulse"
 

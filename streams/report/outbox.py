@@ -18,10 +18,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
-from streams.report.errors import DigestDeliveryError
-from streams.report.files import _write_atomic
-from streams.report.mail import deliver
-from streams.report.smtp import SmtpSettings
+from salespulse.streams.report.errors import DigestDeliveryError
+from salespulse.streams.report.files import _write_atomic
+from salespulse.streams.report.mail import deliver
+from salespulse.streams.report.smtp import SmtpSettings
 
 log = logging.getLogger("salespulse.report")
 

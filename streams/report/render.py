@@ -11,8 +11,8 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streams.report.formatting import BLUE, GREEN, GREY, INK, RED, _stamp
-from streams.report.model import Metric, Section
+from salespulse.streams.report.formatting import BLUE, GREEN, GREY, INK, RED, _stamp
+from salespulse.streams.report.model import Metric, Section
 
 
 def _coverage(view: dict[str, Any]) -> str:

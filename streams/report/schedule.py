@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.report.digest import build_digest
-from streams.report.errors import ReportError
-from streams.report.files import write_digest
-from streams.report.formatting import _stamp
-from streams.report.mail import build_message
-from streams.report.model import Digest
-from streams.report.outbox import OutboxResult, flush_outbox, queue_message
-from streams.report.smtp import SmtpSettings
+from salespulse.streams.report.digest import build_digest
+from salespulse.streams.report.errors import ReportError
+from salespulse.streams.report.files import write_digest
+from salespulse.streams.report.formatting import _stamp
+from salespulse.streams.report.mail import build_message
+from salespulse.streams.report.model import Digest
+from salespulse.streams.report.outbox import OutboxResult, flush_outbox, queue_message
+from salespulse.streams.report.smtp import SmtpSettings
 
 log = logging.getLogger("salespulse.report")
 

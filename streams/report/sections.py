@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from streams.report.charts import (
+from salespulse.streams.report.charts import (
     chart_bars,
     chart_conversion_by_rep,
     chart_counts_trend,
@@ -18,8 +18,8 @@ from streams.report.charts import (
     chart_price_index,
     chart_sales_by_region,
 )
-from streams.report.formatting import BLUE, COUNT, INDEX, MONEY, PERCENT, SCORE, format_value
-from streams.report.model import Metric, Section, cid
+from salespulse.streams.report.formatting import BLUE, COUNT, INDEX, MONEY, PERCENT, SCORE, format_value
+from salespulse.streams.report.model import Metric, Section, cid
 
 
 def _sections(

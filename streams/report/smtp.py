@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from streams.settings import SettingsError
+from salespulse.streams.settings import SettingsError
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

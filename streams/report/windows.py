@@ -7,7 +7,7 @@ those limits in one place for the digest builder, the command line and the tests
 
 from __future__ import annotations
 
-from agents.rolling import HOUR, RETENTION_HOURS, WINDOW_SECONDS
+from salespulse.agents.rolling import HOUR, RETENTION_HOURS, WINDOW_SECONDS
 
 DAY = 24 * HOUR
 #: Windows a digest can cover, each with its trend: (step between points, number of points).

@@ -19,7 +19,7 @@ import orjson
 from rich.console import Console
 from rich.progress import Progress
 
-from streams.settings import Settings, SettingsError
+from salespulse.streams.settings import Settings, SettingsError
 
 console = Console(stderr=True)
 
@@ -45,7 +45,7 @@ def main() -> None:
 @click.option("--port", type=int, default=9092, show_default=True, help="Port to listen on.")
 def broker(port: int) -> None:
     """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
-    from streams.broker import BrokerError, start_broker
+    from salespulse.streams.tools.broker import BrokerError, start_broker
 
     try:
         running = start_broker(port)
@@ -78,7 +78,7 @@ def broker(port: int) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def worker(loglevel: str, **overrides: Any) -> None:
     """Run a worker: consume events, keep KPI tables, serve /metrics and /kpis."""
-    from streams.worker import run_worker
+    from salespulse.streams.pipeline.worker import run_worker
 
     run_worker(_settings(**overrides), loglevel)
 
@@ -105,8 +105,8 @@ def generate(
     brokers: str | None,
 ) -> None:
     """Generate a realistic, seeded CRM event stream (NDJSON or to the broker)."""
-    from streams.generator import GeneratorConfig
-    from streams.generator import generate as gen
+    from salespulse.streams.tools.generator import GeneratorConfig
+    from salespulse.streams.tools.generator import generate as gen
 
     fixed = datetime.fromisoformat(now).astimezone(UTC) if now else None
     config = GeneratorConfig(
@@ -117,7 +117,7 @@ def generate(
         for event in events:
             out.write(orjson.dumps(event) + b"\n")
         return
-    from streams.producer import BrokerUnavailable, EventProducer
+    from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
 
     settings = _settings(brokers=brokers)
     try:
@@ -140,8 +140,8 @@ def generate(
 @click.option("--timeout", type=float, help="Seconds to wait for the broker.")
 def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
     """Send NDJSON events from FILE (or - for stdin), validating each one."""
-    from streams.codec import Rejected, check_event
-    from streams.producer import BrokerUnavailable, EventProducer
+    from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
+    from salespulse.streams.pipeline.codec import Rejected, check_event
 
     settings = _settings(brokers=brokers, broker_timeout=timeout)
     lines = source.read().splitlines()
@@ -182,8 +182,8 @@ def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def kpis(workers: str | None, as_json: bool) -> None:
     """Show the cluster-wide KPIs, merged from every worker's share."""
-    from streams.board import kpi_table
-    from streams.cluster import WorkerUnreachable, cluster_view
+    from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+    from salespulse.streams.tools.board import kpi_table
 
     names = workers.split(",") if workers else list(_settings().workers)
     try:
@@ -203,7 +203,7 @@ def kpis(workers: str | None, as_json: bool) -> None:
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
 def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bool) -> None:
     """Embedded broker, worker, generator and a live KPI board in one command."""
-    from streams.demo import run_demo
+    from salespulse.streams.tools.demo import run_demo
 
     sys.exit(run_demo(rate=rate, duration=duration, backfill=backfill, with_prometheus=with_prometheus))
 
@@ -227,7 +227,7 @@ def report(
     out_dir: Path, window: str, workers: str | None, email: str | None, every: str | None, retries: int
 ) -> None:
     """Build the KPI digest (HTML with charts, plain text) and optionally email it on a schedule."""
-    from streams.report import ReportError, report_command
+    from salespulse.streams.report import ReportError, report_command
 
     try:
         report_command(out_dir, window, workers, email, every, retries)
@@ -257,8 +257,8 @@ def bench(
     as_json: bool,
 ) -> None:
     """Measure one worker with all eight KPIs against the reference paths."""
-    from streams.bench import as_json as result_json
-    from streams.bench import run_bench, run_memory
+    from salespulse.streams.tools.bench import as_json as result_json
+    from salespulse.streams.tools.bench import run_bench, run_memory
 
     if memory_customers:
         memory = run_memory(memory_customers, seed, log=lambda message: console.print(message))
@@ -305,7 +305,3 @@ def bench(
         out.print(f"hot path: {result.hot_path}")
     if not result.exact:
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

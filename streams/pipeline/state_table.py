@@ -16,7 +16,7 @@ import faust
 from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
-from streams.engine import Engine
+from salespulse.streams.pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

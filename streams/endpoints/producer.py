@@ -16,9 +16,9 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from streams.codec import Rejected, check_event
-from streams.settings import Settings
-from streams.topics import route
+from salespulse.schemas.topics import route
+from salespulse.streams.pipeline.codec import Rejected, check_event
+from salespulse.streams.settings import Settings
 
 
 class BrokerUnavailable(RuntimeError):
@@ -50,7 +50,7 @@ class EventProducer:
         self._pending: list[Any] = []
 
     def send(self, event: dict[str, Any]) -> None:
-        """Validate and send one event (raises :class:`~streams.codec.Rejected`)."""
+        """Validate and send one event (raises :class:`~salespulse.streams.pipeline.codec.Rejected`)."""
         event = check_event(event)
         topic, key = route(event)
         try:

@@ -29,12 +29,12 @@ from aiohttp import web as aioweb
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
-from streams.app import create_app
-from streams.consumer import BatchConsumer
-from streams.hot_path import describe
-from streams.offsets import listoffsets_is_short
-from streams.settings import Settings
-from streams.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.streams.hot_path import describe
+from salespulse.streams.pipeline.app import create_app
+from salespulse.streams.pipeline.consumer import BatchConsumer
+from salespulse.streams.pipeline.offsets import listoffsets_is_short
+from salespulse.streams.settings import Settings
 
 log = logging.getLogger("salespulse.worker")
 
@@ -157,7 +157,7 @@ def restart_process(reason: str) -> None:
     """Start over as a fresh process: in-memory state and positions go with the old one."""
     log.error("%s: restarting with empty state", reason)
     logging.shutdown()
-    os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, "-m", "salespulse.streams", *sys.argv[1:]])
 
 
 def _watch_identity(settings: Settings, identity: dict[str, Any], interval: float = 2.0) -> None:

@@ -1,31 +1,30 @@
 """The faust app: topics, the state table, one agent per KPI, and the batch path.
 
-One app object per process, configured from :class:`~streams.settings.Settings`. The
+One app object per process, configured from :class:`~salespulse.streams.settings.Settings`. The
 agents are real faust agents (``agent.test_context()`` drives them one event at a time);
 in a worker, whole fetched batches of the input topics reach the same engine through
-:class:`~streams.consumer.BatchConsumer`, which is how the worker keeps up.
+:class:`~salespulse.streams.pipeline.consumer.BatchConsumer`, which is how the worker keeps up.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
 import yaml
-from faust.types import TP
 
-from agents.base import Kpi
-from agents.registry import KPIS
-from streams.consumer import BatchConsumer, BatchTransport, pass_parsed_records
-from streams.engine import Engine, MessageRecord, Output
-from streams.metrics import Exporter
-from streams.settings import Settings
-from streams.state_table import Ownership, StateTable
-from streams.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.agents.base import Kpi
+from salespulse.agents.registry import KPIS
+from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.streams.endpoints.web import install_views
+from salespulse.streams.pipeline.consumer import BatchConsumer, BatchTransport, pass_parsed_records
+from salespulse.streams.pipeline.engine import Engine, MessageRecord
+from salespulse.streams.pipeline.runtime import Runtime
+from salespulse.streams.pipeline.state_table import StateTable
+from salespulse.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,74 +47,6 @@ class SalesPulseApp(faust.App):
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
-
-
-class Runtime:
-    """Everything a worker shares between the consumer, the agents and the web views."""
-
-    def __init__(self, settings: Settings, app: SalesPulseApp, engine: Engine) -> None:
-        self.settings = settings
-        self.app = app
-        self.engine = engine
-        self.ownership = Ownership()
-        self.exporter = Exporter(engine, self.owned, self.lag)
-        self.table: StateTable | None = None
-
-    def owned(self) -> set[int]:
-        return set(self.ownership.active)
-
-    def kafka_producer(self) -> Any:
-        """The app's aiokafka producer, for batch sends faust's own API does not offer."""
-        return cast(Any, self.app.producer)._ensure_producer()
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        """Records behind the Fetch high watermark (right on Tansu, unlike ListOffsets)."""
-        consumer = self.app.consumer
-        lags: dict[tuple[str, int], int] = {}
-        for p in self.owned():
-            state = self.engine.partitions.get(p)
-            for topic in INPUT_TOPICS:
-                hw = consumer.highwater(TP(topic, p))
-                if hw is not None and state is not None:
-                    lags[(topic, p)] = max(0, hw - state.meta[topic].offset - 1)
-        return lags
-
-    async def write(self, partition: int, out: Output) -> asyncio.Future[Any]:
-        """Send dead letters and changelog records; the future resolves once all are acked."""
-        producer = self.kafka_producer()
-        futures = []
-        for dl in out.deadletters:
-            futures.append(await producer.send(DEADLETTER, dl.value, key=dl.key, headers=dl.headers()))
-        if out.changelog:
-            assert self.table is not None
-            topic = self.table.changelog_topic.get_topic_name()
-            batch = producer.create_batch()
-            for key, value in out.changelog:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return asyncio.gather(*futures)
-
-    async def persist(self, partition: int, out: Output) -> None:
-        """Write what a batch produced and wait until the broker has it."""
-        await (await self.write(partition, out))
-
-    async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
-        """The batch path: apply a fetch's batches and start writing what they produced."""
-        outs: dict[int, Output] = {}
-        for tp, records in batches.items():
-            out = self.engine.apply(tp.topic, tp.partition, records)
-            # Observed before any await, so /progress and the histogram never disagree.
-            self.exporter.observe(out)
-            merged = outs.get(tp.partition)
-            if merged is None:
-                outs[tp.partition] = out
-            else:
-                merged.extend(out)
-        writes = [await self.write(partition, out) for partition, out in outs.items()]
-        return asyncio.gather(*writes)
 
 
 def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
@@ -195,8 +126,6 @@ def create_app(
     BatchConsumer.changelog_topic = table.changelog_topic.get_topic_name()
     BatchConsumer.restore = engine.restore
     BatchConsumer.client_config = settings.kafka_python_config
-    from streams.web import install_views
-
     install_views(app, runtime)
     return app, runtime
 

@@ -10,10 +10,10 @@ from typing import Any, Final
 
 import orjson
 
-from schemas import InvalidEvent, validate_event
-from schemas.event_time import parse_time
-from schemas.fast_decoder import decode_valid
-from streams.topics import route
+from salespulse.schemas import InvalidEvent, validate_event
+from salespulse.schemas.event_time import parse_time
+from salespulse.schemas.fast_decoder import decode_valid
+from salespulse.schemas.topics import route
 
 #: Reasons, the values of ``salespulse_events_rejected_total{reason}``.
 REASONS: Final = (

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from agents.base import (
+from salespulse.agents.base import (
     ApplyContext,
     Event,
     ExportContext,
@@ -29,13 +29,13 @@ from agents.base import (
     Sample,
     Series,
 )
-from agents.registry import KPIS
-from agents.rolling import HOUR, WINDOW_NAMES, Clock
-from schemas import EVENT_TYPES
-from schemas.event_time import parse_time
-from streams.codec import REASONS, Rejected, check_route, decode
-from streams.seen_ids import SeenIds
-from streams.topics import INPUT_TOPICS
+from salespulse.agents.registry import KPIS
+from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
+from salespulse.schemas import EVENT_TYPES
+from salespulse.schemas.event_time import parse_time
+from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.streams.pipeline.codec import REASONS, Rejected, check_route, decode
+from salespulse.streams.pipeline.seen_ids import SeenIds
 
 SEEN_CHUNK = 4096
 
@@ -325,14 +325,18 @@ class Engine:
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
-    def counters(self, partitions: Iterable[int]) -> dict[str, dict[str, int]]:
-        """Event counters for the given partitions, every label initialised to 0."""
+    def counters(self, partitions: Iterable[int]) -> dict[str, Any]:
+        """Event counters for the given partitions, every label initialised to 0.
+
+        Labelled counters are maps from label value to count; ``duplicates`` has no label
+        and is a plain number.
+        """
         totals: dict[str, dict[str, int]] = {
             "events": dict.fromkeys(EVENT_TYPES, 0),
             "late": dict.fromkeys(EVENT_TYPES, 0),
             "rejected": dict.fromkeys(REASONS, 0),
-            "duplicates": {"": 0},
         }
+        duplicates = 0
         for p in partitions:
             state = self.partitions.get(p)
             if state is None:
@@ -345,8 +349,8 @@ class Engine:
                 ):
                     for label, n in counts.items():
                         totals[name][label] = totals[name].get(label, 0) + n
-                totals["duplicates"][""] += meta.duplicates
-        return totals
+                duplicates += meta.duplicates
+        return {**totals, "duplicates": duplicates}
 
     def progress(self, partitions: Iterable[int]) -> dict[str, Any]:
         """Cheap to compute: what has been applied, for polling during loads and tests."""
@@ -362,7 +366,7 @@ class Engine:
             "partitions": parts,
             "applied_offsets": applied,
             "events": sum(counters["events"].values()),
-            "duplicates": counters["duplicates"][""],
+            "duplicates": counters["duplicates"],
             "rejected": sum(counters["rejected"].values()),
         }
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from agents.base import Series
-from streams.engine import summarize
+from salespulse.agents.base import Series
+from salespulse.streams.pipeline.engine import summarize
 
 
 class WorkerUnreachable(RuntimeError):
@@ -34,13 +34,16 @@ def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dic
 def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Merge workers' shares into one cluster view."""
     series = Series()
-    counters: dict[str, dict[str, int]] = {}
+    counters: dict[str, Any] = {}
     partitions: list[int] = []
     overlap: set[int] = set()
     for share in shares:
         for name, labels, value in share["series"]:
             series.add(name, labels, value)
         for name, counts in share["counters"].items():
+            if isinstance(counts, int):
+                counters[name] = counters.get(name, 0) + counts
+                continue
             merged = counters.setdefault(name, {})
             for label, n in counts.items():
                 merged[label] = merged.get(label, 0) + n

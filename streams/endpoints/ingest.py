@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from streams.codec import Rejected, check_event
+from salespulse.streams.pipeline.codec import Rejected, check_event
 
 
 @dataclass(frozen=True)

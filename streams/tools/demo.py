@@ -24,11 +24,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from streams.board import kpi_table
-from streams.broker import free_port, port_open, start_broker
-from streams.generator import GeneratorConfig, generate
-from streams.producer import EventProducer
-from streams.settings import Settings
+from salespulse.streams.endpoints.producer import EventProducer
+from salespulse.streams.settings import Settings
+from salespulse.streams.tools.board import kpi_table
+from salespulse.streams.tools.broker import free_port, port_open, start_broker
+from salespulse.streams.tools.generator import GeneratorConfig, generate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ def run_demo(
         if targets.exists():
             env.setdefault("SALESPULSE_TARGETS", str(targets))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "salespulse.streams", "worker", "--loglevel", "warning"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from streams.engine import Engine, Output
+from salespulse.streams.pipeline.engine import Engine, Output
 
 HELP = {
     "salespulse_leads": "Leads created in the window.",
@@ -82,8 +82,11 @@ class KpiCollector(Collector):
         for key, counts in self.engine.counters(owned).items():
             name, doc, label = COUNTERS[key]
             counter = CounterMetricFamily(name, doc, labels=[label] if label else [])
-            for value_label, n in sorted(counts.items()):
-                counter.add_metric([value_label] if label else [], n)
+            if isinstance(counts, int):
+                counter.add_metric([], counts)
+            else:
+                for value_label, n in sorted(counts.items()):
+                    counter.add_metric([value_label], n)
             yield counter
         lag = GaugeMetricFamily(
             "salespulse_consumer_lag",

@@ -16,13 +16,13 @@ import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from streams.ingest import IngestError, parse_events
-from streams.topics import route
+from salespulse.schemas.topics import route
+from salespulse.streams.endpoints.ingest import IngestError, parse_events
 
 if TYPE_CHECKING:
     import faust
 
-    from streams.app import Runtime
+    from salespulse.streams.pipeline.runtime import Runtime
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 

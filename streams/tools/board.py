@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from agents.rolling import WINDOW_NAMES
+from salespulse.agents.rolling import WINDOW_NAMES
 
 Getter = Callable[[dict[str, Any]], float | None]
 

@@ -17,7 +17,7 @@ import click
 import faust
 import orjson
 
-from streams.worker import faust_worker
+from salespulse.streams.pipeline.worker import faust_worker
 
 
 @click.command()

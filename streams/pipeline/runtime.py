@@ -1,0 +1,88 @@
+"""What a worker's parts share: the engine, partition ownership, the exporter and the writes.
+
+It lives apart from the app that builds it so that the web views can depend on it without
+importing the app: the app is the composition root and imports the views, never the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.streams.endpoints.metrics import Exporter
+from salespulse.streams.pipeline.engine import Engine, Output
+from salespulse.streams.pipeline.state_table import Ownership, StateTable
+from salespulse.streams.settings import Settings
+
+
+class Runtime:
+    """Everything a worker shares between the consumer, the agents and the web views."""
+
+    def __init__(self, settings: Settings, app: faust.App, engine: Engine) -> None:
+        self.settings = settings
+        self.app = app
+        self.engine = engine
+        self.ownership = Ownership()
+        self.exporter = Exporter(engine, self.owned, self.lag)
+        self.table: StateTable | None = None
+
+    def owned(self) -> set[int]:
+        return set(self.ownership.active)
+
+    def kafka_producer(self) -> Any:
+        """The app's aiokafka producer, for batch sends faust's own API does not offer."""
+        return cast(Any, self.app.producer)._ensure_producer()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the Fetch high watermark (right on Tansu, unlike ListOffsets)."""
+        consumer = self.app.consumer
+        lags: dict[tuple[str, int], int] = {}
+        for p in self.owned():
+            state = self.engine.partitions.get(p)
+            for topic in INPUT_TOPICS:
+                hw = consumer.highwater(TP(topic, p))
+                if hw is not None and state is not None:
+                    lags[(topic, p)] = max(0, hw - state.meta[topic].offset - 1)
+        return lags
+
+    async def write(self, partition: int, out: Output) -> asyncio.Future[Any]:
+        """Send dead letters and changelog records; the future resolves once all are acked."""
+        producer = self.kafka_producer()
+        futures = []
+        for dl in out.deadletters:
+            futures.append(await producer.send(DEADLETTER, dl.value, key=dl.key, headers=dl.headers()))
+        if out.changelog:
+            assert self.table is not None
+            topic = self.table.changelog_topic.get_topic_name()
+            batch = producer.create_batch()
+            for key, value in out.changelog:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return asyncio.gather(*futures)
+
+    async def persist(self, partition: int, out: Output) -> None:
+        """Write what a batch produced and wait until the broker has it."""
+        await (await self.write(partition, out))
+
+    async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
+        """The batch path: apply a fetch's batches and start writing what they produced."""
+        outs: dict[int, Output] = {}
+        for tp, records in batches.items():
+            out = self.engine.apply(tp.topic, tp.partition, records)
+            # Observed before any await, so /progress and the histogram never disagree.
+            self.exporter.observe(out)
+            merged = outs.get(tp.partition)
+            if merged is None:
+                outs[tp.partition] = out
+            else:
+                merged.extend(out)
+        writes = [await self.write(partition, out) for partition, out in outs.items()]
+        return asyncio.gather(*writes)

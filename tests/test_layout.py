@@ -1,0 +1,125 @@
+"""The house rules of the code: one import name, no import cycle, agents apart from streams.
+
+The folders ``streams/``, ``agents/`` and ``schemas/`` install as ``salespulse.*``. Upstream
+services install SalesPulse into their own environments, so the distribution must own
+exactly one import name, and the KPI logic must not reach into the plumbing.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import sysconfig
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FOLDERS = ("streams", "agents", "schemas")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["salespulse", *parts])
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for folder in FOLDERS for path in (REPO / folder).rglob("*.py")}
+
+
+def _imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """Every project module a module imports, wherever the import stands (functions too)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if submodule in known else base)
+    return {module for module in found if module in known and module != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(path, name, known) for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_import_graph_is_read_from_every_module() -> None:
+    graph = _graph()
+    assert "salespulse.streams.pipeline.app" in graph
+    assert "salespulse.streams.endpoints.web" in graph["salespulse.streams.pipeline.app"]
+    # TYPE_CHECKING imports count too: a cycle hidden behind one is still a cycle.
+    assert "salespulse.streams.pipeline.runtime" in graph["salespulse.streams.endpoints.web"]
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_agents_import_nothing_from_streams() -> None:
+    graph = _graph()
+    leaks = {
+        (name, target)
+        for name, targets in graph.items()
+        if name.startswith("salespulse.agents")
+        for target in targets
+        if target.startswith("salespulse.streams")
+    }
+    assert not leaks, sorted(leaks)
+
+
+def test_the_contract_imports_nothing_but_itself() -> None:
+    graph = _graph()
+    leaks = {
+        (name, target)
+        for name, targets in graph.items()
+        if name.startswith("salespulse.schemas")
+        for target in targets
+        if not target.startswith("salespulse.schemas")
+    }
+    assert not leaks, sorted(leaks)
+
+
+def test_the_installed_distribution_owns_one_import_name() -> None:
+    # Read from site-packages: the build's egg-info in the repository root would answer first.
+    (dist,) = importlib.metadata.distributions(name="salespulse", path=[sysconfig.get_paths()["purelib"]])
+    files = dist.files or []
+    top = {file.parts[0] for file in files if file.parts[0] != ".."}
+    assert top == {"salespulse", f"salespulse-{dist.version}.dist-info"}
+    names = {str(file) for file in files}
+    assert "salespulse/streams/pipeline/engine.py" in names
+    assert "salespulse/schemas/deal.won.schema.json" in names
