@@ -15,7 +15,7 @@ Conventions:
   filters divides two recorded sums instead, since the recorded ratio has no such labels.
 - Template variables: ``$window`` (1h, 24h, 7d, 30d), ``$region`` and ``$rep`` (multi,
   All = ``.*``); always matched with ``=~`` for region and rep.
-- Panels that belong to an alert link to its runbook: README.md#<alertname lower case>.
+- Panels that belong to an alert link to its runbook: docs/alerts.md#<alertname lower case>.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "salespulse-prometheus"}
-RUNBOOK = "https://github.com/salespulse/salespulse/blob/main/README.md#"
+RUNBOOK = "https://github.com/salespulse/salespulse/blob/main/docs/alerts.md#"
 WINDOWS = ("1h", "24h", "7d", "30d")
 
 # Filters as they appear in the queries.
