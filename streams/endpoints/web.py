@@ -9,26 +9,40 @@ client that got 503 can resend the same request safely.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
+from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
+from salespulse.streams.endpoints import access
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 
 if TYPE_CHECKING:
     import faust
 
     from salespulse.streams.pipeline.runtime import Runtime
+    from salespulse.streams.settings import Settings
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _json(status: int, body: Any) -> Any:
-    return aioweb.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return aioweb.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _denied(request: Request, settings: Settings, what: str) -> Any | None:
+    """The refusal for a write or a customer-level read, or None if it may go on."""
+    denied = access.check(
+        settings.ingest_token, settings.web_host, request.headers.get("Authorization", ""), what
+    )
+    if denied is None:
+        return None
+    return _json(denied.status, {"error": denied.error}, denied.headers)
 
 
 async def _read_limited(request: Any, limit: int) -> bytes:
@@ -84,6 +98,8 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Any:
+            if (refused := _denied(request, settings, "reading a customer")) is not None:
+                return refused
             profile = runtime.engine.profile(customer_id, runtime.owned())
             if profile is None:
                 return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
@@ -92,10 +108,8 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/events")
     class Events(View):
         async def post(self, request: Request) -> Any:
-            if settings.ingest_token:
-                given = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(given, f"Bearer {settings.ingest_token}"):
-                    return _json(401, {"error": "missing or wrong bearer token"})
+            if (refused := _denied(request, settings, "writing events")) is not None:
+                return refused
             try:
                 body = await _read_limited(request, settings.max_body_bytes)
                 events = parse_events(body, max_depth=settings.max_json_depth)
@@ -119,5 +133,6 @@ async def _send_all(runtime: Runtime, events: list[dict[str, Any]]) -> None:
     futures = []
     for event in events:
         topic, key = route(event)
-        futures.append(await producer.send(topic, orjson.dumps(event), key=key))
+        partition = partition_for(key, runtime.partition_count(topic))
+        futures.append(await producer.send(topic, orjson.dumps(event), key=key, partition=partition))
     await asyncio.gather(*futures)

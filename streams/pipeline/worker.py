@@ -30,6 +30,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
 from salespulse.streams.hot_path import describe
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
@@ -229,6 +230,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     BatchConsumer.on_foreign_broker = functools.partial(restart_process)
     app, _ = create_app(settings, epoch=identity_epoch(identity))
     log.info("hot path: %s", describe())
+    if not settings.ingest_token and beyond_loopback(settings.web_host):
+        log.warning(
+            "listening on %s beyond loopback with no %s: POST /events and customer-level"
+            " reads are refused (403) until it is set",
+            settings.web_host,
+            TOKEN_SETTING,
+        )
     tune_gc()
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()
