@@ -17,6 +17,7 @@ from typing import Final
 HOT_MODULES: Final = (
     "salespulse.schemas.event_time",
     "salespulse.schemas.fast_decoder",
+    "salespulse.schemas.partitions",
     "salespulse.streams.pipeline.codec",
     "salespulse.schemas.topics",
     "salespulse.streams.pipeline.seen_ids",

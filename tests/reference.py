@@ -154,10 +154,11 @@ def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) 
         next_offset[topic, partition] += 1
         t = epoch_seconds(event["occurred_at"])
         late = clock.is_late(t)
-        duplicate = False
+        # An id seen within retention is a duplicate whatever this copy's occurred_at; a late
+        # copy is only compared, since its own time is already out of retention.
+        seen = applied[topic, partition]
+        duplicate = event["event_id"] in seen
         if not late:
-            seen = applied[topic, partition]
-            duplicate = event["event_id"] in seen
             seen.add(event["event_id"])
         out.append(Delivery(index, event, topic, partition, offset, t, late, duplicate))
     return out
@@ -777,6 +778,7 @@ COUNTER_FAMILIES = frozenset(
         "salespulse_events_late",
         "salespulse_events_duplicate",
         "salespulse_events_rejected",
+        "salespulse_events_rerouted",
     }
 )
 

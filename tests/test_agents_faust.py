@@ -30,6 +30,7 @@ from faust.types import TP
 
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
 from salespulse.streams.pipeline.app import SalesPulseApp, create_app
 from salespulse.streams.pipeline.engine import Engine, Output
@@ -38,6 +39,7 @@ from salespulse.streams.settings import Settings
 FIXED_CLOCK = "2026-11-26T12:00:00Z"
 T = parse_time(FIXED_CLOCK)
 MINUTE, HOUR, DAY = 60, 3600, 86400
+PARTITIONS = 4
 MULTI_TOPIC = {"acquisition", "engagement"}
 
 
@@ -45,7 +47,13 @@ class Harness:
     """The app, its runtime, and what the agents asked to persist."""
 
     def __init__(self, tmp_path: Path) -> None:
-        settings = Settings.from_env({"SALESPULSE_CLOCK": FIXED_CLOCK, "SALESPULSE_DATA_DIR": str(tmp_path)})
+        settings = Settings.from_env(
+            {
+                "SALESPULSE_CLOCK": FIXED_CLOCK,
+                "SALESPULSE_DATA_DIR": str(tmp_path),
+                "SALESPULSE_PARTITIONS": str(PARTITIONS),
+            }
+        )
         self.app: SalesPulseApp
         self.app, self.runtime = create_app(settings)
         self.outputs: list[tuple[int, Output]] = []
@@ -98,9 +106,11 @@ def on_topic(ctx: Any, topic: str) -> Callable[..., Any]:
     return to_message
 
 
-async def put(ctx: Any, ev: dict[str, Any], *, partition: int = 0) -> Any:
-    """Deliver one event the way a producer following the contract would."""
+async def put(ctx: Any, ev: dict[str, Any], *, partition: int | None = None) -> Any:
+    """Deliver one event the way a producer following the contract would (unless told where)."""
     topic, key = route(ev)
+    if partition is None:
+        partition = partition_for(key, PARTITIONS)
     if ctx.name.removeprefix("kpi-") in MULTI_TOPIC:
         ctx.to_message = on_topic(ctx, topic)
     sent = await ctx.put(orjson.dumps(ev), key=key, partition=partition)
@@ -108,22 +118,23 @@ async def put(ctx: Any, ev: dict[str, Any], *, partition: int = 0) -> Any:
     return sent
 
 
-async def drive(h: Harness, kpi: str, events: list[dict[str, Any]], *, partition: int = 0) -> None:
+async def drive(h: Harness, kpi: str, events: list[dict[str, Any]]) -> None:
     agent = h.app.agents[f"kpi-{kpi}"]
     async with agent.test_context() as ctx:
         for ev in events:
-            await put(ctx, ev, partition=partition)
+            await put(ctx, ev)
     assert len(h.outputs) == len(events)
+    assert sorted(h.engine.partitions) == sorted({partition_for(route(ev)[1], PARTITIONS) for ev in events})
 
 
-def assert_persisted(h: Harness, kpi: str, partition: int = 0) -> None:
+def assert_persisted(h: Harness, kpi: str) -> None:
     """Every agent call produced changelog records (state and meta) and no dead letters."""
     for p, out in h.outputs:
-        assert p == partition
         assert out.deadletters == []
+        assert out.forwards == []
         keys = [orjson.loads(k) for k, _ in out.changelog]
         assert [k[1:] for k in keys if k[2] == "meta"], keys
-        assert {k[1] for k in keys} == {partition}
+        assert {k[1] for k in keys} == {p}
     state_keys = [orjson.loads(k) for k, _ in h.changelog()]
     assert any(k[2] == kpi for k in state_keys), state_keys
     # the recorded changelog restores to the same numbers
@@ -215,15 +226,13 @@ async def test_kpi_sales_agent_counts_deals_amounts_and_win_rate(harness: Harnes
             won(T - HOUR, "w2", kind="renewal", amount=500.5, currency="EUR"),
             event("deal.lost", T - HOUR, "x1", deal_id="D-2", rep_id="r-03", region="berlin", reason="price"),
         ],
-        partition=2,
     )
-    assert sorted(h.engine.partitions) == [2]
     w = h.windows("sales")["24h"]
     assert (w["deals_won"], w["deals_lost"]) == (2, 1)
     assert w["win_rate"] == pytest.approx(2 / 3)
     assert w["amount_by_region"] == {"north": {"USD": 15000.0, "EUR": 500.5}}
     assert w["win_rate_by_region"] == {"berlin": 0.0, "north": 1.0}
-    assert_persisted(h, "sales", partition=2)
+    assert_persisted(h, "sales")
 
 
 async def test_kpi_pricing_agent_keeps_latest_prices_and_the_index(harness: Harness) -> None:
@@ -385,7 +394,25 @@ async def test_latency_observed_through_an_agent_is_seconds_since_the_message(ha
     h = harness
     ev = event("lead.created", T - MINUTE, "l1", lead_id="L-1", rep_id="r", region="n", source="web")
     async with h.app.agents["kpi-leads"].test_context() as ctx:
-        await ctx.put(orjson.dumps(ev), key=b"L-1", timestamp=time.time())
+        await ctx.put(
+            orjson.dumps(ev), key=b"L-1", partition=partition_for(b"L-1", PARTITIONS), timestamp=time.time()
+        )
     ((_, out),) = h.outputs
     assert len(out.latencies()) == 1
     assert 0.0 <= out.latencies()[0] < 60.0
+
+
+async def test_an_event_on_a_partition_its_key_does_not_belong_to_is_forwarded_not_applied(
+    harness: Harness,
+) -> None:
+    h = harness
+    ev = event("lead.created", T - MINUTE, "l1", lead_id="L-1", rep_id="r", region="n", source="web")
+    right = partition_for(b"L-1", PARTITIONS)
+    wrong = (right + 1) % PARTITIONS
+    async with h.app.agents["kpi-leads"].test_context() as ctx:
+        await put(ctx, ev, partition=wrong)
+    ((_, out),) = h.outputs
+    assert [(f.topic, f.partition, f.key) for f in out.forwards] == [("crm.leads", right, b"L-1")]
+    assert out.deadletters == []
+    assert h.windows("leads")["1h"]["leads"] == 0
+    assert h.view()["counters"]["rerouted"]["crm.leads"] == 1

@@ -28,6 +28,7 @@ from salespulse.agents.base import (
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, MINUTE, WINDOW_NAMES, Clock
 from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
 from salespulse.streams.pipeline.engine import Engine
 
@@ -111,6 +112,7 @@ class Rec:
     key: bytes | None
     value: bytes | None
     timestamp: int | None = None
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 def raw(type_: str, t: int, event_id: str, **data: Any) -> dict[str, Any]:
@@ -398,9 +400,11 @@ def test_replaying_a_batch_at_the_same_offsets_changes_nothing() -> None:
 
 def test_restoring_from_the_changelog_yields_an_identical_view() -> None:
     evs = mixed_events()
-    engine = Engine(clock=FIXED_CLOCK)
+    engine = Engine(clock=FIXED_CLOCK, partitions=2)
     changelog: list[tuple[bytes, bytes]] = []
-    for p, half in enumerate([evs[::2], evs[1::2]]):
+    halves = [[e for e in evs if partition_for(route(e)[1], 2) == p] for p in (0, 1)]
+    assert all(halves)
+    for p, half in enumerate(halves):
         for topic, topic_evs in by_topic(half).items():
             # two batches per topic, so records are rewritten and the newest write must win
             mid = len(topic_evs) // 2
@@ -414,13 +418,13 @@ def test_restoring_from_the_changelog_yields_an_identical_view() -> None:
     view = engine.kpis_view([0, 1])
     assert view["windows"]["30d"]["sales"]["deals_won"] == 5  # a non-trivial view
     assert view["windows"]["24h"]["engagement"]["customers_engaged"] == 3
-    restored = Engine(clock=FIXED_CLOCK)
+    restored = Engine(clock=FIXED_CLOCK, partitions=2)
     for key, value in changelog:
         restored.restore(key, value)
     assert restored.kpis_view([0, 1]) == view
     assert restored.kpis_view([1]) == engine.kpis_view([1])
     # and the restored engine knows what it applied: replays and duplicates change nothing
-    for p, half in enumerate([evs[::2], evs[1::2]]):
+    for p, half in enumerate(halves):
         for topic, topic_evs in by_topic(half).items():
             restored.apply(topic, p, records(topic_evs))
     assert restored.kpis_view([0, 1]) == engine.kpis_view([0, 1])

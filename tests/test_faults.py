@@ -151,7 +151,12 @@ def wait_applied(worker: WorkerProcess, n: int, *, timeout: float = 90.0) -> dic
 
 
 def assert_exact(
-    kpis: dict[str, Any], metrics: str, ref: Expected, context: str, rejected: dict[str, int] | None = None
+    kpis: dict[str, Any],
+    metrics: str,
+    ref: Expected,
+    context: str,
+    rejected: dict[str, int] | None = None,
+    rerouted: dict[str, int] | None = None,
 ) -> None:
     """Counters, every /metrics gauge and every /kpis number equal the reference."""
     assert not ref.folded, "an exact comparison needs every label under the cap"
@@ -172,6 +177,10 @@ def assert_exact(
     want_counters["salespulse_events_duplicate_total", frozenset()] = ref.duplicates
     for reason, n in want_rejected.items():
         want_counters["salespulse_events_rejected_total", frozenset({("reason", reason)})] = n
+    want_rerouted = {topic: (rerouted or {}).get(topic, 0) for topic in INPUT_TOPICS}
+    assert counters["rerouted"] == want_rerouted, f"{context}: rerouted"
+    for topic, n in want_rerouted.items():
+        want_counters["salespulse_events_rerouted_total", frozenset({("topic", topic)})] = n
     assert scrape.counters == want_counters, f"{context}: /metrics counters"
     problems = diff(kpis["windows"], ref.windows)
     assert not problems, f"{context}: {len(problems)} /kpis mismatches:\n" + "\n".join(problems[:30])

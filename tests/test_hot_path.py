@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import orjson
 from salespulse.streams import hot_path
 from salespulse.schemas.event_time import format_time
+from salespulse.schemas.partitions import partition_for
 from salespulse.streams.pipeline.engine import Engine, MessageRecord
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from salespulse.schemas.topics import route
@@ -40,14 +41,15 @@ def run(now, count):
     batches = defaultdict(list)
     for event in generate(config, count):
         topic, key = route(event)
-        records = batches[(topic, zlib.crc32(key) % 4)]
+        records = batches[(topic, partition_for(key, 4) if zlib.crc32(key) % 5 else 0)]
         records.append(MessageRecord(len(records), key, orjson.dumps(event), None))
-    engine = Engine(clock=format_time(now))
+    engine = Engine(clock=format_time(now), partitions=4)
     changelog = []
     for (topic, partition), records in sorted(batches.items()):
         for i in range(0, len(records), 250):
             out = engine.apply(topic, partition, records[i : i + 250])
             changelog += [[key.decode(), value.decode()] for key, value in out.changelog]
+            changelog += [[f.key.decode(), f.partition] for f in out.forwards]
     return {"changelog": changelog, "view": engine.kpis_view(range(4)), "plain": hot_path.plain_python()}
 
 if __name__ == "__main__":

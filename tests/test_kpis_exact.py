@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, send_and_wait, wait_until
 from tests.reference import (
@@ -143,7 +144,8 @@ def test_worker_matches_reference_exactly(
     counters = kpis["counters"]
     assert counters["events"] == reference.events
     assert counters["late"] == reference.late
-    assert counters["duplicates"] == {"": reference.duplicates}
+    assert counters["duplicates"] == reference.duplicates
+    assert counters["rerouted"] == dict.fromkeys(INPUT_TOPICS, 0)
     want_rejected = Counter(reason for *_, reason in bad)
     assert counters["rejected"] == {r: want_rejected.get(r, 0) for r in counters["rejected"]}
     assert set(want_rejected) <= set(counters["rejected"])
@@ -163,6 +165,8 @@ def test_worker_matches_reference_exactly(
         want_counters["salespulse_events_rejected_total", frozenset({("reason", reason)})] = (
             want_rejected.get(reason, 0)
         )
+    for topic in INPUT_TOPICS:
+        want_counters["salespulse_events_rerouted_total", frozenset({("topic", topic)})] = 0
     assert scrape.counters == want_counters
 
     # (b) every number of the /kpis summary, for every window.
@@ -325,7 +329,7 @@ def test_window_retention_and_at_risk_boundaries(spawn_worker, producer) -> None
     assert kpis["clock"] == clock
     assert kpis["counters"]["events"] == ref.events
     assert kpis["counters"]["late"] == ref.late
-    assert kpis["counters"]["duplicates"] == {"": ref.duplicates}
+    assert kpis["counters"]["duplicates"] == ref.duplicates
     scrape = parse_metrics(worker.metrics())
     problems = gauge_diff(scrape.gauges, ref.gauges)
     assert not problems, "\n".join(problems)

@@ -1,8 +1,9 @@
 """The compact seen-id store answers exactly like a plain dict of first offsets.
 
-A reference dict ``(hour, id) -> first offset`` is checked against :class:`SeenIds` over
-enough ids to force many merges into the sorted columns, with repeats, replays of earlier
-offsets, expiry and a restore from the changelog chunks the store emitted.
+A reference dict ``id -> first offset`` is checked against :class:`SeenIds` over enough ids
+to force many merges into the sorted columns, with repeats (some re-stamped with another
+hour), replays of earlier offsets, expiry and a restore from the changelog chunks the
+store emitted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _workload(n: int, seed: int) -> list[tuple[int, str, int]]:
             hour, event_id, _ = rng.choice(out)  # a duplicate, or a replay when earlier
             if rng.random() < 0.3:
                 offset = rng.randrange(offset + 1)
+            elif rng.random() < 0.3:
+                hour = 1000 + rng.randrange(50)  # the same fact re-stamped with another time
         else:
             hour, event_id = 1000 + rng.randrange(50), f"ev-{rng.randrange(10**9)}"
         out.append((hour, event_id, offset))
@@ -33,9 +36,9 @@ def test_first_offsets_match_a_plain_dict_across_merges(monkeypatch: pytest.Monk
     monkeypatch.setattr(seen_ids, "MERGE_AT", 64)  # many merges with a small workload
     store, reference = SeenIds(), {}
     for hour, event_id, offset in _workload(20_000, 1):
-        want = reference.setdefault((hour, event_id), offset)
+        want = reference.setdefault(event_id, offset)
         if offset < want:
-            reference[hour, event_id] = want = offset
+            reference[event_id] = want = offset
         assert store.first_offset(hour, event_id, offset) == want
     assert len(store) == len(reference)
     assert len(store.keys) > 0, "the workload should have merged ids into the columns"
@@ -65,7 +68,7 @@ def test_expire_forgets_hours_before_retention_in_both_parts() -> None:
     store = SeenIds()
     for i in range(40_000):  # over MERGE_AT: some ids are in the columns, some recent
         store.first_offset(1000 + i % 10, f"ev-{i}", i)
-    assert len(store.keys) and store.recent_count
+    assert len(store.keys) and store.recent
     store.expire(oldest_hour=1005)
     assert len(store) == 20_000
     assert store.first_offset(1004, "ev-4", 99_999) == 99_999, "an expired id counts as new"
@@ -82,3 +85,25 @@ def test_the_bloom_filter_passes_every_id_in_the_columns_and_few_others() -> Non
     strangers = [rng.getrandbits(64) - (1 << 63) for _ in range(20_000)]
     passed = sum(store._maybe_in_columns(key) for key in strangers)
     assert passed < 0.05 * len(strangers), f"{passed} false positives in {len(strangers)}"
+
+
+def test_a_copy_with_another_time_is_a_duplicate_and_expires_with_the_first() -> None:
+    store = SeenIds()
+    assert store.first_offset(1000, "a", 5) == 5
+    assert store.first_offset(1001, "a", 9) == 5, "re-stamped an hour later: still a duplicate"
+    assert store.pending == [1000, "a", 5]
+    store.expire(oldest_hour=1001)
+    assert store.first_offset(1001, "a", 12) == 12, "the first copy's hour decides expiry"
+
+
+def test_a_late_copy_is_looked_up_but_not_remembered() -> None:
+    store = SeenIds()
+    store.first_offset(1000, "a", 5)
+    for i in range(40_000):  # "a" merged into the columns
+        store.first_offset(1000, f"ev-{i}", 10 + i)
+    assert store.known_offset("a", 99_999) == 5
+    assert store.known_offset("ev-39999", 99_999) == 40_009
+    assert store.known_offset("never", 77) == 77
+    before = len(store)
+    store.known_offset("never", 78)
+    assert len(store) == before

@@ -52,6 +52,11 @@ COUNTERS = {
         "reason",
     ),
     "duplicates": ("salespulse_events_duplicate", "Events whose event_id was already seen.", ""),
+    "rerouted": (
+        "salespulse_events_rerouted",
+        "Records that arrived on a partition their key does not belong to, forwarded to the right one.",
+        "topic",
+    ),
 }
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

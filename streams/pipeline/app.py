@@ -77,6 +77,7 @@ def create_app(
         label_cap=settings.label_cap,
         max_event_bytes=settings.max_event_bytes,
         targets=load_targets(settings.targets_file),
+        partitions=settings.partitions,
     )
     app = SalesPulseApp(
         settings.app_id,
@@ -95,7 +96,7 @@ def create_app(
         broker_max_poll_records=settings.fetch_records,
         consumer_max_fetch_size=1024 * 1024,
         broker_commit_every=1_000_000,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval,
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
         producer_linger=0.005,

@@ -23,6 +23,7 @@ REASONS: Final = (
     "schema",
     "wrong_topic",
     "wrong_key",
+    "wrong_partition",
 )
 
 

@@ -2,10 +2,18 @@
 
 Exactness without Kafka transactions (design brief, section 4): every state record carries
 the source offset it has applied up to and is skipped record by record on replay; event
-ids are remembered with the offset they were first seen at, in event-time hour buckets,
-so a duplicate is recognised and a replay of the original is not mistaken for one. The
-engine knows nothing of Kafka clients: it turns records into changelog records and
-dead letters, and the consumer writes those before it acks the source offsets.
+ids are remembered with the offset they were first seen at (expiring with the event-time
+hour of that first copy), so a duplicate is recognised whatever its ``occurred_at`` and a
+replay of the original is not mistaken for one.
+
+Keyed state is exact only if each key lives on one partition. A record whose key belongs
+on another partition (a producer with another partitioner) is not applied where it
+arrived: it is forwarded to its right partition and applied there. Its forward is acked
+before the changelog that marks its offset applied is written, so a replay never needs
+to forward it again, and a copy sent twice anyway is the same event id, which dedupe
+drops. The engine knows nothing of Kafka clients: it turns records into changelog
+records, forwards and dead letters, and the consumer writes those before it acks the
+source offsets.
 """
 
 from __future__ import annotations
@@ -33,11 +41,14 @@ from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
 from salespulse.schemas.event_time import parse_time
+from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.pipeline.codec import REASONS, Rejected, check_route, decode
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
 SEEN_CHUNK = 4096
+#: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
+FORWARDED_FROM = "salespulse.forwarded-from"
 
 # Changelog records are encoded with msgspec's reusable encoder: the same JSON as orjson
 # (tests and restore read it with orjson), but orjson.dumps cost about 2 us a call inside a
@@ -60,6 +71,9 @@ class Record(Protocol):
     @property
     def timestamp(self) -> int | None: ...
 
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
 
 @dataclass(frozen=True)
 class MessageRecord:
@@ -69,12 +83,13 @@ class MessageRecord:
     key: bytes | None
     value: bytes | None
     timestamp: int | None
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
     @classmethod
     def of(cls, message: Any) -> MessageRecord:
         ts = message.timestamp
         millis = None if ts is None else int(ts * 1000)
-        return cls(message.offset, message.key, message.value, millis)
+        return cls(message.offset, message.key, message.value, millis, list(message.headers or ()))
 
 
 @dataclass
@@ -98,11 +113,28 @@ class DeadLetter:
 
 
 @dataclass
+class Forward:
+    """A record that arrived on a partition its key does not belong to, bound for the right one.
+
+    It goes unchanged (key, value, headers, record timestamp, so latency includes the hop),
+    with one more header naming where it arrived.
+    """
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes | None
+    timestamp: int | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
 class Output:
-    """What a batch produced: changelog records and dead letters, to be written first."""
+    """What a batch produced: changelog records, forwards and dead letters, to be written first."""
 
     changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
     #: Record timestamps (ms) of the events applied, and when they were applied (ms).
     timestamps: list[int] = field(default_factory=list)
     applied_ms: float = 0.0
@@ -110,6 +142,7 @@ class Output:
     def extend(self, other: Output) -> None:
         self.changelog += other.changelog
         self.deadletters += other.deadletters
+        self.forwards += other.forwards
         self.timestamps += other.timestamps
         self.applied_ms = max(self.applied_ms, other.applied_ms)
 
@@ -128,6 +161,7 @@ class TopicMeta:
     late: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    rerouted: int = 0
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -137,11 +171,20 @@ class TopicMeta:
             "late": self.late,
             "rejected": self.rejected,
             "dups": self.duplicates,
+            "rr": self.rerouted,
         }
 
     @classmethod
     def decode(cls, value: dict[str, Any]) -> TopicMeta:
-        return cls(value["o"], value["t"], value["events"], value["late"], value["rejected"], value["dups"])
+        return cls(
+            value["o"],
+            value["t"],
+            value["events"],
+            value["late"],
+            value["rejected"],
+            value["dups"],
+            value.get("rr", 0),  # written before rerouting existed
+        )
 
 
 class PartitionState:
@@ -172,8 +215,12 @@ class Engine:
         max_event_bytes: int = 64 * 1024,
         targets: dict[tuple[str, str], float] | None = None,
         kpis: Sequence[Kpi] = KPIS,
+        partitions: int = 1,
     ) -> None:
         self.kpis = tuple(kpis)
+        #: Partitions of each input topic, which decide where a key belongs; the worker
+        #: keeps them to what the broker's metadata says.
+        self.partition_counts: dict[str, int] = dict.fromkeys(INPUT_TOPICS, partitions)
         self.clock_mode = clock
         self.fixed_clock = None if clock in {"wall", "stream"} else Clock(parse_time(clock))
         self._context: ApplyContext | None = None
@@ -231,6 +278,7 @@ class Engine:
         state = self.state(partition)
         meta = state.meta[topic]
         seen = state.seen[topic]
+        partitions = self.partition_counts.get(topic, 1)
         ctx = self.context()
         clock = ctx.clock
         kpi_states = state.kpis
@@ -241,9 +289,20 @@ class Engine:
         for record in records:
             offset = record.offset
             fresh = offset > meta.offset
+            key = record.key
             try:
                 raw, t = decode(record.value, self.max_event_bytes)
-                check_route(raw, topic, record.key)
+                check_route(raw, topic, key)
+                # check_route has checked the key is the contract's, so it is not None.
+                right = partition_for(key, partitions) if key is not None else partition
+                if right != partition:
+                    forward = self._forward(topic, partition, right, partitions, record)
+                    # A replayed record was forwarded already: the worker writes a batch's
+                    # changelog only once its forwards are acked.
+                    if fresh:
+                        meta.rerouted += 1
+                        out.forwards.append(forward)
+                    continue
             except Rejected as exc:
                 if fresh:
                     meta.rejected[exc.reason] = meta.rejected.get(exc.reason, 0) + 1
@@ -262,7 +321,11 @@ class Engine:
             kind = raw["type"]
             hour = t // HOUR
             late = hour < oldest_hour
-            if not late and seen.first_offset(hour, raw["event_id"], offset) < offset:
+            # An id seen within retention is a duplicate whatever this copy's time; a late
+            # copy is only looked up, since its own hour is already out of retention.
+            eid = raw["event_id"]
+            first = seen.known_offset(eid, offset) if late else seen.first_offset(hour, eid, offset)
+            if first < offset:
                 if fresh:
                     meta.duplicates += 1
                 continue
@@ -281,6 +344,21 @@ class Engine:
         out.changelog = list(self._changelog(state, topic, last))
         seen.expire(oldest_hour)
         return out
+
+    @staticmethod
+    def _forward(topic: str, partition: int, right: int, partitions: int, record: Record) -> Forward:
+        """The forward of a record on the wrong partition; a second hop is refused."""
+        headers = [(k, v if v is not None else b"") for k, v in record.headers]
+        came_from = next((v.decode(errors="replace") for k, v in headers if k == FORWARDED_FROM), None)
+        if came_from is not None:
+            raise Rejected(
+                "wrong_partition",
+                f"forwarded from {came_from} to {topic}/{partition}, but its key belongs on partition"
+                f" {right} of {partitions}: the partition count changed under it",
+            )
+        headers.append((FORWARDED_FROM, f"{topic}/{partition}/{record.offset}".encode()))
+        assert record.key is not None
+        return Forward(topic, right, record.key, record.value, record.timestamp, headers)
 
     def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:
         p = state.partition
@@ -335,13 +413,16 @@ class Engine:
             "events": dict.fromkeys(EVENT_TYPES, 0),
             "late": dict.fromkeys(EVENT_TYPES, 0),
             "rejected": dict.fromkeys(REASONS, 0),
+            "rerouted": dict.fromkeys(INPUT_TOPICS, 0),
         }
         duplicates = 0
         for p in partitions:
             state = self.partitions.get(p)
             if state is None:
                 continue
-            for meta in state.meta.values():
+            for topic, meta in state.meta.items():
+                if meta.rerouted:
+                    totals["rerouted"][topic] = totals["rerouted"].get(topic, 0) + meta.rerouted
                 for name, counts in (
                     ("events", meta.events),
                     ("late", meta.late),

@@ -50,9 +50,34 @@ class Runtime:
                     lags[(topic, p)] = max(0, hw - state.meta[topic].offset - 1)
         return lags
 
+    def partition_count(self, topic: str) -> int:
+        """Partitions of ``topic`` as the broker's metadata has them (they place the keys)."""
+        consumer = cast(Any, self.app.consumer)._thread._ensure_consumer()
+        partitions = consumer._client.cluster.partitions_for_topic(topic)
+        return len(partitions) if partitions else self.settings.partitions
+
     async def write(self, partition: int, out: Output) -> asyncio.Future[Any]:
-        """Send dead letters and changelog records; the future resolves once all are acked."""
+        """Send forwards, then dead letters and changelog records; the future resolves once
+        all are acked, and only then are the source offsets acked.
+
+        Forwards are awaited before the changelog is sent: once a record's offset is marked
+        applied in the changelog, its copy is on its right partition, so a replay need not
+        forward it again. Only batches that hold a wrong-partition record pay the wait.
+        """
         producer = self.kafka_producer()
+        if out.forwards:
+            sent = [
+                await producer.send(
+                    fw.topic,
+                    fw.value,
+                    key=fw.key,
+                    partition=fw.partition,
+                    timestamp_ms=fw.timestamp,
+                    headers=fw.headers,
+                )
+                for fw in out.forwards
+            ]
+            await asyncio.gather(*sent)
         futures = []
         for dl in out.deadletters:
             futures.append(await producer.send(DEADLETTER, dl.value, key=dl.key, headers=dl.headers()))
@@ -75,7 +100,9 @@ class Runtime:
     async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
         """The batch path: apply a fetch's batches and start writing what they produced."""
         outs: dict[int, Output] = {}
+        counts = self.engine.partition_counts
         for tp, records in batches.items():
+            counts[tp.topic] = self.partition_count(tp.topic)
             out = self.engine.apply(tp.topic, tp.partition, records)
             # Observed before any await, so /progress and the histogram never disagree.
             self.exporter.observe(out)

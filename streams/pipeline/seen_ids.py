@@ -1,4 +1,4 @@
-"""Event ids with the offset each was first seen at, per event-time hour, in little memory.
+"""Event ids with the offset each was first seen at, expiring by event time, in little memory.
 
 Dedupe has to remember every id within retention (62 days): two million ids in a
 partition is ordinary. A Python dict spends about 110 bytes on each; here new ids go to
@@ -7,10 +7,12 @@ offset) of 20 bytes an id. A lookup misses the small dict and binary-searches th
 unless a Bloom filter over the columns (2 bytes an id) says the id cannot be there, which
 is the common case: most ids are new.
 
-An id is kept as the 64-bit ``hash((hour, event_id))`` (stable within a process; the
-changelog keeps the id itself and restore hashes it again). Two distinct ids colliding in
-one partition is the one way an event could be taken for a duplicate: about n²/2⁶⁵, 1e-7
-for 2,000,000 ids in a partition.
+An id is kept as the 64-bit ``hash(event_id)`` (stable within a process; the changelog
+keeps the id itself and restore hashes it again), with the event-time hour of its first
+copy, which decides when it expires. A later copy is a duplicate whatever its own time:
+connectors and CRMs re-stamp facts. Two distinct ids colliding in one partition is the one
+way an event could be taken for a duplicate: about n²/2⁶⁵, 1e-7 for 2,000,000 ids in a
+partition.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class SeenIds:
     """Ids of one source topic partition; ``pending`` is what the changelog must still get."""
 
     def __init__(self) -> None:
-        self.recent: dict[int, dict[int, int]] = {}
-        self.recent_count = 0
+        # Ids not yet merged into the columns: first offset, and the hour they expire with
+        # (two dicts filled and emptied together, so they iterate in the same order).
+        self.recent: dict[int, int] = {}
+        self.recent_hours: dict[int, int] = {}
         self.keys: npt.NDArray[np.int64] = np.empty(0, np.int64)
         self.hours: npt.NDArray[np.int32] = np.empty(0, np.int32)
         self.offsets: npt.NDArray[np.int64] = np.empty(0, np.int64)
@@ -44,27 +48,36 @@ class SeenIds:
         self.changed = False
 
     def __len__(self) -> int:
-        return self.recent_count + len(self.keys)
+        return len(self.recent) + len(self.keys)
 
     def first_offset(self, hour: int, event_id: str, offset: int) -> int:
-        """The offset ``event_id`` was first seen at in ``hour``; records ``offset`` if earliest."""
-        first = self._offer(hour, hash((hour, event_id)), offset)
+        """The offset ``event_id`` was first seen at; records ``offset`` (in ``hour``) if earliest."""
+        first = self._offer(hour, hash(event_id), offset)
         if self.changed:
             self.pending += (hour, event_id, offset)
         return first
 
+    def known_offset(self, event_id: str, offset: int) -> int:
+        """The offset ``event_id`` was first seen at, or ``offset`` if unknown; records nothing."""
+        key = hash(event_id)
+        first = self.recent.get(key)
+        if first is None and self._maybe_in_columns(key):
+            i = int(self.keys.searchsorted(key))
+            if i < len(self.keys) and self.keys[i] == key:
+                first = int(self.offsets[i])
+        return offset if first is None else min(first, offset)
+
     def _offer(self, hour: int, key: int, offset: int) -> int:
         """Record ``offset`` if it is the first seen; ``changed`` says whether it was."""
         self.changed = True
-        ids = self.recent.get(hour)
-        if ids is not None:
-            first = ids.get(key)
-            if first is not None:
-                if first > offset:
-                    ids[key] = first = offset
-                else:
-                    self.changed = False
-                return first
+        recent = self.recent
+        first = recent.get(key)
+        if first is not None:
+            if first > offset:
+                recent[key] = first = offset
+            else:
+                self.changed = False
+            return first
         keys = self.keys
         if self._maybe_in_columns(key):
             i = int(keys.searchsorted(key))
@@ -75,11 +88,9 @@ class SeenIds:
                 else:
                     self.changed = False
                 return first
-        if ids is None:
-            ids = self.recent[hour] = {}
-        ids[key] = offset
-        self.recent_count += 1
-        if self.recent_count >= max(MERGE_AT, len(keys) // 4):
+        recent[key] = offset
+        self.recent_hours[key] = hour
+        if len(recent) >= max(MERGE_AT, len(keys) // 4):
             self._merge()
         return offset
 
@@ -99,17 +110,10 @@ class SeenIds:
         self.bloom, self.bloom_mask = bytearray(bloom.tobytes()), mask
 
     def _merge(self) -> None:
-        n = self.recent_count
-        keys = np.empty(n, np.int64)
-        hours = np.empty(n, np.int32)
-        offsets = np.empty(n, np.int64)
-        at = 0
-        for hour, ids in self.recent.items():
-            end = at + len(ids)
-            keys[at:end] = np.fromiter(ids.keys(), np.int64, len(ids))
-            offsets[at:end] = np.fromiter(ids.values(), np.int64, len(ids))
-            hours[at:end] = hour
-            at = end
+        n = len(self.recent)
+        keys = np.fromiter(self.recent.keys(), np.int64, n)
+        offsets = np.fromiter(self.recent.values(), np.int64, n)
+        hours = np.fromiter(self.recent_hours.values(), np.int32, n)
         order = keys.argsort()
         keys, hours, offsets = keys[order], hours[order], offsets[order]
         where = self.keys.searchsorted(keys)
@@ -117,7 +121,7 @@ class SeenIds:
         self.hours = np.insert(self.hours, where, hours)
         self.offsets = np.insert(self.offsets, where, offsets)
         self.recent.clear()
-        self.recent_count = 0
+        self.recent_hours.clear()
         self._build_bloom()
 
     def expire(self, oldest_hour: int) -> None:
@@ -125,8 +129,8 @@ class SeenIds:
         if oldest_hour == self.oldest_hour:
             return
         self.oldest_hour = oldest_hour
-        for hour in [h for h in self.recent if h < oldest_hour]:
-            self.recent_count -= len(self.recent.pop(hour))
+        for key in [k for k, hour in self.recent_hours.items() if hour < oldest_hour]:
+            del self.recent[key], self.recent_hours[key]
         if len(self.hours) and int(self.hours.min()) < oldest_hour:
             keep = self.hours >= oldest_hour
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
@@ -137,4 +141,4 @@ class SeenIds:
         for i in range(0, len(flat), 3):
             hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
             if hour >= oldest_hour:
-                self._offer(hour, hash((hour, event_id)), offset)
+                self._offer(hour, hash(event_id), offset)

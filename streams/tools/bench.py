@@ -29,6 +29,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import INPUT_TOPICS, route
 from salespulse.streams.hot_path import describe
 from salespulse.streams.pipeline.worker import ensure_topics
@@ -59,6 +60,9 @@ class BenchResult:
     customers: int = 0
     #: Whether the per-event modules ran compiled (streams/hot_path.py).
     hot_path: str = ""
+    #: The wrong-partition check alone, per event, and its share of the worker's time.
+    partition_check_us: float = 0.0
+    partition_check_share: float = 0.0
 
 
 def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
@@ -68,6 +72,14 @@ def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, byt
         topic, key = route(event)
         out.append((topic, key, orjson.dumps(event), event))
     return out
+
+
+def _partition_check_seconds(keys: list[bytes], partitions: int) -> float:
+    """Per event: the worker's wrong-partition check, timed over the corpus's own keys."""
+    started = time.perf_counter()
+    for key in keys:
+        partition_for(key, partitions)
+    return (time.perf_counter() - started) / max(1, len(keys))
 
 
 def _load(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -210,6 +222,7 @@ def run_bench(
         clock = int(BENCH_NOW.timestamp())
         expected = _expected(corpus, clock)
         total_deliveries = len(corpus)
+        check_seconds = _partition_check_seconds([k for _, k, _, _ in corpus], partitions)
 
         log("raw consume + decode...")
         raw_rate = asyncio.run(_raw_consume(broker.bootstrap, total_deliveries, partitions))
@@ -291,6 +304,8 @@ def run_bench(
             mismatches=mismatches,
             customers=customers,
             hot_path=describe(),
+            partition_check_us=round(check_seconds * 1e6, 3),
+            partition_check_share=round(check_seconds * rate, 4),
         )
     finally:
         if worker is not None and worker.poll() is None:

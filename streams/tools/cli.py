@@ -302,6 +302,10 @@ def bench(
         out.print(f"event-to-state latency at {result.latency_offered_per_s:,.0f}/s: p50 {p50}, p99 {p99}")
         out.print(f"peak RSS: {result.peak_rss_mb:,.0f} MB ({result.customers:,} customers)")
         out.print("KPIs exact: " + ("yes" if result.exact else "NO: " + "; ".join(result.mismatches)))
+        out.print(
+            f"partition check: {result.partition_check_us:.2f} µs an event "
+            f"({result.partition_check_share:.1%} of the worker's time an event)"
+        )
         out.print(f"hot path: {result.hot_path}")
     if not result.exact:
         sys.exit(1)
