@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -114,12 +117,22 @@ def test_the_contract_imports_nothing_but_itself() -> None:
     assert not leaks, sorted(leaks)
 
 
-def test_the_installed_distribution_owns_one_import_name() -> None:
+def test_the_installed_distribution_owns_one_import_name(tmp_path: Path) -> None:
+    # Run away from the repository, whose folders would otherwise be importable as they are.
+    probe = (
+        "import importlib.util as u, salespulse.streams.endpoints.producer, salespulse.agents.base;"
+        "print([n for n in ('streams', 'agents', 'schemas') if u.find_spec(n)])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
     # Read from site-packages: the build's egg-info in the repository root would answer first.
     (dist,) = importlib.metadata.distributions(name="salespulse", path=[sysconfig.get_paths()["purelib"]])
-    files = dist.files or []
-    top = {file.parts[0] for file in files if file.parts[0] != ".."}
-    assert top == {"salespulse", f"salespulse-{dist.version}.dist-info"}
-    names = {str(file) for file in files}
-    assert "salespulse/streams/pipeline/engine.py" in names
-    assert "salespulse/schemas/deal.won.schema.json" in names
+    assert (dist.read_text("top_level.txt") or "").split() == ["salespulse"]
+    files = {str(file) for file in dist.files or []}
+    if "salespulse/streams/pipeline/engine.py" in files:  # a wheel install; editable ones hold a finder
+        top = {name.split("/")[0] for name in files if not name.startswith("..")}
+        assert top == {"salespulse", f"salespulse-{dist.version}.dist-info"}
+        assert "salespulse/schemas/deal.won.schema.json" in files
