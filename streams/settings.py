@@ -59,6 +59,8 @@ class Settings:
     ingest_token: str = ""
     partitions: int = 4
     targets_file: Path | None = None
+    #: The connectors' mapping file (owners, regions, sources, kinds, ...); None: built-in defaults.
+    connectors_file: Path | None = None
     workers: tuple[str, ...] = ("127.0.0.1:6066",)
     clock: str = "wall"
     end_offsets: str = "auto"
@@ -131,6 +133,7 @@ class Settings:
         defaults = cls()
         targets = env.get("SALESPULSE_TARGETS")
         workers = env.get("SALESPULSE_WORKERS")
+        connectors = env.get("SALESPULSE_CONNECTORS")
         settings = cls(
             brokers=parse_brokers(env["SALESPULSE_BROKER"])
             if env.get("SALESPULSE_BROKER")
@@ -141,6 +144,7 @@ class Settings:
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
             targets_file=Path(targets) if targets else None,
+            connectors_file=Path(connectors) if connectors else None,
             workers=tuple(w.strip() for w in workers.split(",") if w.strip())
             if workers
             else defaults.workers,
