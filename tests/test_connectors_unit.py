@@ -147,8 +147,12 @@ def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() 
     created = map_pipedrive(orjson.loads(v.pipedrive("create", "deal", v.PD_DEAL, None)), DEFAULTS)
     (opp,) = created.events
     assert check_event(opp)["data"] == {
-        "opportunity_id": "4711", "rep_id": "12597982", "region": "unknown", "amount": 9500.0, "currency": "EUR",
-    }  # fmt: skip
+        "opportunity_id": "4711",
+        "rep_id": "12597982",
+        "region": "unknown",
+        "amount": 9500.0,
+        "currency": "EUR",
+    }
     assert opp["occurred_at"] == "2026-11-26T09:00:00Z"
     won = map_pipedrive(orjson.loads(v.pipedrive("change", "deal", v.PD_WON, {"status": "open"})), DEFAULTS)
     (deal,) = won.events
@@ -198,8 +202,13 @@ def test_delighted_created_and_updated_answers_are_separate_events_of_one_respon
     later = v.delighted("survey_response.updated", 3, "Too slow", v.T0_S + 120)
     second = map_delighted(orjson.loads(later), DEFAULTS).events[0]
     assert check_event(first)["data"] == {
-        "survey": "nps", "score": 3, "customer_id": "C-77", "region": "unknown", "product": "unknown", "response_id": "5435",
-    }  # fmt: skip
+        "survey": "nps",
+        "score": 3,
+        "customer_id": "C-77",
+        "region": "unknown",
+        "product": "unknown",
+        "response_id": "5435",
+    }
     assert first["occurred_at"] == "2026-11-26T10:00:00Z" and second["occurred_at"] == "2026-11-26T10:02:00Z"
     assert check_event(second)["data"]["comment"] == "Too slow" and second["data"]["response_id"] == "5435"
     assert first["event_id"] != second["event_id"]
@@ -219,9 +228,14 @@ def test_typeform_score_customer_comment_and_an_enps_form() -> None:
     connector = TypeformConnector("sec", "nps", "customer_id", "why", DEFAULTS)
     (event,) = asyncio.run(connector.translate(v.typeform("tok1", 6, "C-9"))).events
     assert check_event(event)["data"] == {
-        "score": 6, "comment": "Support <b>was</b> slow", "response_id": "tok1",
-        "survey": "nps", "customer_id": "C-9", "region": "unknown", "product": "unknown",
-    }  # fmt: skip
+        "score": 6,
+        "comment": "Support <b>was</b> slow",
+        "response_id": "tok1",
+        "survey": "nps",
+        "customer_id": "C-9",
+        "region": "unknown",
+        "product": "unknown",
+    }
     assert event["occurred_at"] == "2026-11-26T11:00:00Z"
     by_id = TypeformConnector("sec", "NPSq1xYz", "customer_id", "", DEFAULTS)
     assert asyncio.run(by_id.translate(v.typeform("tok1", 6, "C-9"))).events[0]["data"]["score"] == 6

@@ -115,6 +115,24 @@ def _currency_pattern() -> re.Pattern[str]:
     return pattern_regex(_data_property("deal.won", "currency")["pattern"])
 
 
+def _translate(
+    value: object,
+    table: Mapping[str, str],
+    built_in: Mapping[str, str],
+    vocabulary: tuple[str, ...],
+    default: str,
+) -> str:
+    """The file's label for a picklist value, else the built-in one, else the value itself when it
+    is already a vocabulary word, else ``default``."""
+    if value is None:
+        return default
+    key = _key(value)
+    found = table.get(key) or built_in.get(key)
+    if found is not None:
+        return found
+    return key if key in vocabulary else default
+
+
 @dataclass(frozen=True)
 class ConnectorMapping:
     """The mapping file, checked and ready: every lookup falls back to its documented default."""
@@ -148,23 +166,11 @@ class ConnectorMapping:
 
     def source(self, value: object) -> str:
         """A lead-source picklist value in the contract's vocabulary; unknown ones are ``other``."""
-        if value is None:
-            return OTHER_SOURCE
-        key = _key(value)
-        found = self.sources.get(key) or BUILT_IN_SOURCES.get(key)
-        if found is not None:
-            return found
-        return key if key in source_vocabulary() else OTHER_SOURCE
+        return _translate(value, self.sources, BUILT_IN_SOURCES, source_vocabulary(), OTHER_SOURCE)
 
     def kind(self, value: object) -> str:
         """A deal type as a deal kind; unknown ones are ``new``."""
-        if value is None:
-            return NEW_KIND
-        key = _key(value)
-        found = self.kinds.get(key) or BUILT_IN_KINDS.get(key)
-        if found is not None:
-            return found
-        return key if key in kind_vocabulary() else NEW_KIND
+        return _translate(value, self.kinds, BUILT_IN_KINDS, kind_vocabulary(), NEW_KIND)
 
     def team(self, survey: object) -> str | None:
         """The team whose eNPS a survey (a form id) measures, or None for a customer NPS survey."""
