@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 EMBEDDED_BROKER = "127.0.0.1:9092"
-SECRET_FIELDS = frozenset({"ingest_token", "sasl_password"})
+SECRET_FIELDS = frozenset(
+    {
+        "ingest_token",
+        "sasl_password",
+        "hubspot_client_secret",
+        "hubspot_token",
+        "pipedrive_password",
+        "delighted_api_key",
+        "typeform_secret",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -59,6 +69,8 @@ class Settings:
     ingest_token: str = ""
     partitions: int = 4
     targets_file: Path | None = None
+    #: The connectors' mapping file (owners, regions, sources, kinds, ...); None: built-in defaults.
+    connectors_file: Path | None = None
     workers: tuple[str, ...] = ("127.0.0.1:6066",)
     clock: str = "wall"
     end_offsets: str = "auto"
@@ -80,6 +92,19 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
+    #: The worker's external base URL (``https://sp.example.com``): the URL HubSpot signs.
+    public_url: str = ""
+    hubspot_client_secret: str = ""
+    hubspot_token: str = ""
+    hubspot_api: str = "https://api.hubapi.com"
+    salesforce_org_id: str = ""
+    pipedrive_user: str = ""
+    pipedrive_password: str = ""
+    delighted_api_key: str = ""
+    typeform_secret: str = ""
+    typeform_score_field: str = ""
+    typeform_customer_field: str = "customer_id"
+    typeform_comment_field: str = ""
 
     def __repr__(self) -> str:
         shown = []
@@ -131,6 +156,7 @@ class Settings:
         defaults = cls()
         targets = env.get("SALESPULSE_TARGETS")
         workers = env.get("SALESPULSE_WORKERS")
+        connectors = env.get("SALESPULSE_CONNECTORS")
         settings = cls(
             brokers=parse_brokers(env["SALESPULSE_BROKER"])
             if env.get("SALESPULSE_BROKER")
@@ -141,6 +167,7 @@ class Settings:
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
             targets_file=Path(targets) if targets else None,
+            connectors_file=Path(connectors) if connectors else None,
             workers=tuple(w.strip() for w in workers.split(",") if w.strip())
             if workers
             else defaults.workers,
@@ -155,6 +182,19 @@ class Settings:
             sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
             sasl_password=env.get("SALESPULSE_SASL_PASSWORD", ""),
             ssl_cafile=env.get("SALESPULSE_SSL_CAFILE", ""),
+            public_url=env.get("SALESPULSE_PUBLIC_URL", ""),
+            hubspot_client_secret=env.get("SALESPULSE_HUBSPOT_CLIENT_SECRET", ""),
+            hubspot_token=env.get("SALESPULSE_HUBSPOT_TOKEN", ""),
+            hubspot_api=env.get("SALESPULSE_HUBSPOT_API") or defaults.hubspot_api,
+            salesforce_org_id=env.get("SALESPULSE_SALESFORCE_ORG_ID", ""),
+            pipedrive_user=env.get("SALESPULSE_PIPEDRIVE_USER", ""),
+            pipedrive_password=env.get("SALESPULSE_PIPEDRIVE_PASSWORD", ""),
+            delighted_api_key=env.get("SALESPULSE_DELIGHTED_API_KEY", ""),
+            typeform_secret=env.get("SALESPULSE_TYPEFORM_SECRET", ""),
+            typeform_score_field=env.get("SALESPULSE_TYPEFORM_SCORE_FIELD", ""),
+            typeform_customer_field=env.get("SALESPULSE_TYPEFORM_CUSTOMER_FIELD")
+            or defaults.typeform_customer_field,
+            typeform_comment_field=env.get("SALESPULSE_TYPEFORM_COMMENT_FIELD", ""),
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")

@@ -44,19 +44,26 @@ def beyond_loopback(host: str) -> bool:
         return True  # a host name, or "" (every interface)
 
 
+def basic_credentials(authorization: str) -> tuple[bytes, bytes] | None:
+    """User and password of an HTTP Basic ``Authorization`` header, or None."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(b":")
+    return (user, password) if colon else None
+
+
 def _given_secret(authorization: str) -> bytes | None:
     """The secret an ``Authorization`` header carries: a bearer token or a Basic password."""
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "bearer":
         return value.strip().encode()
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        _, colon, password = decoded.partition(b":")
-        return password if colon else None
-    return None
+    credentials = basic_credentials(authorization)
+    return None if credentials is None else credentials[1]
 
 
 def check(token: str, host: str, authorization: str, what: str) -> Denied | None:

@@ -59,7 +59,45 @@ COUNTERS = {
     ),
 }
 
+#: The vendors with a webhook, and what became of a request (the labels of
+#: ``salespulse_webhook_requests_total``; every pair is exported from 0).
+WEBHOOK_VENDORS = ("hubspot", "salesforce", "pipedrive", "delighted", "typeform")
+WEBHOOK_OUTCOMES = (
+    "accepted",  # 2xx: every part mapped (or carried nothing to count), and the broker acked
+    "unmappable",  # 2xx: authenticated, but some part went to crm.deadletter as unmappable
+    "unauthorized",  # 401: signature, timestamp, credentials or org did not match
+    "disabled",  # 404: the vendor's settings are not set
+    "bad_request",  # 400/413: not the vendor's kind of request, or too large
+    "unavailable",  # 5xx: the broker or the vendor's API did not answer; the vendor retries
+)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class WebhookCounters(Collector):
+    """Webhook requests per vendor and outcome, and the unmappable payloads they dead-lettered.
+
+    These are counted by the web views of this process, not kept in partition state: like
+    any process counter they restart from 0 with the worker, which ``rate()`` allows for.
+    """
+
+    NAME = "salespulse_webhook_requests"
+    HELP = "Vendor webhook requests, by vendor and outcome."
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.unmappable = 0
+
+    def request(self, vendor: str, outcome: str, unmappable: int = 0) -> None:
+        self.requests[(vendor, outcome)] += 1
+        self.unmappable += unmappable
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.NAME, self.HELP, labels=["vendor", "outcome"])
+        for vendor in WEBHOOK_VENDORS:
+            for outcome in WEBHOOK_OUTCOMES:
+                family.add_metric([vendor, outcome], self.requests[(vendor, outcome)])
+        yield family
 
 
 class KpiCollector(Collector):
@@ -70,10 +108,12 @@ class KpiCollector(Collector):
         engine: Engine,
         owned: Callable[[], set[int]],
         lag: Callable[[], dict[tuple[str, int], int]],
+        webhooks: WebhookCounters,
     ) -> None:
         self.engine = engine
         self.owned = owned
         self.lag = lag
+        self.webhooks = webhooks
 
     def collect(self) -> Iterator[Metric]:
         owned = self.owned()
@@ -84,7 +124,11 @@ class KpiCollector(Collector):
                 family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=sorted(labels))
             family.add_metric([labels[k] for k in sorted(labels)], value)
         yield from families.values()
-        for key, counts in self.engine.counters(owned).items():
+        counters = self.engine.counters(owned)
+        # Unmappable webhook payloads never reach a topic's decoder: the web views count them.
+        rejected = counters["rejected"]
+        rejected["unmappable"] = rejected.get("unmappable", 0) + self.webhooks.unmappable
+        for key, counts in counters.items():
             name, doc, label = COUNTERS[key]
             counter = CounterMetricFamily(name, doc, labels=[label] if label else [])
             if isinstance(counts, int):
@@ -138,7 +182,7 @@ class LatencyHistogram(Collector):
 
 
 class Exporter:
-    """The worker's registry: the KPI collector plus the event-to-state latency histogram."""
+    """The worker's registry: the KPI collector, the webhook counters and the latency histogram."""
 
     def __init__(
         self,
@@ -147,7 +191,9 @@ class Exporter:
         lag: Callable[[], dict[tuple[str, int], int]],
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(KpiCollector(engine, owned, lag))
+        self.webhooks = WebhookCounters()
+        self.registry.register(KpiCollector(engine, owned, lag, self.webhooks))
+        self.registry.register(self.webhooks)
         self.latency = LatencyHistogram()
         self.registry.register(self.latency)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.schemas.partitions import partition_for
-from salespulse.schemas.topics import route
 from salespulse.streams.endpoints import access
+from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
+from salespulse.streams.endpoints.replies import json_reply as _json
+from salespulse.streams.endpoints.replies import read_limited
+from salespulse.streams.endpoints.webhooks import install_webhooks
 
 if TYPE_CHECKING:
     import faust
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-    return aioweb.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
-
-
 def _denied(request: Request, settings: Settings, what: str) -> Any | None:
     """The refusal for a write or a customer-level read, or None if it may go on."""
     denied = access.check(
@@ -43,19 +38,6 @@ def _denied(request: Request, settings: Settings, what: str) -> Any | None:
     if denied is None:
         return None
     return _json(denied.status, {"error": denied.error}, denied.headers)
-
-
-async def _read_limited(request: Any, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(413, f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
 
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
@@ -111,12 +93,12 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
             if (refused := _denied(request, settings, "writing events")) is not None:
                 return refused
             try:
-                body = await _read_limited(request, settings.max_body_bytes)
+                body = await read_limited(request, settings.max_body_bytes)
                 events = parse_events(body, max_depth=settings.max_json_depth)
             except IngestError as exc:
                 return _json(exc.status, exc.body())
             try:
-                await asyncio.wait_for(_send_all(runtime, events), settings.broker_timeout)
+                await asyncio.wait_for(send_all(runtime, events), settings.broker_timeout)
             except Exception as exc:
                 return _json(
                     503,
@@ -127,12 +109,4 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
                 )
             return _json(202, {"accepted": len(events)})
 
-
-async def _send_all(runtime: Runtime, events: list[dict[str, Any]]) -> None:
-    producer = runtime.kafka_producer()
-    futures = []
-    for event in events:
-        topic, key = route(event)
-        partition = partition_for(key, runtime.partition_count(topic))
-        futures.append(await producer.send(topic, orjson.dumps(event), key=key, partition=partition))
-    await asyncio.gather(*futures)
+    install_webhooks(app, runtime)

@@ -15,7 +15,8 @@ from salespulse.schemas.event_time import parse_time
 from salespulse.schemas.fast_decoder import decode_valid
 from salespulse.schemas.topics import route
 
-#: Reasons, the values of ``salespulse_events_rejected_total{reason}``.
+#: Reasons, the values of ``salespulse_events_rejected_total{reason}``. ``unmappable`` is a
+#: vendor webhook payload that authenticated but cannot become an event (the webhooks count it).
 REASONS: Final = (
     "too_large",
     "not_json",
@@ -24,6 +25,7 @@ REASONS: Final = (
     "wrong_topic",
     "wrong_key",
     "wrong_partition",
+    "unmappable",
 )
 
 

@@ -78,9 +78,15 @@ def broker(port: int) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def worker(loglevel: str, **overrides: Any) -> None:
     """Run a worker: consume events, keep KPI tables, serve /metrics and /kpis."""
+    from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.pipeline.worker import run_worker
 
-    run_worker(_settings(**overrides), loglevel)
+    settings = _settings(**overrides)
+    try:
+        load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
+    except MappingError as exc:
+        raise click.UsageError(f"SALESPULSE_CONNECTORS: {exc}") from None
+    run_worker(settings, loglevel)
 
 
 @main.command()

@@ -1,0 +1,264 @@
+"""HubSpot webhooks: contacts created (leads), deals created, and deals moved to a closing stage.
+
+A delivery is a JSON array of up to 100 events, signed with ``X-HubSpot-Signature-v3``:
+base64 HMAC-SHA256, keyed with the app's client secret, of method + URL + body +
+``X-HubSpot-Request-Timestamp`` (epoch milliseconds; older than 5 minutes is refused, so a
+captured request cannot be replayed later). Both the classic subscription types
+(``contact.creation``, ``deal.creation``, ``deal.propertyChange``) and the generic
+``object.*`` ones (``objectTypeId`` ``0-1`` contacts, ``0-3`` deals) are understood. The
+webhook carries no amount or owner: those are read from the CRM API (hubspot_api.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from salespulse.streams.endpoints.connectors.base import (
+    Translation,
+    Unmappable,
+    WebhookRequest,
+    from_epoch,
+    json_ack,
+    load_json,
+    make_event,
+    money,
+    optional_text,
+    required_text,
+    same_secret,
+)
+from salespulse.streams.endpoints.connectors.hubspot_api import HubSpotApi
+from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
+
+SOURCE = "hubspot"
+SIGNATURE = "X-HubSpot-Signature-v3"
+TIMESTAMP = "X-HubSpot-Request-Timestamp"
+MAX_AGE_MS = 5 * 60 * 1000
+DEAL_PROPERTIES = [
+    "amount",
+    "deal_currency_code",
+    "dealstage",
+    "pipeline",
+    "hubspot_owner_id",
+    "dealtype",
+    "closedate",
+    "closed_lost_reason",
+]
+CONTACT_PROPERTIES = ["hubspot_owner_id", "country", "state", "city", "hs_analytics_source"]
+PLACE_PROPERTIES = ["country", "state", "city"]
+#: HubSpot's own objects (generic webhooks name them by type id): contacts and deals map.
+OBJECT_TYPES = {"0-1": "contact", "0-3": "deal"}
+KNOWN_OBJECTS = {"contact", "deal"}
+#: Characters HubSpot decodes in the URI before signing it (its v3 signature docs).
+_DECODED = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+
+
+def signature_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    for encoded, char in _DECODED.items():
+        uri = uri.replace(encoded, char).replace(encoded.lower(), char)
+    message = method.encode() + uri.encode() + body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One webhook event that may be a fact: what happened to which object, when, in which portal."""
+
+    what: str  # "lead", "opportunity" or "stage"
+    object_id: str
+    occurred_at: str
+    portal: str
+    stage: str
+    raw: dict[str, Any]
+
+
+def classify(event: object) -> Change | None:
+    """The fact an event may carry; None for a known object's change that carries none."""
+    if not isinstance(event, dict):
+        raise Unmappable("a delivery item is not an object", event)
+    subscription = str(event.get("subscriptionType", ""))
+    obj, _, action = subscription.partition(".")
+    if obj == "object":
+        obj = OBJECT_TYPES.get(str(event.get("objectTypeId")), f"object type {event.get('objectTypeId')!r}")
+    if obj not in KNOWN_OBJECTS:
+        raise Unmappable(f"{subscription or 'no subscriptionType'}: {obj} does not map to an event", event)
+    stage_change = action == "propertyChange" and event.get("propertyName") == "dealstage"
+    if action == "creation":
+        what = "lead" if obj == "contact" else "opportunity"
+    elif obj == "deal" and stage_change:
+        what = "stage"
+    else:
+        return None
+    try:
+        return Change(
+            what=what,
+            object_id=required_text(event.get("objectId"), "objectId"),
+            occurred_at=from_epoch(event.get("occurredAt"), millis=True, what="occurredAt"),
+            portal=required_text(event.get("portalId"), "portalId"),
+            stage=(optional_text(event.get("propertyValue")) or "") if what == "stage" else "",
+            raw=event,
+        )
+    except Unmappable as exc:
+        raise Unmappable(exc.detail, event) from None
+
+
+class HubSpotConnector:
+    """``POST /webhooks/hubspot``, enabled by ``SALESPULSE_HUBSPOT_CLIENT_SECRET`` and ``_TOKEN``."""
+
+    vendor = SOURCE
+
+    def __init__(
+        self, client_secret: str, token: str, public_url: str, api: HubSpotApi, mapping: ConnectorMapping
+    ) -> None:
+        self.client_secret = client_secret
+        self.token = token
+        self.public_url = public_url.rstrip("/")
+        self.api = api
+        self.mapping = mapping
+
+    def missing(self) -> str | None:
+        unset = [
+            name
+            for name, value in (
+                ("SALESPULSE_HUBSPOT_CLIENT_SECRET", self.client_secret),
+                ("SALESPULSE_HUBSPOT_TOKEN", self.token),
+            )
+            if not value
+        ]
+        return " and ".join(unset) or None
+
+    def refusal(self, request: WebhookRequest) -> str | None:
+        timestamp = request.headers.get(TIMESTAMP, "").strip()
+        if not timestamp.isdigit():
+            return f"{TIMESTAMP} is missing or not epoch milliseconds"
+        if abs(time.time() * 1000 - int(timestamp)) > MAX_AGE_MS:
+            return f"{TIMESTAMP} is more than 5 minutes away from now: a replayed or delayed request"
+        expected = signature_v3(self.client_secret, request.method, request.url, request.body, timestamp)
+        if same_secret(request.headers.get(SIGNATURE, "").strip(), expected):
+            return None
+        return f"{SIGNATURE} does not match: check SALESPULSE_HUBSPOT_CLIENT_SECRET and SALESPULSE_PUBLIC_URL"
+
+    async def translate(self, body: bytes) -> Translation:
+        delivery = load_json(body)
+        if not isinstance(delivery, list):
+            raise Unmappable("a HubSpot delivery is a JSON array of events")
+        out = Translation()
+        changes: list[Change] = []
+        for event in delivery:
+            try:
+                change = classify(event)
+            except Unmappable as exc:
+                out.unmappable.append(exc)
+                continue
+            if change is None:
+                out.ignored += 1
+            elif change.what == "stage":
+                known, outcome = await self.api.outcome(change.stage)
+                if not known:
+                    out.unmappable.append(
+                        Unmappable(f"deal stage {change.stage!r} is in no deal pipeline", event)
+                    )
+                elif outcome is None:
+                    out.ignored += 1  # moved to an open stage
+                else:
+                    changes.append(
+                        Change(outcome, change.object_id, change.occurred_at, change.portal, "", event)
+                    )
+            else:
+                changes.append(change)
+        out.extend(await self._map(changes))
+        return out
+
+    async def _map(self, changes: list[Change]) -> Translation:
+        deal_ids = [c.object_id for c in changes if c.what != "lead"]
+        won_ids = [c.object_id for c in changes if c.what == "won"]
+        contacts = await self.api.read(
+            "contacts", [c.object_id for c in changes if c.what == "lead"], CONTACT_PROPERTIES
+        )
+        named = self.mapping.customer_field(SOURCE)
+        deals = await self.api.read("deals", deal_ids, [*DEAL_PROPERTIES, *([named] if named else [])])
+        companies = await self.api.first_associated("deals", "companies", deal_ids)
+        places = await self.api.read("companies", companies.values(), PLACE_PROPERTIES)
+        without_company = [i for i in won_ids if i not in companies]
+        deal_contacts = await self.api.first_associated("deals", "contacts", without_company)
+        out = Translation()
+        for change in changes:
+            try:
+                if change.what == "lead":
+                    out.events.append(self._lead(change, contacts))
+                    continue
+                deal = deals.get(change.object_id)
+                if deal is None:
+                    raise Unmappable(f"deal {change.object_id} is not in the CRM (deleted?)")
+                company = companies.get(change.object_id)
+                place = places.get(company or "", {})
+                region = self.mapping.region(
+                    city=place.get("city"), state=place.get("state"), country=place.get("country")
+                )
+                customer = companies.get(change.object_id) or deal_contacts.get(change.object_id)
+                out.events.append(self._deal(change, deal, region, customer))
+            except Unmappable as exc:
+                exc.payload = change.raw
+                out.unmappable.append(exc)
+        return out
+
+    def _lead(self, change: Change, contacts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        contact = contacts.get(change.object_id)
+        if contact is None:
+            raise Unmappable(f"contact {change.object_id} is not in the CRM (deleted?)")
+        data = {
+            "lead_id": change.object_id,
+            "rep_id": self.mapping.rep(contact.get("hubspot_owner_id")),
+            "region": self.mapping.region(
+                city=contact.get("city"), state=contact.get("state"), country=contact.get("country")
+            ),
+            "source": self.mapping.source(contact.get("hs_analytics_source")),
+            "country": optional_text(contact.get("country")),
+            "city": optional_text(contact.get("city")),
+        }
+        return make_event(SOURCE, change.portal, change.object_id, "lead.created", change.occurred_at, data)
+
+    def _deal(
+        self, change: Change, deal: dict[str, Any], region: str, customer: str | None
+    ) -> dict[str, Any]:
+        deal_id = change.object_id
+        rep = self.mapping.rep(deal.get("hubspot_owner_id"))
+        currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency
+        if change.what == "opportunity":
+            amount = money(deal["amount"], "amount") if deal.get("amount") not in (None, "") else 0.0
+            data: dict[str, Any] = {"opportunity_id": deal_id, "rep_id": rep, "region": region}
+            data.update(amount=amount, currency=currency)
+            return make_event(SOURCE, change.portal, deal_id, "opportunity.created", change.occurred_at, data)
+        if change.what == "lost":
+            data = {
+                "deal_id": deal_id,
+                "rep_id": rep,
+                "region": region,
+                "reason": optional_text(deal.get("closed_lost_reason")),
+            }
+            return make_event(SOURCE, change.portal, deal_id, "deal.lost", change.occurred_at, data)
+        named = self.mapping.customer_field(SOURCE)
+        data = {
+            "deal_id": deal_id,
+            "customer_id": required_text(
+                deal.get(named) if named else customer,
+                f"the deal's {named or 'company or contact'} (the customer)",
+            ),
+            "rep_id": rep,
+            "region": region,
+            "product": self.mapping.product,
+            "kind": self.mapping.kind(deal.get("dealtype")),
+            "amount": money(deal.get("amount"), "amount (a won deal's amount)"),
+            "currency": currency,
+        }
+        return make_event(SOURCE, change.portal, deal_id, "deal.won", change.occurred_at, data)
+
+    def reply(self, translation: Translation) -> tuple[str, bytes]:
+        return json_ack(translation)

@@ -1,0 +1,159 @@
+"""Pipedrive webhooks (v2): deals created, won and lost, and leads created.
+
+Pipedrive signs nothing; its webhooks carry the HTTP Basic user and password set on the
+webhook. A v2 body is ``{"data": ..., "previous": ..., "meta": {"action", "entity", ...}}``.
+A deal is won or lost when a ``change`` sets ``data.status`` to ``won`` or ``lost`` and
+``previous`` holds the old ``status``: a later edit of a won deal (its title, a stage) does
+not count the win again, and a redelivery carries the same derived event id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salespulse.streams.endpoints.access import basic_credentials
+from salespulse.streams.endpoints.connectors.base import (
+    Translation,
+    Unmappable,
+    WebhookRequest,
+    json_ack,
+    load_json,
+    make_event,
+    money,
+    optional_text,
+    required_text,
+    same_secret,
+    vendor_time,
+)
+from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
+
+SOURCE = "pipedrive"
+
+
+def _customer(deal: dict[str, Any], mapping: ConnectorMapping) -> str:
+    named = mapping.customer_field(SOURCE)
+    for name in (named, "person_id"):
+        value = optional_text(deal.get(name))
+        if value is not None:
+            return value
+    raise Unmappable(f"data.{named} and data.person_id are missing: the deal has no customer")
+
+
+def _deal(
+    action: str, payload: dict[str, Any], account: str, mapping: ConnectorMapping
+) -> dict[str, Any] | None:
+    deal = payload.get("data")
+    if not isinstance(deal, dict):
+        raise Unmappable("data is not a deal object")
+    deal_id = required_text(deal.get("id"), "data.id")
+    rep = mapping.rep(deal.get("owner_id"))
+    region = mapping.region()
+    currency = optional_text(deal.get("currency")) or mapping.currency
+    if action == "create":
+        amount = 0.0 if deal.get("value") is None else money(deal.get("value"), "data.value")
+        data = {
+            "opportunity_id": deal_id,
+            "rep_id": rep,
+            "region": region,
+            "amount": amount,
+            "currency": currency,
+        }
+        when = vendor_time(deal.get("add_time"), "data.add_time")
+        return make_event(SOURCE, account, deal_id, "opportunity.created", when, data)
+    previous = payload.get("previous")
+    status = deal.get("status")
+    if action != "change" or status not in {"won", "lost"}:
+        return None
+    if not isinstance(previous, dict) or "status" not in previous or previous["status"] == status:
+        return None  # an edit of a deal already closed: the close was counted when it happened
+    if status == "won":
+        data = {
+            "deal_id": deal_id,
+            "customer_id": _customer(deal, mapping),
+            "rep_id": rep,
+            "region": region,
+            "product": mapping.product,
+            "kind": mapping.kind(None),
+            "amount": money(deal.get("value"), "data.value (a won deal's amount)"),
+            "currency": currency,
+        }
+        return make_event(
+            SOURCE, account, deal_id, "deal.won", vendor_time(deal.get("won_time"), "data.won_time"), data
+        )
+    data = {
+        "deal_id": deal_id,
+        "rep_id": rep,
+        "region": region,
+        "reason": optional_text(deal.get("lost_reason")),
+    }
+    return make_event(
+        SOURCE, account, deal_id, "deal.lost", vendor_time(deal.get("lost_time"), "data.lost_time"), data
+    )
+
+
+def _lead(payload: dict[str, Any], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
+    lead = payload.get("data")
+    if not isinstance(lead, dict):
+        raise Unmappable("data is not a lead object")
+    lead_id = required_text(lead.get("id"), "data.id")
+    data = {
+        "lead_id": lead_id,
+        "rep_id": mapping.rep(lead.get("owner_id")),
+        "region": mapping.region(),
+        "source": mapping.source(lead.get("source_name")),
+    }
+    return make_event(
+        SOURCE, account, lead_id, "lead.created", vendor_time(lead.get("add_time"), "data.add_time"), data
+    )
+
+
+def map_payload(payload: object, mapping: ConnectorMapping) -> Translation:
+    """The events of one Pipedrive v2 webhook body."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("meta"), dict):
+        raise Unmappable("not a Pipedrive webhook: no meta object")
+    meta = payload["meta"]
+    if str(meta.get("version", "")) != "2.0":
+        raise Unmappable(f"webhooks v{meta.get('version') or meta.get('v') or '?'}: only v2.0 is supported")
+    action, entity = meta.get("action"), meta.get("entity")
+    account = optional_text(meta.get("company_id")) or ""
+    if entity == "deal":
+        event = _deal(str(action), payload, account, mapping)
+    elif entity == "lead" and action == "create":
+        event = _lead(payload, account, mapping)
+    elif entity in {"deal", "lead", "person", "organization", "activity", "note", "product", "user"}:
+        event = None  # a known object whose change SalesPulse does not count
+    else:
+        raise Unmappable(f"meta.entity {entity!r} is not a Pipedrive object SalesPulse knows")
+    return Translation(events=[event]) if event is not None else Translation(ignored=1)
+
+
+class PipedriveConnector:
+    """``POST /webhooks/pipedrive``, enabled by ``SALESPULSE_PIPEDRIVE_USER`` and ``_PASSWORD``."""
+
+    vendor = SOURCE
+
+    def __init__(self, user: str, password: str, mapping: ConnectorMapping) -> None:
+        self.user = user
+        self.password = password
+        self.mapping = mapping
+
+    def missing(self) -> str | None:
+        if self.user and self.password:
+            return None
+        return "SALESPULSE_PIPEDRIVE_USER and SALESPULSE_PIPEDRIVE_PASSWORD"
+
+    def refusal(self, request: WebhookRequest) -> str | None:
+        given = basic_credentials(request.headers.get("Authorization", ""))
+        user, password = given or (b"", b"")
+        # Both compared, always, so the time taken says nothing about which one was wrong.
+        user_ok = same_secret(user, self.user)
+        password_ok = same_secret(password, self.password)
+        if given is not None and user_ok and password_ok:
+            return None
+        return "HTTP Basic credentials do not match the ones set on the Pipedrive webhook"
+
+    async def translate(self, body: bytes) -> Translation:
+        return map_payload(load_json(body), self.mapping)
+
+    def reply(self, translation: Translation) -> tuple[str, bytes]:
+        return json_ack(translation)

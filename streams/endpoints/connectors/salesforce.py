@@ -1,0 +1,188 @@
+"""Salesforce Outbound Messages: opportunities and leads, sent by a record-triggered Flow.
+
+An Outbound Message is a SOAP ``notifications`` envelope with up to 100 ``Notification``s.
+It carries no signature: the envelope's ``OrganizationId`` must be the configured org (its
+15- or 18-character form). Salesforce resends a message until it gets the SOAP
+``notificationsResponse`` with ``<Ack>true</Ack>``, so that answer is sent only after the
+broker has acknowledged every event; anything else makes Salesforce retry. The envelope is
+parsed with defusedxml: no DTDs, no entity expansion, no external references.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+
+from salespulse.streams.endpoints.connectors.base import (
+    BadRequest,
+    Translation,
+    Unmappable,
+    WebhookRequest,
+    make_event,
+    money,
+    optional_text,
+    required_text,
+    same_secret,
+    vendor_time,
+)
+from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
+
+SOURCE = "salesforce"
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+ACK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    f'<soapenv:Envelope xmlns:soapenv="{SOAP}"><soapenv:Body>'
+    f'<notificationsResponse xmlns="{OUTBOUND}"><Ack>true</Ack></notificationsResponse>'
+    "</soapenv:Body></soapenv:Envelope>"
+).encode()
+
+
+class NotAnEnvelope(BadRequest):
+    """The body is not an Outbound Message (answered 400: there is no org to trust)."""
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def notifications_of(body: bytes) -> tuple[str, list[Element]]:
+    """The envelope's ``OrganizationId`` and its ``Notification`` elements."""
+    try:
+        root = fromstring(body, forbid_dtd=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise NotAnEnvelope(f"not an Outbound Message: the body is not safe XML ({exc})") from None
+    found = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")
+    if found is None:
+        raise NotAnEnvelope("not an Outbound Message: no soapenv:Body/notifications element")
+    org = (found.findtext(f"{{{OUTBOUND}}}OrganizationId") or "").strip()
+    return org, found.findall(f"{{{OUTBOUND}}}Notification")
+
+
+def same_org(given: str, configured: str) -> bool:
+    """Org ids compared on their case-sensitive 15-character form (the 18-character one adds a
+    case-insensitive checksum)."""
+    if len(given) not in {15, 18} or len(configured) not in {15, 18}:
+        return False
+    return same_secret(given[:15], configured[:15])
+
+
+def _fields(sobject: Element) -> dict[str, str]:
+    return {_local(child.tag): (child.text or "").strip() for child in sobject}
+
+
+def _opportunity(fields: dict[str, str], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
+    opp_id = required_text(fields.get("Id"), "Opportunity Id")
+    rep = mapping.rep(fields.get("OwnerId"))
+    region = mapping.region()
+    currency = optional_text(fields.get("CurrencyIsoCode")) or mapping.currency
+    closed = fields.get("IsClosed") == "true"
+    if closed and fields.get("IsWon") == "true":
+        data = {
+            "deal_id": opp_id,
+            "customer_id": required_text(fields.get(mapping.customer_field(SOURCE)), "Opportunity AccountId"),
+            "rep_id": rep,
+            "region": region,
+            "product": mapping.product,
+            "kind": mapping.kind(fields.get("Type")),
+            "amount": money(fields.get("Amount"), "Opportunity Amount (a won deal's amount)"),
+            "currency": currency,
+            "source": mapping.source(fields["LeadSource"]) if fields.get("LeadSource") else None,
+        }
+        when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
+        return make_event(SOURCE, account, opp_id, "deal.won", when, data)
+    if closed:
+        data = {"deal_id": opp_id, "rep_id": rep, "region": region}
+        when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
+        return make_event(SOURCE, account, opp_id, "deal.lost", when, data)
+    amount = money(fields["Amount"], "Opportunity Amount") if fields.get("Amount") else 0.0
+    data = {"opportunity_id": opp_id, "rep_id": rep, "region": region, "amount": amount, "currency": currency}
+    when = vendor_time(fields.get("CreatedDate"), "Opportunity CreatedDate")
+    return make_event(SOURCE, account, opp_id, "opportunity.created", when, data)
+
+
+def _lead(fields: dict[str, str], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
+    lead_id = required_text(fields.get("Id"), "Lead Id")
+    data = {
+        "lead_id": lead_id,
+        "rep_id": mapping.rep(fields.get("OwnerId")),
+        "region": mapping.region(
+            city=fields.get("City"), state=fields.get("State"), country=fields.get("Country")
+        ),
+        "source": mapping.source(fields.get("LeadSource") or None),
+        "country": optional_text(fields.get("Country")),
+        "city": optional_text(fields.get("City")),
+    }
+    return make_event(
+        SOURCE,
+        account,
+        lead_id,
+        "lead.created",
+        vendor_time(fields.get("CreatedDate"), "Lead CreatedDate"),
+        data,
+    )
+
+
+def map_notifications(org: str, notifications: list[Element], mapping: ConnectorMapping) -> Translation:
+    """The events of an envelope's notifications; each one that cannot map is kept apart."""
+    out = Translation()
+    account = org[:15]
+    for notification in notifications:
+        sobject = notification.find(f"{{{OUTBOUND}}}sObject")
+        try:
+            if sobject is None:
+                raise Unmappable("a Notification has no sObject")
+            kind = _local(sobject.get(XSI_TYPE, "")).rpartition(":")[2]
+            fields = _fields(sobject)
+            if kind == "Opportunity":
+                out.events.append(_opportunity(fields, account, mapping))
+            elif kind == "Lead":
+                out.events.append(_lead(fields, account, mapping))
+            else:
+                raise Unmappable(
+                    f"sObject type {kind or '(none)'!r}: only Opportunity and Lead map to events"
+                )
+        except Unmappable as exc:
+            if exc.payload is None:
+                exc.payload = _dead_letter_view(notification)
+            out.unmappable.append(exc)
+    return out
+
+
+def _dead_letter_view(notification: Element) -> dict[str, Any]:
+    sobject = notification.find(f"{{{OUTBOUND}}}sObject")
+    return {
+        "Notification": (notification.findtext(f"{{{OUTBOUND}}}Id") or "").strip(),
+        "sObject": None if sobject is None else {"type": sobject.get(XSI_TYPE), **_fields(sobject)},
+    }
+
+
+class SalesforceConnector:
+    """``POST /webhooks/salesforce``, enabled by ``SALESPULSE_SALESFORCE_ORG_ID``."""
+
+    vendor = SOURCE
+
+    def __init__(self, org_id: str, mapping: ConnectorMapping) -> None:
+        self.org_id = org_id.strip()
+        self.mapping = mapping
+
+    def missing(self) -> str | None:
+        return None if self.org_id else "SALESPULSE_SALESFORCE_ORG_ID"
+
+    def refusal(self, request: WebhookRequest) -> str | None:
+        org, _ = notifications_of(request.body)
+        if same_org(org, self.org_id):
+            return None
+        return "the envelope's OrganizationId is not SALESPULSE_SALESFORCE_ORG_ID"
+
+    async def translate(self, body: bytes) -> Translation:
+        org, notifications = notifications_of(body)
+        return map_notifications(org, notifications, self.mapping)
+
+    def reply(self, translation: Translation) -> tuple[str, bytes]:
+        return "text/xml", ACK

@@ -1,0 +1,170 @@
+"""The vendor webhooks on the worker's web server: ``POST /webhooks/<vendor>``.
+
+Every vendor's request takes one path: enabled only when its settings are set (else 404
+naming them), the raw body read within the size limit before anything parses it, the
+vendor's authentication checked in constant time (else 401, nothing written), the payload
+mapped to canonical events by the vendor's connector, each event validated like
+``POST /events``, then events and dead letters written to their topics. The vendor gets its
+success answer only after the broker has acknowledged every record, so a 5xx means "send
+again", which every vendor does, and derived event ids make the resend count once. A part
+that authenticates but cannot map goes to ``crm.deadletter`` (reason ``unmappable``, the
+vendor in a header) and the vendor still gets 2xx: resending it would never help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web as aioweb
+from faust.web import Request, View
+
+from salespulse.streams.endpoints.connectors.base import (
+    BadRequest,
+    Connector,
+    Translation,
+    Unmappable,
+    VendorUnavailable,
+    WebhookRequest,
+)
+from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
+from salespulse.streams.endpoints.connectors.hubspot import HubSpotConnector
+from salespulse.streams.endpoints.connectors.hubspot_api import HubSpotApi
+from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping, load_mapping
+from salespulse.streams.endpoints.connectors.pipedrive import PipedriveConnector
+from salespulse.streams.endpoints.connectors.salesforce import SalesforceConnector
+from salespulse.streams.endpoints.connectors.typeform import TypeformConnector
+from salespulse.streams.endpoints.delivery import DeadLetters, send_all
+from salespulse.streams.endpoints.ingest import IngestError
+from salespulse.streams.endpoints.metrics import WebhookCounters
+from salespulse.streams.endpoints.replies import json_reply, read_limited
+from salespulse.streams.pipeline.codec import Rejected, check_event
+
+if TYPE_CHECKING:
+    import faust
+
+    from salespulse.streams.pipeline.runtime import Runtime
+    from salespulse.streams.settings import Settings
+
+log = logging.getLogger("salespulse.webhooks")
+
+
+def build_connectors(settings: Settings, mapping: ConnectorMapping) -> list[Connector]:
+    """One connector per vendor, each enabled or not by its settings."""
+    return [
+        HubSpotConnector(
+            settings.hubspot_client_secret,
+            settings.hubspot_token,
+            settings.public_url,
+            HubSpotApi(settings.hubspot_api, settings.hubspot_token, settings.broker_timeout),
+            mapping,
+        ),
+        SalesforceConnector(settings.salesforce_org_id, mapping),
+        PipedriveConnector(settings.pipedrive_user, settings.pipedrive_password, mapping),
+        DelightedConnector(settings.delighted_api_key, mapping),
+        TypeformConnector(
+            settings.typeform_secret,
+            settings.typeform_score_field,
+            settings.typeform_customer_field,
+            settings.typeform_comment_field,
+            mapping,
+        ),
+    ]
+
+
+def signed_url(public_url: str, request: Any) -> str:
+    """The URL the vendor called: the external base URL when set (behind a proxy the request's
+    own scheme and host are the proxy's), else the request's."""
+    base = public_url.rstrip("/") if public_url else f"{request.scheme}://{request.host}"
+    return base + str(request.path_qs)
+
+
+def checked(vendor: str, translation: Translation, body: bytes) -> tuple[list[dict[str, Any]], DeadLetters]:
+    """Events that pass the contract, and dead letters for every part that does not map."""
+    events: list[dict[str, Any]] = []
+    failed = list(translation.unmappable)
+    for event in translation.events:
+        try:
+            events.append(check_event(event))
+        except Rejected as exc:
+            failed.append(Unmappable(f"the mapped {event['type']} breaks the contract: {exc.detail}", event))
+    translation.unmappable = failed
+    dead = [
+        (
+            exc.value(body),
+            [
+                ("salespulse.reason", b"unmappable"),
+                ("salespulse.detail", exc.detail.encode()[:1024]),
+                ("salespulse.vendor", vendor.encode()),
+                ("salespulse.source", f"webhook/{vendor}".encode()),
+            ],
+        )
+        for exc in failed
+    ]
+    return events, dead
+
+
+async def _translate(connector: Connector, body: bytes) -> Translation:
+    try:
+        return await connector.translate(body)
+    except Unmappable as exc:
+        return Translation(unmappable=[exc])
+    except (VendorUnavailable, BadRequest):
+        raise
+    except Exception as exc:
+        # A payload shape no mapping foresaw must not cost the worker: it is kept, not lost.
+        log.exception("%s webhook: mapping failed", connector.vendor)
+        return Translation(unmappable=[Unmappable(f"the {connector.vendor} connector failed: {exc!r}")])
+
+
+async def handle(runtime: Runtime, connector: Connector, request: Any) -> Any:
+    """One webhook request, from the raw body to the vendor's answer."""
+    settings = runtime.settings
+    counters: WebhookCounters = runtime.exporter.webhooks
+    vendor = connector.vendor
+    missing = connector.missing()
+    if missing is not None:
+        counters.request(vendor, "disabled")
+        return json_reply(404, {"error": f"the {vendor} webhook is not enabled: set {missing}"})
+    try:
+        body = await read_limited(request, settings.max_body_bytes)
+        call = WebhookRequest(request.method, signed_url(settings.public_url, request), request.headers, body)
+        refusal = connector.refusal(call)
+        if refusal is not None:
+            counters.request(vendor, "unauthorized")
+            return json_reply(401, {"error": refusal})
+        translation = await _translate(connector, body)
+    except (IngestError, BadRequest) as exc:
+        counters.request(vendor, "bad_request")
+        status = exc.status if isinstance(exc, IngestError) else 400
+        return json_reply(status, {"error": str(exc)})
+    except VendorUnavailable as exc:
+        counters.request(vendor, "unavailable")
+        log.warning("%s webhook answered 503: %s", vendor, exc)
+        return json_reply(503, {"error": str(exc), "retry": "the vendor's retry will be counted once"})
+    events, dead = checked(vendor, translation, body)
+    try:
+        await asyncio.wait_for(send_all(runtime, events, dead), settings.broker_timeout)
+    except Exception as exc:
+        counters.request(vendor, "unavailable")
+        return json_reply(503, {"error": f"broker did not acknowledge the events: {exc!r}"})
+    counters.request(vendor, "unmappable" if dead else "accepted", len(dead))
+    if dead:
+        log.warning("%s webhook: %d part(s) unmappable, sent to crm.deadletter", vendor, len(dead))
+    content_type, reply = connector.reply(translation)
+    return aioweb.Response(body=reply, status=200, content_type=content_type)
+
+
+def install_webhooks(app: faust.App, runtime: Runtime) -> None:
+    """Register ``POST /webhooks/<vendor>`` for every vendor (disabled ones answer 404)."""
+    mapping = load_mapping(runtime.settings.connectors_file)
+    for connector in build_connectors(runtime.settings, mapping):
+        _register(app, runtime, connector)
+
+
+def _register(app: faust.App, runtime: Runtime, connector: Connector) -> None:
+    @app.page(f"/webhooks/{connector.vendor}")
+    class Webhook(View):
+        async def post(self, request: Request) -> Any:
+            return await handle(runtime, connector, request)

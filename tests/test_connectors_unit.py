@@ -1,0 +1,256 @@
+"""Each vendor's documented payloads map to the right canonical events; signatures as published."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import orjson
+import pytest
+
+from salespulse.streams.endpoints.connectors.base import Unmappable, WebhookRequest
+from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
+from salespulse.streams.endpoints.connectors.delighted import map_payload as map_delighted
+from salespulse.streams.endpoints.connectors.delighted import signature as delighted_signature
+from salespulse.streams.endpoints.connectors.hubspot import classify, signature_v3
+from salespulse.streams.endpoints.connectors.hubspot_api import stage_outcome
+from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
+from salespulse.streams.endpoints.connectors.pipedrive import PipedriveConnector
+from salespulse.streams.endpoints.connectors.pipedrive import map_payload as map_pipedrive
+from salespulse.streams.endpoints.connectors.salesforce import (
+    ACK,
+    SalesforceConnector,
+    map_notifications,
+    notifications_of,
+    same_org,
+)
+from salespulse.streams.endpoints.connectors.typeform import TypeformConnector
+from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
+from salespulse.streams.pipeline.codec import check_event
+from tests import vendor_payloads as v
+
+DEFAULTS = ConnectorMapping()
+
+
+def test_hubspot_v3_signature_matches_the_published_example() -> None:
+    got = signature_v3(
+        "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
+        "POST",
+        "https://www.example.com/webhook_uri",
+        b"{'example_field':'example_value'}",
+        "15000000",
+    )
+    assert got == "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw="
+
+
+def test_typeform_signature_matches_the_published_example() -> None:
+    assert (
+        typeform_signature("my-webook-secret", b'{"foo":"bar"}')
+        == "sha256=X2b3nUhiGjaWHxmPO/YQzUvHXBNac4gPjZ5/bjXrhQY="
+    )
+
+
+def test_hubspot_signs_the_uri_with_its_documented_characters_decoded() -> None:
+    args = ("s", "POST")
+    assert signature_v3(*args, "https://x.io/a%3Ab%2Fc", b"[]", "1") == signature_v3(
+        *args, "https://x.io/a:b/c", b"[]", "1"
+    )
+
+
+def test_hubspot_events_are_classified_in_both_subscription_styles() -> None:
+    classic = classify(
+        v.hubspot_event("deal.propertyChange", 7, 1, v.T0_MS, propertyName="dealstage", propertyValue="s9")
+    )
+    generic = classify(
+        v.hubspot_event(
+            "object.propertyChange",
+            7,
+            1,
+            v.T0_MS,
+            objectTypeId="0-3",
+            propertyName="dealstage",
+            propertyValue="s9",
+        )
+    )
+    assert classic is not None and generic is not None
+    assert (classic.what, classic.stage, classic.occurred_at) == ("stage", "s9", "2026-11-26T10:00:00.000Z")
+    assert (generic.what, generic.object_id, generic.portal) == ("stage", "7", str(v.PORTAL))
+    lead = classify(v.hubspot_event("object.creation", 8, 2, v.T0_MS, objectTypeId="0-1"))
+    assert lead is not None and lead.what == "lead"
+    assert (
+        classify(
+            v.hubspot_event("deal.propertyChange", 7, 3, v.T0_MS, propertyName="amount", propertyValue="5")
+        )
+        is None
+    )
+    with pytest.raises(Unmappable, match="company"):
+        classify(v.hubspot_event("company.creation", 9, 4, v.T0_MS))
+    with pytest.raises(Unmappable, match="object type '0-5'"):
+        classify(v.hubspot_event("object.creation", 9, 5, v.T0_MS, objectTypeId="0-5"))
+
+
+def test_a_closed_stage_is_won_at_probability_one_and_lost_at_zero() -> None:
+    assert stage_outcome({"isClosed": "true", "probability": "1.0"}) == "won"
+    assert stage_outcome({"isClosed": "true", "probability": "0.0"}) == "lost"
+    assert stage_outcome({"isClosed": "false", "probability": "0.6"}) is None
+
+
+def test_salesforce_opportunities_and_leads_map_by_their_flags() -> None:
+    org, notifications = notifications_of(v.salesforce_envelope(v.SF_WON, v.SF_LOST, v.SF_OPEN, v.SF_LEAD))
+    assert org == v.SF_ORG
+    out = map_notifications(org, notifications, DEFAULTS)
+    assert not out.unmappable
+    won, lost, opened, lead = (check_event(e) for e in out.events)
+    assert (won["type"], won["occurred_at"]) == ("deal.won", "2026-11-26T10:30:00Z")
+    assert won["data"] | {} == {
+        "deal_id": "0065g00000AbCdEAAV",
+        "customer_id": "0015g00000XyZ12AAB",
+        "rep_id": "0055g00000Rep07AAA",
+        "region": "unknown",
+        "product": "unknown",
+        "kind": "new",
+        "amount": 48000.0,
+        "currency": "EUR",
+        "source": "partner",
+    }
+    assert (lost["type"], lost["occurred_at"]) == ("deal.lost", "2026-11-26T10:40:00Z")
+    assert (opened["type"], opened["data"]["amount"], opened["data"]["currency"]) == (
+        "opportunity.created",
+        12000.0,
+        "USD",
+    )
+    assert opened["occurred_at"] == "2026-11-26T09:15:00Z"  # CreatedDate, not the time of receipt
+    assert (lead["type"], lead["data"]["source"], lead["data"]["country"]) == ("lead.created", "web", "IR")
+
+
+def test_salesforce_org_ids_match_in_either_length_and_nothing_else() -> None:
+    assert same_org("00D5g000004Xyz1EAC", "00D5g000004Xyz1")
+    assert same_org("00D5g000004Xyz1", "00D5g000004Xyz1EAC")
+    assert not same_org("00D5g000004XYZ1EAC", "00D5g000004Xyz1EAC")  # the 15-character form is case-sensitive
+    assert not same_org("", "00D5g000004Xyz1EAC")
+    connector = SalesforceConnector("00D5g000004Xyz1", DEFAULTS)
+    foreign = v.salesforce_envelope(v.SF_WON, org="00D000000000062EAA")
+    assert connector.refusal(WebhookRequest("POST", "http://x/", {}, foreign)) is not None
+    assert connector.reply(map_notifications(*notifications_of(foreign), DEFAULTS))[1] == ACK
+
+
+def test_a_salesforce_won_opportunity_without_an_amount_is_unmappable_and_the_rest_still_maps() -> None:
+    no_amount = v.SF_WON.replace("<sf:Amount>48000.0</sf:Amount>", "")
+    account = v.sf_object("Account", Id="0015g00000XyZ12AAB", Name="Acme")
+    out = map_notifications(*notifications_of(v.salesforce_envelope(no_amount, account, v.SF_LEAD)), DEFAULTS)
+    assert [e["type"] for e in out.events] == ["lead.created"]
+    assert ["Amount" in u.detail for u in out.unmappable] == [True, False]
+    assert "only Opportunity and Lead" in out.unmappable[1].detail
+
+
+def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() -> None:
+    created = map_pipedrive(orjson.loads(v.pipedrive("create", "deal", v.PD_DEAL, None)), DEFAULTS)
+    (opp,) = created.events
+    assert check_event(opp)["data"] == {
+        "opportunity_id": "4711",
+        "rep_id": "12597982",
+        "region": "unknown",
+        "amount": 9500.0,
+        "currency": "EUR",
+    }
+    assert opp["occurred_at"] == "2026-11-26T09:00:00Z"
+    won = map_pipedrive(orjson.loads(v.pipedrive("change", "deal", v.PD_WON, {"status": "open"})), DEFAULTS)
+    (deal,) = won.events
+    assert check_event(deal)["type"] == "deal.won" and deal["data"]["customer_id"] == "5063"
+    assert deal["occurred_at"] == "2026-11-26T10:45:00Z"
+    # A stage move (previous holds only stage_id) and an edit of a won deal are not wins.
+    assert (
+        map_pipedrive(
+            orjson.loads(v.pipedrive("change", "deal", v.PD_DEAL, {"stage_id": 1})), DEFAULTS
+        ).ignored
+        == 1
+    )
+    assert (
+        map_pipedrive(orjson.loads(v.pipedrive("change", "deal", v.PD_WON, {"title": "x"})), DEFAULTS).ignored
+        == 1
+    )
+    (lead,) = map_pipedrive(orjson.loads(v.pipedrive("create", "lead", v.PD_LEAD, None)), DEFAULTS).events
+    assert check_event(lead)["data"]["lead_id"] == v.PD_LEAD["id"] and lead["data"]["source"] == "other"
+
+
+def test_a_pipedrive_lost_deal_and_a_won_deal_without_a_customer() -> None:
+    lost = {**v.PD_DEAL, "status": "lost", "lost_time": "2026-11-26T10:46:00Z", "lost_reason": "Price"}
+    (event,) = map_pipedrive(
+        orjson.loads(v.pipedrive("change", "deal", lost, {"status": "open"})), DEFAULTS
+    ).events
+    assert check_event(event)["type"] == "deal.lost" and event["data"]["reason"] == "Price"
+    orphan = {**v.PD_WON, "org_id": None, "person_id": None}
+    with pytest.raises(Unmappable, match="no customer"):
+        map_pipedrive(orjson.loads(v.pipedrive("change", "deal", orphan, {"status": "open"})), DEFAULTS)
+
+
+def test_pipedrive_basic_credentials_must_both_match() -> None:
+    connector = PipedriveConnector("hook", "s3cret", DEFAULTS)
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    assert connector.refusal(WebhookRequest("POST", "u", basic("hook", "s3cret"), b"{}")) is None
+    for headers in (basic("hook", "wrong"), basic("other", "s3cret"), {}, {"Authorization": "Bearer s3cret"}):
+        assert connector.refusal(WebhookRequest("POST", "u", headers, b"{}")) is not None
+
+
+def test_delighted_created_and_updated_answers_are_separate_events_of_one_response() -> None:
+    first = map_delighted(
+        orjson.loads(v.delighted("survey_response.created", 3, None, v.T0_S)), DEFAULTS
+    ).events[0]
+    later = v.delighted("survey_response.updated", 3, "Too slow", v.T0_S + 120)
+    second = map_delighted(orjson.loads(later), DEFAULTS).events[0]
+    assert check_event(first)["data"] == {
+        "survey": "nps",
+        "score": 3,
+        "customer_id": "C-77",
+        "region": "unknown",
+        "product": "unknown",
+        "response_id": "5435",
+    }
+    assert first["occurred_at"] == "2026-11-26T10:00:00Z" and second["occurred_at"] == "2026-11-26T10:02:00Z"
+    assert check_event(second)["data"]["comment"] == "Too slow" and second["data"]["response_id"] == "5435"
+    assert first["event_id"] != second["event_id"]
+    again = map_delighted(orjson.loads(later), DEFAULTS).events[0]
+    assert again["event_id"] == second["event_id"]
+
+
+def test_delighted_signature_is_hex_hmac_of_the_raw_body_with_the_api_key() -> None:
+    body = v.delighted("survey_response.created", 9, None, v.T0_S)
+    connector = DelightedConnector("key-1", DEFAULTS)
+    good = {"X-Delighted-Webhook-Signature": delighted_signature("key-1", body)}
+    assert connector.refusal(WebhookRequest("POST", "u", good, body)) is None
+    assert connector.refusal(WebhookRequest("POST", "u", good, body + b" ")) is not None
+
+
+def test_typeform_score_customer_comment_and_an_enps_form() -> None:
+    connector = TypeformConnector("sec", "nps", "customer_id", "why", DEFAULTS)
+    (event,) = asyncio.run(connector.translate(v.typeform("tok1", 6, "C-9"))).events
+    assert check_event(event)["data"] == {
+        "score": 6,
+        "comment": "Support <b>was</b> slow",
+        "response_id": "tok1",
+        "survey": "nps",
+        "customer_id": "C-9",
+        "region": "unknown",
+        "product": "unknown",
+    }
+    assert event["occurred_at"] == "2026-11-26T11:00:00Z"
+    by_id = TypeformConnector("sec", "NPSq1xYz", "customer_id", "", DEFAULTS)
+    assert asyncio.run(by_id.translate(v.typeform("tok1", 6, "C-9"))).events[0]["data"]["score"] == 6
+    teams = ConnectorMapping(teams={"emp01": "sales-emea"})
+    staff = TypeformConnector("sec", "nps", "customer_id", "", teams)
+    (enps,) = asyncio.run(staff.translate(v.typeform("tok2", 10, "ignored", form_id="emp01"))).events
+    assert check_event(enps)["data"] | {} == {
+        "score": 10,
+        "response_id": "tok2",
+        "survey": "enps",
+        "team": "sales-emea",
+    }
+    with pytest.raises(Unmappable, match="SALESPULSE_TYPEFORM_SCORE_FIELD"):
+        asyncio.run(
+            TypeformConnector("sec", "missing", "customer_id", "", DEFAULTS).translate(
+                v.typeform("t", 6, "C")
+            )
+        )
