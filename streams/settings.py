@@ -80,6 +80,8 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
+    #: The digest's language: a catalogue file in streams/report/locales (``en``, ``fa``).
+    locale: str = "en"
 
     def __repr__(self) -> str:
         shown = []
@@ -131,19 +133,20 @@ class Settings:
         defaults = cls()
         targets = env.get("SALESPULSE_TARGETS")
         workers = env.get("SALESPULSE_WORKERS")
+        web_port = _int(env, "SALESPULSE_WEB_PORT", defaults.web_port)
         settings = cls(
             brokers=parse_brokers(env["SALESPULSE_BROKER"])
             if env.get("SALESPULSE_BROKER")
             else defaults.brokers,
             web_host=env.get("SALESPULSE_WEB_HOST") or defaults.web_host,
-            web_port=_int(env, "SALESPULSE_WEB_PORT", defaults.web_port),
+            web_port=web_port,
             data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
             targets_file=Path(targets) if targets else None,
             workers=tuple(w.strip() for w in workers.split(",") if w.strip())
             if workers
-            else defaults.workers,
+            else (f"127.0.0.1:{web_port}",),  # the local worker, wherever it listens
             clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
             end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
@@ -155,6 +158,7 @@ class Settings:
             sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
             sasl_password=env.get("SALESPULSE_SASL_PASSWORD", ""),
             ssl_cafile=env.get("SALESPULSE_SSL_CAFILE", ""),
+            locale=env.get("SALESPULSE_LOCALE") or defaults.locale,
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
@@ -164,6 +168,10 @@ class Settings:
             raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
         if settings.fetch_records < 1:
             raise SettingsError("SALESPULSE_FETCH_RECORDS must be at least 1")
+        if not (settings.locale.isascii() and settings.locale.isalpha()):
+            raise SettingsError(
+                f"SALESPULSE_LOCALE={settings.locale!r} is not a language code such as en or fa"
+            )
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
         return settings

@@ -1,4 +1,4 @@
-"""The worker's HTTP interface: metrics, KPIs, health, readiness and event ingest.
+"""The worker's HTTP interface: metrics, KPIs, health, readiness, event ingest and the live report.
 
 ``POST /events`` is all or nothing: every event is validated first, then all are sent,
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
@@ -19,6 +19,7 @@ from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
 from salespulse.streams.endpoints import access
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
+from salespulse.streams.endpoints.report_page import install_report_page
 
 if TYPE_CHECKING:
     import faust
@@ -61,6 +62,7 @@ async def _read_limited(request: Any, limit: int) -> bytes:
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
     settings = runtime.settings
+    install_report_page(app, settings, _denied)
 
     @app.page("/metrics")
     class Metrics(View):

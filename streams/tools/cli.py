@@ -223,14 +223,21 @@ def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bo
 @click.option("--email", help="Mail the digest to ADDR[,ADDR] via SALESPULSE_SMTP_* settings.")
 @click.option("--every", help="Repeat every period (30m, 24h, 7d) until Ctrl-C or SIGTERM.")
 @click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True, help="SMTP attempts.")
+@click.option("--locale", help="Language of the digest: en or fa (default SALESPULSE_LOCALE, else en).")
 def report(
-    out_dir: Path, window: str, workers: str | None, email: str | None, every: str | None, retries: int
+    out_dir: Path,
+    window: str,
+    workers: str | None,
+    email: str | None,
+    every: str | None,
+    retries: int,
+    locale: str | None,
 ) -> None:
     """Build the KPI digest (HTML with charts, plain text) and optionally email it on a schedule."""
     from salespulse.streams.report import ReportError, report_command
 
     try:
-        report_command(out_dir, window, workers, email, every, retries)
+        report_command(out_dir, window, workers, email, every, retries, locale=locale)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
 
