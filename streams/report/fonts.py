@@ -63,7 +63,7 @@ def chart_fonts(cat: Catalogue) -> Iterator[None]:
 
 @lru_cache(maxsize=16)
 def _subset_woff(path: Path, text: str) -> bytes:
-    font = TTFont(path)
+    font = TTFont(path, recalcTimestamp=False)  # the same page bytes for the same content
     options = subset.Options()
     options.flavor = "woff"
     options.layout_features = ["*"]  # keep the joining forms the browser shapes with
