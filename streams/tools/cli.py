@@ -197,11 +197,11 @@ def kpis(workers: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--rate", type=float, default=200.0, show_default=True, help="Live events/s.")
+@click.option("--rate", type=float, help="Live events/s (default: the history's own pace, about 19 an hour).")
 @click.option("--duration", type=float, help="Stop after this many seconds (for scripts and CI).")
 @click.option("--backfill", type=int, default=20_000, show_default=True, help="History first.")
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
-def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bool) -> None:
+def demo(rate: float | None, duration: float | None, backfill: int, with_prometheus: bool) -> None:
     """Embedded broker, worker, generator and a live KPI board in one command."""
     from salespulse.streams.tools.demo import run_demo
 
