@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from io import BytesIO
 from typing import Any
 
+from matplotlib.category import StrCategoryFormatter
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import Formatter, PercentFormatter
+from matplotlib.ticker import FixedFormatter, Formatter, PercentFormatter
 
 from salespulse.streams.report.catalogue import Catalogue
 from salespulse.streams.report.formatting import (
@@ -67,10 +68,12 @@ class _LocalDigits(Formatter):
 
 
 def _png(fig: Figure, cat: Catalogue) -> bytes:
-    if cat.numerals:  # tick labels matplotlib formats itself
+    if cat.numerals:  # numbers on the axes that matplotlib formats itself; labels stay as given
         for ax in fig.axes:
             for axis in (ax.xaxis, ax.yaxis):
-                axis.set_major_formatter(_LocalDigits(axis.get_major_formatter(), cat))
+                formatter = axis.get_major_formatter()
+                if not isinstance(formatter, StrCategoryFormatter | FixedFormatter):
+                    axis.set_major_formatter(_LocalDigits(formatter, cat))
     out = BytesIO()
     fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
     return out.getvalue()
@@ -86,9 +89,16 @@ def _style(ax: Any, title: str, cat: Catalogue, grid: bool = True) -> None:
         ax.set_axisbelow(True)
 
 
-def _legend(ax: Any) -> None:
-    """Above the plot, right-aligned, so it never hides data."""
-    ax.legend(fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
+def _legend(ax: Any, cat: Catalogue) -> None:
+    """Above the plot, on the side the title does not start on, so it hides neither."""
+    ax.legend(
+        fontsize=8,
+        frameon=False,
+        loc=f"lower {cat.end}",
+        bbox_to_anchor=(1.0 if cat.end == "right" else 0.0, 1.0),
+        ncols=2,
+        markerfirst=not cat.rtl,  # a right-to-left reader meets the marker first on the right
+    )
 
 
 def _empty(title: str, cat: Catalogue, width: float = 6.0, height: float = 2.0) -> bytes:
@@ -134,7 +144,7 @@ def chart_conversion_by_rep(
             linestyle="--",
             label=cat.t("chart.team", value=format_value(PERCENT, team, cat)),
         )
-        _legend(ax)
+        _legend(ax, cat)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.tick_params(axis="x", labelrotation=70)
     _style(ax, title, cat)
@@ -155,7 +165,7 @@ def chart_sales_by_region(
     for region, n in items:
         money = " + ".join(f"{c} {_compact(v, cat)}" for c, v in sorted(amounts.get(region, {}).items()))
         count = format_value(COUNT, n, cat)
-        labels.append(f"{count}  ({money})" if money else count)
+        labels.append(cat.t("chart.won_and_amount", count=count, money=money) if money else count)
     ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
     ax.margins(x=0.35)
     _style(ax, title, cat, grid=False)
@@ -246,7 +256,7 @@ def chart_nps_trend(window: str, trend: Sequence[tuple[int, dict[str, Any]]], ca
     _trend_axis(ax, trend, cat)
     values = [v for v in nps + enps if v is not None]
     ax.set_ylim(min(-10.0, min(values) - 10), max(10.0, max(values) + 10))
-    _legend(ax)
+    _legend(ax, cat)
     _style(ax, title, cat)
     return _png(fig, cat)
 
@@ -264,6 +274,6 @@ def chart_counts_trend(window: str, trend: Sequence[tuple[int, dict[str, Any]]],
     ax.bar([x - width / 2 for x in xs], leads, width, color=BLUE, label=cat.t("chart.leads"))
     ax.bar([x + width / 2 for x in xs], won, width, color=GREEN, label=cat.t("chart.deals_won"))
     _trend_axis(ax, trend, cat)
-    _legend(ax)
+    _legend(ax, cat)
     _style(ax, title, cat)
     return _png(fig, cat)
