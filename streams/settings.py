@@ -105,6 +105,8 @@ class Settings:
     typeform_score_field: str = ""
     typeform_customer_field: str = "customer_id"
     typeform_comment_field: str = ""
+    #: The digest's language: a catalogue file in streams/report/locales (``en``, ``fa``).
+    locale: str = "en"
 
     def __repr__(self) -> str:
         shown = []
@@ -157,12 +159,13 @@ class Settings:
         targets = env.get("SALESPULSE_TARGETS")
         workers = env.get("SALESPULSE_WORKERS")
         connectors = env.get("SALESPULSE_CONNECTORS")
+        web_port = _int(env, "SALESPULSE_WEB_PORT", defaults.web_port)
         settings = cls(
             brokers=parse_brokers(env["SALESPULSE_BROKER"])
             if env.get("SALESPULSE_BROKER")
             else defaults.brokers,
             web_host=env.get("SALESPULSE_WEB_HOST") or defaults.web_host,
-            web_port=_int(env, "SALESPULSE_WEB_PORT", defaults.web_port),
+            web_port=web_port,
             data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
@@ -170,7 +173,7 @@ class Settings:
             connectors_file=Path(connectors) if connectors else None,
             workers=tuple(w.strip() for w in workers.split(",") if w.strip())
             if workers
-            else defaults.workers,
+            else (f"127.0.0.1:{web_port}",),  # the local worker, wherever it listens
             clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
             end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
@@ -195,6 +198,7 @@ class Settings:
             typeform_customer_field=env.get("SALESPULSE_TYPEFORM_CUSTOMER_FIELD")
             or defaults.typeform_customer_field,
             typeform_comment_field=env.get("SALESPULSE_TYPEFORM_COMMENT_FIELD", ""),
+            locale=env.get("SALESPULSE_LOCALE") or defaults.locale,
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
@@ -204,6 +208,10 @@ class Settings:
             raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
         if settings.fetch_records < 1:
             raise SettingsError("SALESPULSE_FETCH_RECORDS must be at least 1")
+        if not (settings.locale.isascii() and settings.locale.isalpha()):
+            raise SettingsError(
+                f"SALESPULSE_LOCALE={settings.locale!r} is not a language code such as en or fa"
+            )
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
         return settings

@@ -15,7 +15,6 @@ import base64
 import logging
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -51,13 +50,13 @@ from salespulse.streams.report import (
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
+from tests.chromium import console_errors, screenshot
 from tests.conftest import FIXED_NOW, REPO, WorkerProcess, http, wait_until
 
 NOW = int(FIXED_NOW.timestamp())
 WEEK = 7 * 86400
 EVENTS = 5000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHROMIUM_PACKAGE = "chromium"  # Debian: apt-get install -y --no-install-recommends chromium
 
 
 @pytest.fixture(scope="module")
@@ -222,40 +221,10 @@ def test_digest_html_renders_in_headless_chromium(worker: Any, tmp_path: Path) -
     assert {base64.b64decode(r.split(",", 1)[1]) for r in refs} == on_disk
     assert "cid:" not in source
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.fail(
-            f"Chromium is not installed: apt-get install -y --no-install-recommends {CHROMIUM_PACKAGE}"
-        )
     shot = tmp_path / "screenshot.png"
-    done = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--screenshot={shot}",
-            "--window-size=1200,2000",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = screenshot(page, shot, tmp_path / "chromium-profile", (1200, 2000))
     assert done.returncode == 0, done.stderr[-3000:]
-    console = [
-        line
-        for line in done.stderr.splitlines()
-        if "CONSOLE" in line or "Uncaught" in line or "ERR_FILE" in line
-    ]
+    console = console_errors(done.stderr)
     assert not console, "\n".join(console)
     assert shot.exists(), done.stderr[-3000:]
     data = shot.read_bytes()

@@ -1,4 +1,4 @@
-"""The worker's HTTP interface: metrics, KPIs, health, readiness and event ingest.
+"""The worker's HTTP interface: metrics, KPIs, health, readiness, event ingest and the live report.
 
 ``POST /events`` is all or nothing: every event is validated first, then all are sent,
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
@@ -19,6 +19,7 @@ from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.replies import json_reply as _json
 from salespulse.streams.endpoints.replies import read_limited
+from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def _denied(request: Request, settings: Settings, what: str) -> Any | None:
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
     settings = runtime.settings
+    install_report_page(app, settings, _denied)
 
     @app.page("/metrics")
     class Metrics(View):

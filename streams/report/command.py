@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from salespulse.agents.rolling import HOUR
+from salespulse.streams.report.catalogue import UnknownLocale, catalogue
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.outbox import OUTBOX, pending_messages
 from salespulse.streams.report.schedule import run_once, run_schedule
@@ -58,11 +59,13 @@ def report_command(
     retries: int = 3,
     smtp: SmtpSettings | None = None,
     echo: Callable[[str], object] | None = None,
+    locale: str | None = None,
 ) -> None:
     """What ``salespulse report`` does. Raises :class:`ReportError` with a clear message.
 
     Progress goes to ``echo`` (default: standard error), failures to the ``salespulse.report``
-    logger, so ``--out`` and scheduled runs leave standard output alone.
+    logger, so ``--out`` and scheduled runs leave standard output alone. ``locale`` defaults
+    to ``SALESPULSE_LOCALE``.
     """
     if echo is None:
         echo = _stderr
@@ -74,16 +77,19 @@ def report_command(
         raise ReportError("--retries must be at least 1")
     to = _addresses(email)
     try:
+        settings = Settings.from_env()
         if isinstance(workers, str):
             names = [w.strip() for w in workers.split(",") if w.strip()]
         else:
-            names = list(workers) if workers else list(Settings.from_env().workers)
+            names = list(workers) if workers else list(settings.workers)
+        locale = locale or settings.locale
+        catalogue(locale)  # an unknown language fails now, not on every scheduled run
         if to and smtp is None:
             smtp = SmtpSettings.from_env()
-    except SettingsError as exc:
+    except (SettingsError, UnknownLocale) as exc:
         raise ReportError(str(exc)) from None
     if every is None:
-        digest, outbox = run_once(names, out, window=window, to=to, smtp=smtp, retries=retries)
+        digest, outbox = run_once(names, out, window=window, to=to, smtp=smtp, retries=retries, locale=locale)
         echo(f"wrote {out / 'digest.html'}, {out / 'digest.txt'} and {len(digest.images)} charts")
         if outbox is not None:
             if outbox.error is not None:
@@ -106,7 +112,16 @@ def report_command(
     echo(f"building the {window} digest every {every} into {out}" + (f" for {', '.join(to)}" if to else ""))
     try:
         result = run_schedule(
-            period, names, out, window=window, to=to, smtp=smtp, retries=retries, sleep=stop.wait, stop=stop
+            period,
+            names,
+            out,
+            window=window,
+            to=to,
+            smtp=smtp,
+            retries=retries,
+            sleep=stop.wait,
+            stop=stop,
+            locale=locale,
         )
     finally:
         for s, handler in previous.items():

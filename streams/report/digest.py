@@ -3,19 +3,20 @@
 A digest needs the current view, the previous period and a series of trend points, all
 read from the workers' ``/kpis?at=`` endpoint. This module fetches each clock once,
 checks the window and clock are usable, and puts sections, charts, text, HTML and
-subject together into a :class:`Digest`.
+subject together into a :class:`Digest`, in the language of a catalogue.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from salespulse.agents.rolling import WINDOW_SECONDS
 from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+from salespulse.streams.report.catalogue import DEFAULT_LOCALE, UnknownLocale, catalogue
 from salespulse.streams.report.errors import ReportError
+from salespulse.streams.report.fonts import chart_fonts, font_face_css
 from salespulse.streams.report.formatting import COUNT, SCORE, format_value
 from salespulse.streams.report.model import Digest
 from salespulse.streams.report.render import _render_html, _render_text
@@ -41,13 +42,23 @@ class _Views:
 
 
 def build_digest(
-    workers: Sequence[str], window: str = "7d", now: int | None = None, timeout: float = 10.0
+    workers: Sequence[str],
+    window: str = "7d",
+    now: int | None = None,
+    timeout: float = 10.0,
+    locale: str = DEFAULT_LOCALE,
+    refresh: int | None = None,
 ) -> Digest:
     """Fetch the current view, the previous period and a trend; return the digest.
 
     ``now`` (epoch seconds) reports as of an earlier clock. By default the clock is the
-    workers' own, and the numbers are exactly what ``/kpis`` shows.
+    workers' own, and the numbers are exactly what ``/kpis`` shows. ``locale`` names the
+    catalogue (``en``, ``fa``); ``refresh`` (seconds) makes the HTML file reload itself.
     """
+    try:
+        cat = catalogue(locale)
+    except UnknownLocale as exc:
+        raise ReportError(str(exc)) from None
     if window not in TREND:
         raise ReportError(f"window {window!r} is not one of {', '.join(DIGEST_WINDOWS)}")
     if not workers:
@@ -67,22 +78,32 @@ def build_digest(
     previous = views.get(previous_clock)
     trend_clocks = [clock - k * step for k in reversed(range(points))]
     trend = [(at, views.get(at if at != clock else now)) for at in trend_clocks]
-    sections, charts = _sections(window, current, previous, trend)
-    text = _render_text(window, current, previous_clock, sections)
-    mail_html = _render_html(window, current, previous_clock, sections, lambda c: f"cid:{c}")
+    with chart_fonts(cat):
+        sections, charts = _sections(window, current, previous, trend, cat)
+    text = _render_text(window, current, previous_clock, sections, cat)
+    # The embedded font holds every character the page can show: the catalogue's and the data's.
+    font = font_face_css(cat, text + cat.characters) if cat.font_files else ""
+    head = f"<style>{font}</style>" if font else ""
+    mail_html = _render_html(window, current, previous_clock, sections, lambda c: f"cid:{c}", cat, head)
+    if refresh is not None:
+        head += f'<meta http-equiv="refresh" content="{int(refresh)}">'
     file_html = _render_html(
         window,
         current,
         previous_clock,
         sections,
         lambda c: "data:image/png;base64," + base64.b64encode(charts[c]).decode(),
+        cat,
+        head,
     )
     w = current["windows"][window]
-    subject = (
-        f"SalesPulse {window} digest to {datetime.fromtimestamp(clock, UTC):%d %b %Y %H:%M} UTC: "
-        f"{format_value(COUNT, w['leads']['leads'])} leads, "
-        f"{format_value(COUNT, w['sales']['deals_won'])} deals won, "
-        f"NPS {format_value(SCORE, w['nps']['nps'])}"
+    subject = cat.t(
+        "subject",
+        window=cat.window(window),
+        stamp=cat.subject_stamp(clock),
+        leads=format_value(COUNT, w["leads"]["leads"], cat),
+        won=format_value(COUNT, w["sales"]["deals_won"], cat),
+        nps=format_value(SCORE, w["nps"]["nps"], cat),
     )
     return Digest(
         subject=subject,
@@ -95,4 +116,5 @@ def build_digest(
         previous_clock=previous_clock,
         sections=tuple(sections),
         view=current,
+        locale=cat.code,
     )

@@ -7,7 +7,7 @@ colour palette live in one module that all of them share.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from salespulse.streams.report.catalogue import Catalogue, catalogue
 
 # Colours: one palette for charts and HTML.
 BLUE, ORANGE, GREEN, RED, GREY, INK = "#2b6cb0", "#dd6b20", "#2f855a", "#c53030", "#718096", "#1a202c"
@@ -16,48 +16,50 @@ BLUE, ORANGE, GREEN, RED, GREY, INK = "#2b6cb0", "#dd6b20", "#2f855a", "#c53030"
 COUNT, PERCENT, SCORE, MONEY, INDEX = "count", "percent", "score", "money", "index"
 
 
-def format_value(kind: str, value: float | None) -> str:
+def format_value(kind: str, value: float | None, cat: Catalogue | None = None) -> str:
     """How the digest prints a number of the given kind; ``n/a`` when there is none."""
+    cat = cat or catalogue()
     if value is None:
-        return "n/a"
+        return cat.t("n/a")
     if kind == COUNT:
-        return f"{value:,.0f}"
+        return cat.num(f"{value:,.0f}")
     if kind == PERCENT:
-        return f"{value:.1%}"
+        return cat.num(f"{value:.1%}")
     if kind == SCORE:
-        return f"{value:+.1f}"
+        return cat.num(f"{value:+.1f}")
     if kind == MONEY:
-        return f"{value:,.2f}"
+        return cat.num(f"{value:,.2f}")
     if kind == INDEX:
-        return f"{value:.3f}"
+        return cat.num(f"{value:.3f}")
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def format_change(kind: str, value: float | None, previous: float | None) -> str:
+def format_change(
+    kind: str, value: float | None, previous: float | None, cat: Catalogue | None = None
+) -> str:
     """The change against the previous period: absolute (and relative for counts)."""
+    cat = cat or catalogue()
     if value is None:
         return ""
     if previous is None:
-        return "no previous value"  # shown as "no value for the previous <window>"
+        return cat.t("change.no_previous")  # shown as "no value for the previous <window>"
     delta = value - previous
     if delta == 0:
-        return "no change"
+        return cat.t("change.same")
     if kind == PERCENT:
-        return f"{delta * 100:+.1f} pp"
+        return cat.t("change.pp", delta=cat.num(f"{delta * 100:+.1f}"))
     if kind == SCORE:
-        return f"{delta:+.1f} pts"
+        return cat.t("change.pts", delta=cat.num(f"{delta:+.1f}"))
     if kind == INDEX:
-        return f"{delta:+.3f}"
-    text = f"{delta:+,.0f}" if kind == COUNT else f"{delta:+,.2f}"
-    return f"{text} ({delta / previous:+.1%})" if previous else f"{text} (new)"
+        return cat.num(f"{delta:+.3f}")
+    text = cat.num(f"{delta:+,.0f}" if kind == COUNT else f"{delta:+,.2f}")
+    if not previous:
+        return cat.t("change.new", delta=text)
+    return cat.t("change.relative", delta=text, relative=cat.num(f"{delta / previous:+.1%}"))
 
 
-def _compact(value: float) -> str:
-    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+def _compact(value: float, cat: Catalogue) -> str:
+    for limit, size in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
         if abs(value) >= limit:
-            return f"{value / limit:.1f}{suffix}"
-    return f"{value:.0f}"
-
-
-def _stamp(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%a %d %b %Y %H:%M UTC")
+            return cat.t(f"compact.{size}", value=cat.num(f"{value / limit:.1f}"))
+    return cat.num(f"{value:.0f}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from salespulse.streams.report.catalogue import Catalogue
 from salespulse.streams.report.formatting import COUNT, format_change, format_value
 
 CID_DOMAIN = "salespulse"
@@ -28,21 +29,20 @@ class Metric:
     #: False for numbers that have no history (latest prices, today's known customers).
     compare: bool = True
 
-    @property
-    def text(self) -> str:
-        return format_value(self.kind, self.value)
+    def text(self, cat: Catalogue) -> str:
+        return format_value(self.kind, self.value, cat)
 
-    @property
-    def change(self) -> str:
-        return format_change(self.kind, self.value, self.previous) if self.compare else ""
+    def change(self, cat: Catalogue) -> str:
+        return format_change(self.kind, self.value, self.previous, cat) if self.compare else ""
 
-    def change_sentence(self, window: str) -> str:
+    def change_sentence(self, cat: Catalogue, window: str) -> str:
         """The change with its reference period, or "" for numbers without a comparison."""
-        if not self.change:
+        change = self.change(cat)
+        if not change:
             return ""
         if self.previous is None:
-            return f"no value for the previous {window}"
-        return f"{self.change} vs previous {window}"
+            return cat.t("metric.no_previous", window=cat.window(window))
+        return cat.t("metric.vs_previous", change=change, window=cat.window(window))
 
     @property
     def mood(self) -> str:
@@ -87,6 +87,7 @@ class Digest:
     previous_clock: int
     sections: tuple[Section, ...]
     view: dict[str, Any] = field(repr=False)
+    locale: str = "en"
 
 
 def cid(name: str) -> str:

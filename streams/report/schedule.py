@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salespulse.streams.report.catalogue import DEFAULT_LOCALE, catalogue
 from salespulse.streams.report.digest import build_digest
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.files import write_digest
-from salespulse.streams.report.formatting import _stamp
 from salespulse.streams.report.mail import build_message
 from salespulse.streams.report.model import Digest
 from salespulse.streams.report.outbox import OutboxResult, flush_outbox, queue_message
@@ -43,10 +43,11 @@ def _build_and_queue(
     to: Sequence[str],
     smtp: SmtpSettings | None,
     now: int | None = None,
+    locale: str = DEFAULT_LOCALE,
 ) -> Digest:
-    digest = build_digest(workers, window, now)
+    digest = build_digest(workers, window, now, locale=locale)
     page = write_digest(digest, out_dir)
-    log.info("digest for the %s window to %s written to %s", window, _stamp(digest.clock), page)
+    log.info("digest for the %s window to %s written to %s", window, catalogue().stamp(digest.clock), page)
     if to and smtp is not None:
         queue_message(build_message(digest, to, smtp.from_address), out_dir)
     return digest
@@ -63,11 +64,12 @@ def run_once(
     backoff: float = 2.0,
     sleep: Callable[[float], object] = time.sleep,
     now: int | None = None,
+    locale: str = DEFAULT_LOCALE,
 ) -> tuple[Digest, OutboxResult | None]:
     """Build and write one digest; with recipients, queue it and flush the outbox."""
     if to and smtp is None:
         smtp = SmtpSettings.from_env()
-    digest = _build_and_queue(workers, out_dir, window, to, smtp, now)
+    digest = _build_and_queue(workers, out_dir, window, to, smtp, now, locale)
     if not to or smtp is None:
         return digest, None
     return digest, flush_outbox(out_dir, smtp, retries, backoff, sleep)
@@ -87,6 +89,7 @@ def run_schedule(
     sleep: Callable[[float], object] = time.sleep,
     stop: threading.Event | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    locale: str = DEFAULT_LOCALE,
 ) -> ScheduleResult:
     """Build (and send) a digest every ``every_seconds`` until ``stop`` is set or ``max_runs``.
 
@@ -105,7 +108,7 @@ def run_schedule(
         started = monotonic()
         result.runs += 1
         try:
-            _build_and_queue(workers, out_dir, window, to, smtp)
+            _build_and_queue(workers, out_dir, window, to, smtp, locale=locale)
             result.built += 1
         except ReportError as exc:
             log.error("digest run %d failed: %s", result.runs, exc)

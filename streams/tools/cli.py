@@ -203,11 +203,11 @@ def kpis(workers: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--rate", type=float, default=200.0, show_default=True, help="Live events/s.")
+@click.option("--rate", type=float, help="Live events/s (default: the history's own pace, about 19 an hour).")
 @click.option("--duration", type=float, help="Stop after this many seconds (for scripts and CI).")
 @click.option("--backfill", type=int, default=20_000, show_default=True, help="History first.")
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
-def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bool) -> None:
+def demo(rate: float | None, duration: float | None, backfill: int, with_prometheus: bool) -> None:
     """Embedded broker, worker, generator and a live KPI board in one command."""
     from salespulse.streams.tools.demo import run_demo
 
@@ -229,14 +229,21 @@ def demo(rate: float, duration: float | None, backfill: int, with_prometheus: bo
 @click.option("--email", help="Mail the digest to ADDR[,ADDR] via SALESPULSE_SMTP_* settings.")
 @click.option("--every", help="Repeat every period (30m, 24h, 7d) until Ctrl-C or SIGTERM.")
 @click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True, help="SMTP attempts.")
+@click.option("--locale", help="Language of the digest: en or fa (default SALESPULSE_LOCALE, else en).")
 def report(
-    out_dir: Path, window: str, workers: str | None, email: str | None, every: str | None, retries: int
+    out_dir: Path,
+    window: str,
+    workers: str | None,
+    email: str | None,
+    every: str | None,
+    retries: int,
+    locale: str | None,
 ) -> None:
     """Build the KPI digest (HTML with charts, plain text) and optionally email it on a schedule."""
     from salespulse.streams.report import ReportError, report_command
 
     try:
-        report_command(out_dir, window, workers, email, every, retries)
+        report_command(out_dir, window, workers, email, every, retries, locale=locale)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -49,6 +49,8 @@ class GeneratorConfig:
     duplicate_share: float = 0.0  # share of emitted events that re-deliver an earlier one
     late_share: float = 0.0  # share of events 70..120 days old
     out_of_order: bool = True
+    #: Events spread evenly over ``spread_days`` (a team's steady pace), not denser near now.
+    steady: bool = False
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.reps < 1:
@@ -288,6 +290,8 @@ def _age(rng: Random, cfg: GeneratorConfig) -> int:
         return rng.randrange(_LATE_DAYS[0] * _DAY, _LATE_DAYS[1] * _DAY)
     if u < cfg.late_share + cfg.recent_share:
         return rng.randrange(_HOUR)
+    if cfg.steady:
+        return rng.randrange(max(int(cfg.spread_days * _DAY), 1))
     # Older than an hour, denser towards the present (triangular, mode at one hour ago).
     spread = max(int(cfg.spread_days * _DAY) - _HOUR, 1)
     return _HOUR + int(rng.triangular(0, spread, 0))

@@ -1,0 +1,172 @@
+"""The digest in Persian, at the fixed clock, against a real worker; and the catalogues themselves.
+
+- Every catalogue has the English one's keys, so adding a language is adding a file.
+- Dates are Jalali (30 November 2026 is ۹ آذر ۱۴۰۵), numbers have Persian digits and
+  separators (٬ ٫ ٪), and the page is ``lang="fa" dir="rtl"``.
+- No English word is left in what a reader sees (text nodes, alt texts, the plain text and
+  the subject) other than ids, product names and currency codes from the data, and the
+  name of a setting to set.
+- The charts draw every Persian character from a font that has it (matplotlib warns of
+  no missing glyph), and Chromium renders ``digest.html`` with its text on the right.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pytest
+from fontTools.ttLib import TTFont
+from matplotlib import font_manager
+
+from salespulse.streams.report import COUNT, MONEY, PERCENT, SCORE, format_change, format_value, write_digest
+from salespulse.streams.report.catalogue import LOCALES, UnknownLocale, available, catalogue
+from salespulse.streams.report.digest import build_digest
+from salespulse.streams.report.fonts import chart_fonts, font_paths
+from tests.chromium import console_errors, screenshot
+from tests.test_report import NOW, chart_pixels, png_size, worker  # noqa: F401 (the module's worker)
+
+FA = catalogue("fa")
+JALALI_CLOCK = "۵ آذر ۱۴۰۵"  # 26 November 2026, the fixed clock
+LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def test_every_catalogue_has_the_keys_of_the_english_one() -> None:
+    english = catalogue("en")
+    assert set(available()) >= {"en", "fa"}
+    for code in available():
+        cat = catalogue(code)
+        assert set(cat.messages) == set(english.messages), code
+        assert set(cat.windows) == set(english.windows), code
+        assert len(cat.months) == 12 and len(cat.weekdays) == 7, code
+    with pytest.raises(UnknownLocale, match="available: en, fa"):
+        catalogue("xx")
+
+
+def test_a_catalogue_missing_a_key_is_refused_naming_it(tmp_path: Path, monkeypatch) -> None:
+    text = (LOCALES / "fa.toml").read_text().replace('"nps.promoters" = ', '"nps.promoterz" = ')
+    (tmp_path / "fa.toml").write_text(text)
+    (tmp_path / "en.toml").write_text((LOCALES / "en.toml").read_text())
+    monkeypatch.setattr("salespulse.streams.report.catalogue.LOCALES", tmp_path)
+    catalogue.cache_clear()
+    try:
+        with pytest.raises(UnknownLocale, match=r"lacks messages\.nps\.promoters"):
+            catalogue("fa")
+    finally:
+        catalogue.cache_clear()
+
+
+def test_persian_dates_are_jalali_and_numbers_persian() -> None:
+    assert FA.day(int(datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp())) == "۹ آذر"
+    assert FA.stamp(int(datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp())).startswith("دوشنبه ۹ آذر ۱۴۰۵")
+    assert FA.stamp(int(datetime(2026, 3, 21, 0, tzinfo=UTC).timestamp())).startswith("شنبه ۱ فروردین ۱۴۰۵")
+    assert format_value(COUNT, 1234567, FA) == "۱٬۲۳۴٬۵۶۷"
+    assert format_value(PERCENT, 0.1234, FA) == "۱۲٫۳٪"
+    assert format_value(SCORE, -4.25, FA) == "-۴٫۲"
+    assert format_value(MONEY, 1234.5, FA) == "۱٬۲۳۴٫۵۰"
+    assert format_value(COUNT, None, FA) == "ناموجود"
+    assert format_change(PERCENT, 0.30, 0.25, FA) == "+۵٫۰ واحد درصد"
+    assert format_change(COUNT, 1100, 1000, FA) == "+۱۰۰ (+۱۰٫۰٪)"
+
+
+class VisibleText(HTMLParser):
+    """What a reader sees: text outside <style> and <title>, and every alt text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.skip = 0
+        self.root: dict[str, str | None] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "html":
+            self.root = dict(attrs)
+        if tag in {"style", "title"}:
+            self.skip += 1
+        self.parts.extend(v or "" for k, v in attrs if k == "alt")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"style", "title"}:
+            self.skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def data_labels(view: dict[str, Any]) -> set[str]:
+    """Ids, product names and currency codes the data brings (shown as they came)."""
+    labels: set[str] = set()
+    for _, row, _ in view["series"]:
+        for key, value in row.items():
+            if key in {"region", "rep", "team", "product", "competitor", "currency"}:
+                labels.add(value)
+    return labels
+
+
+def english_words(text: str, allowed: set[str]) -> list[str]:
+    """Latin words and ASCII-digit numbers that are not data labels (so no ``672`` either)."""
+    return sorted({w for w in LATIN.findall(text) if w not in allowed and not w.startswith("SALESPULSE_")})
+
+
+@pytest.fixture(scope="module")
+def persian(worker: Any) -> Any:  # noqa: F811 (the imported module fixture)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        digest = build_digest([worker.address], "7d", locale="fa")
+    return digest, [str(w.message) for w in caught]
+
+
+def test_persian_digest_is_rtl_jalali_and_has_no_english_left(persian: Any, worker: Any) -> None:  # noqa: F811
+    digest, _ = persian
+    page = VisibleText()
+    page.feed(digest.html_file)
+    assert page.root == {"lang": "fa", "dir": "rtl"}
+    seen = " ".join(page.parts)
+    for shown in (seen, digest.text, digest.subject):
+        assert JALALI_CLOCK in shown
+        assert "آذر" in shown and "Nov" not in shown
+    allowed = data_labels(digest.view)
+    for name, shown in (("page", seen), ("text", digest.text), ("subject", digest.subject)):
+        assert english_words(shown, allowed) == [], name
+    # The numbers are those of /kpis, in Persian digits and separators.
+    now = worker.kpis()["windows"]["7d"]
+    assert f"{FA.t('leads.leads')}: {format_value(COUNT, now['leads']['leads'], FA)}" in digest.text
+    assert format_value(PERCENT, now["sales"]["win_rate"], FA) in seen
+    assert "٪" in seen and "٫" in seen and "٬" in seen
+
+
+def test_persian_charts_draw_every_glyph_from_a_font_that_has_it(persian: Any) -> None:
+    digest, caught = persian
+    assert not [m for m in caught if "missing from" in m.lower() or "glyph" in m.lower()], caught
+    assert len(digest.images) == 6
+    (regular, _) = font_paths(FA.font_files)
+    with chart_fonts(FA):
+        chosen = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.family"]))
+    assert Path(chosen).name == regular.name  # the charts' first font is the Persian one
+    covered = TTFont(regular).getBestCmap()
+    persian_chars = {c for c in FA.characters if "\u0600" <= c <= "\u06ff"}
+    assert persian_chars and not [c for c in persian_chars if ord(c) not in covered]
+
+
+def test_chromium_renders_the_persian_digest_right_to_left(persian: Any, tmp_path: Path) -> None:
+    digest, _ = persian
+    page = write_digest(digest, tmp_path)
+    assert "@font-face" in page.read_text() and "url(data:font/woff;base64," in page.read_text()
+    shot = tmp_path / "screenshot.png"
+    done = screenshot(page, shot, tmp_path / "chromium-profile", (1200, 2000))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not console_errors(done.stderr)
+    assert png_size(shot.read_bytes()) == (1200, 2000)
+    assert chart_pixels(shot) > 20_000, "the charts did not render"
+    # The heading starts on the right: the ink of the title band is on the right half.
+    from matplotlib.image import imread
+
+    band = imread(shot)[40:110, :, :3].sum(axis=2) < 1.5
+    left, right = int(band[:, :600].sum()), int(band[:, 600:].sum())
+    assert right > 3 * left, (left, right)
