@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web as aioweb
 from faust.web import Request, View
@@ -159,8 +159,18 @@ async def handle(runtime: Runtime, connector: Connector, request: Any) -> Any:
 def install_webhooks(app: faust.App, runtime: Runtime) -> None:
     """Register ``POST /webhooks/<vendor>`` for every vendor (disabled ones answer 404)."""
     mapping = load_mapping(runtime.settings.connectors_file)
-    for connector in build_connectors(runtime.settings, mapping):
+    connectors = build_connectors(runtime.settings, mapping)
+    for connector in connectors:
         _register(app, runtime, connector)
+    apis = [c.api for c in connectors if isinstance(c, HubSpotConnector)]
+
+    # The CRM API client keeps a connection pool open; close it before the loop goes.
+    async def close_api_clients(sender: Any, **kwargs: Any) -> None:
+        for api in apis:
+            await api.close()
+
+    # mode's signal types do not admit a coroutine receiver, though mode awaits them.
+    cast(Any, app.on_before_shutdown).connect(close_api_clients)
 
 
 def _register(app: faust.App, runtime: Runtime, connector: Connector) -> None:
