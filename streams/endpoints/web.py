@@ -1,4 +1,5 @@
-"""The worker's HTTP interface: metrics, KPIs, health, readiness and event ingest.
+"""The worker's HTTP interface: metrics, KPIs, health, readiness, event ingest and the
+customer-level reads (a profile, the detractor cases).
 
 ``POST /events`` is all or nothing: every event is validated first, then all are sent,
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
@@ -17,7 +18,7 @@ from faust.web import Request, View
 
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
-from salespulse.streams.endpoints import access
+from salespulse.streams.endpoints import access, detractors_view
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
             if profile is None:
                 return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
             return _json(200, profile)
+
+    detractors_view.install(app, runtime, _denied, _json)
 
     @app.page("/events")
     class Events(View):

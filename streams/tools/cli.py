@@ -197,6 +197,37 @@ def kpis(workers: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option(
+    "--status", default="open", show_default=True, type=click.Choice(["open", "followed_up", "all"])
+)
+@click.option(
+    "--window",
+    default="30d",
+    show_default=True,
+    type=click.Choice(["1h", "24h", "7d", "30d", "all"]),
+    help="By answer time; all = every case within the 62-day retention.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def detractors(workers: str | None, status: str, window: str, as_json: bool) -> None:
+    """Detractor cases merged from every worker: who to call, who was called, and how fast."""
+    from salespulse.streams.endpoints.cluster import WorkerUnreachable
+    from salespulse.streams.endpoints.detractors_view import merged_cases
+    from salespulse.streams.tools.board import detractor_table
+
+    settings = _settings()
+    names = workers.split(",") if workers else list(settings.workers)
+    try:
+        view = merged_cases([w.strip() for w in names if w.strip()], status, window, settings.ingest_token)
+    except WorkerUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+    else:
+        Console().print(detractor_table(view))
+
+
+@main.command()
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Live events/s.")
 @click.option("--duration", type=float, help="Stop after this many seconds (for scripts and CI).")
 @click.option("--backfill", type=int, default=20_000, show_default=True, help="History first.")
