@@ -903,6 +903,7 @@ COUNTER_FAMILIES = frozenset(
         "salespulse_events_duplicate",
         "salespulse_events_rejected",
         "salespulse_events_rerouted",
+        "salespulse_comments_truncated",
     }
 )
 
