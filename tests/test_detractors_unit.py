@@ -19,7 +19,7 @@ from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import route
 from salespulse.streams.pipeline.engine import Engine
 from tests import reference
-from tests.detractor_corpus import CLOCK, HOUR, LONG, MARKUP, PERSIAN, T, corpus
+from tests.detractor_corpus import CLOCK, HOUR, LONG, MARKUP, PERSIAN, T, answer, corpus
 from tests.test_agents_unit import Rec
 
 METRICS = ("salespulse_detractors_open", "salespulse_detractors_overdue", "salespulse_detractor_cases")
@@ -172,3 +172,26 @@ def test_a_case_older_than_retention_drops_out_as_the_clock_moves() -> None:
     ref = reference.expected(events, now, partitions=1)
     assert gauges(engine) == expected_gauges(ref)
     assert "C-slow" not in {c["customer_id"] for c in listed(engine, "all", "all")}
+
+
+def test_the_follow_up_target_and_human_channels_are_settings_with_clear_errors() -> None:
+    from salespulse.streams.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).detractor_sla == 24 * HOUR
+    assert Settings.from_env({}).human_channels == ("call", "email", "meeting", "support")
+    assert Settings.from_env({"SALESPULSE_DETRACTOR_SLA": "90m"}).detractor_sla == 90 * 60
+    assert Settings.from_env({"SALESPULSE_DETRACTOR_SLA": "2d"}).detractor_sla == 2 * 86400
+    assert Settings.from_env({"SALESPULSE_DETRACTOR_SLA": "3600"}).detractor_sla == 3600
+    custom = Settings.from_env({"SALESPULSE_HUMAN_CHANNELS": "call, sms"})
+    assert custom.human_channels == ("call", "sms")
+    for name, value in (("SALESPULSE_DETRACTOR_SLA", "soon"), ("SALESPULSE_HUMAN_CHANNELS", "pigeon")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})
+
+
+def test_the_sdk_contract_keeps_comment_and_response_id_and_never_rejects_a_long_comment() -> None:
+    from salespulse.streams.pipeline.codec import check_event
+
+    event = answer(T, "sdk-1", "C-1", 3, comment="é" * 5000, response_id="R-1")
+    checked = check_event(event)
+    assert checked["data"]["comment"] == "é" * 5000 and checked["data"]["response_id"] == "R-1"

@@ -228,27 +228,15 @@ def test_digest_html_renders_in_headless_chromium(worker: Any, tmp_path: Path) -
             f"Chromium is not installed: apt-get install -y --no-install-recommends {CHROMIUM_PACKAGE}"
         )
     shot = tmp_path / "screenshot.png"
-    done = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--screenshot={shot}",
-            "--window-size=1200,2000",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = headless_chromium(
+        browser,
+        tmp_path,
+        "--disable-quic",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        page.as_uri(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     console = [
@@ -262,6 +250,27 @@ def test_digest_html_renders_in_headless_chromium(worker: Any, tmp_path: Path) -
     assert png_size(data) == (1200, 2000)
     assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: a blank page?"
     assert chart_pixels(shot) > 20_000, "the charts did not render"
+
+
+def headless_chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with a throwaway profile and nothing in the background."""
+    return subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def chart_pixels(screenshot: Path) -> int:

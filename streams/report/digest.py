@@ -15,12 +15,14 @@ from typing import Any
 
 from salespulse.agents.rolling import WINDOW_SECONDS
 from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+from salespulse.streams.report.detractors import detractor_section, open_cases
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.formatting import COUNT, SCORE, format_value
 from salespulse.streams.report.model import Digest
 from salespulse.streams.report.render import _render_html, _render_text
 from salespulse.streams.report.sections import _sections
 from salespulse.streams.report.windows import DIGEST_WINDOWS, TREND
+from salespulse.streams.settings import Settings
 
 
 class _Views:
@@ -41,13 +43,20 @@ class _Views:
 
 
 def build_digest(
-    workers: Sequence[str], window: str = "7d", now: int | None = None, timeout: float = 10.0
+    workers: Sequence[str],
+    window: str = "7d",
+    now: int | None = None,
+    timeout: float = 10.0,
+    token: str | None = None,
 ) -> Digest:
     """Fetch the current view, the previous period and a trend; return the digest.
 
     ``now`` (epoch seconds) reports as of an earlier clock. By default the clock is the
-    workers' own, and the numbers are exactly what ``/kpis`` shows.
+    workers' own, and the numbers are exactly what ``/kpis`` shows. ``token`` (default:
+    ``SALESPULSE_INGEST_TOKEN``) reads the detractor cases.
     """
+    if token is None:
+        token = Settings.from_env().ingest_token
     if window not in TREND:
         raise ReportError(f"window {window!r} is not one of {', '.join(DIGEST_WINDOWS)}")
     if not workers:
@@ -68,6 +77,7 @@ def build_digest(
     trend_clocks = [clock - k * step for k in reversed(range(points))]
     trend = [(at, views.get(at if at != clock else now)) for at in trend_clocks]
     sections, charts = _sections(window, current, previous, trend)
+    sections.append(detractor_section(window, current, previous, *open_cases(workers, token)))
     text = _render_text(window, current, previous_clock, sections)
     mail_html = _render_html(window, current, previous_clock, sections, lambda c: f"cid:{c}")
     file_html = _render_html(
