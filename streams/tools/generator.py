@@ -50,13 +50,14 @@ class GeneratorConfig:
     duplicate_share: float = 0.0  # share of emitted events that re-deliver an earlier one
     late_share: float = 0.0  # share of events 70..120 days old
     out_of_order: bool = True
+    reanswer_share: float = 0.04  # NPS answers that edit an earlier response (same response_id)
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.reps < 1:
             raise ValueError("customers and reps must be >= 1")
         if self.spread_days <= 0:
             raise ValueError("spread_days must be > 0")
-        for name in ("recent_share", "late_share", "duplicate_share"):
+        for name in ("recent_share", "late_share", "duplicate_share", "reanswer_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
         if self.recent_share + self.late_share > 1.0:
@@ -125,7 +126,6 @@ _COMMENTS = {
                   "El informe mensual tiene errores."),
 }  # fmt: skip
 _COMMENT_SHARE = 0.4
-_REANSWER_SHARE = 0.04  # NPS answers that edit an earlier response (same response_id)
 _FOLLOW_UP_SHARE = 0.06  # activities that follow up a waiting detractor
 _FOLLOW_UP = _Picker([("call", 50), ("email", 30), ("meeting", 10), ("support", 10)])
 # Score distributions for 0..10: NPS has many promoters, eNPS is more lukewarm.
@@ -155,6 +155,7 @@ class _World:
 
     def __init__(self, cfg: GeneratorConfig, rng: Random) -> None:
         self.rng = rng
+        self.reanswer_share = cfg.reanswer_share
         width = max(2, len(str(cfg.reps)))
         self.reps = [f"r-{i:0{width}d}" for i in range(1, cfg.reps + 1)]
         regions = list(_REGIONS)
@@ -271,7 +272,7 @@ class _World:
         rng = self.rng
         if rng.random() >= 0.8:
             return {"survey": "enps", "score": _ENPS(rng), "team": _TEAMS(rng)}
-        if self.responses and rng.random() < _REANSWER_SHARE:
+        if self.responses and rng.random() < self.reanswer_share:
             idx, earlier = rng.choice(self.responses)  # the customer edits an earlier response
             data = dict(earlier)
             data["score"] = max(0, min(10, data["score"] + rng.choice((-2, -1, 1, 2))))
