@@ -43,7 +43,7 @@ class EnpsKpi:
 
     def apply(self, state: CountersState, event: Event, ctx: ApplyContext) -> None:
         d = event.data
-        if d["survey"] != "enps" or event.late:
+        if d["survey"] != "enps" or event.late or event.repeat:
             return
         vec = [0, 0, 0]
         vec[nps_category(d["score"])] = 1

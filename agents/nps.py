@@ -3,6 +3,7 @@
 Promoter 9-10, passive 7-8, detractor 0-6; NPS = 100 * (P - D) / responses. The latest
 score per customer is the answer with the greatest ``occurred_at`` (offset breaks ties),
 never the last to arrive; ``salespulse_nps_customers`` counts customers by that category.
+A re-answer (same ``response_id``) updates the latest answer but is not counted again.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class NpsKpi:
         if d["survey"] != "nps":
             return
         state.offer_latest(d["customer_id"], event.t, event.offset, d["score"])
-        if event.late:
+        if event.late or event.repeat:
             return
         vec = [0, 0, 0]
         vec[nps_category(d["score"])] = 1

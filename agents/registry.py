@@ -1,8 +1,8 @@
-"""The eight KPIs, in the order a sales manager reads them."""
+"""The eight KPIs, in the order a sales manager reads them, and the detractor follow-up."""
 
 from __future__ import annotations
 
-from salespulse.agents import acquisition, engagement, enps, expansion, leads, nps, pricing, sales
+from salespulse.agents import acquisition, detractors, engagement, enps, expansion, leads, nps, pricing, sales
 from salespulse.agents.base import Kpi
 
 KPIS: tuple[Kpi, ...] = (
@@ -14,4 +14,5 @@ KPIS: tuple[Kpi, ...] = (
     enps.KPI,
     expansion.KPI,
     nps.KPI,
+    detractors.KPI,
 )

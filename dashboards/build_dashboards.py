@@ -795,6 +795,51 @@ def kpi_dashboard() -> Json:
                     w=12,
                     description="Promoters (9-10), passives (7-8), detractors (0-6), selected regions.",
                 ),
+                # Detractor follow-up: who to call, who was called, and how fast.
+                panel(
+                    "stat",
+                    "Open detractor cases",
+                    [
+                        ("sum(salespulse:detractors_open:sum_org) or vector(0)", "open"),
+                        ("sum(salespulse:detractors_overdue:sum) or vector(0)", "overdue"),
+                    ],
+                    unit="short",
+                    decimals=0,
+                    w=6,
+                    thresholds=steps(("green", None), ("red", 1)),
+                    description="Detractors whose latest answer is not yet followed up by a call, "
+                    "email, meeting or support contact, and those open longer than the target "
+                    "(SALESPULSE_DETRACTOR_SLA). The list: GET /detractors or `salespulse detractors`.",
+                    links=[runbook("SalesPulseDetractorsUnanswered")],
+                ),
+                panel(
+                    "bargauge",
+                    "Open detractor cases by owner",
+                    [
+                        (
+                            'sum by (owner) (salespulse:detractors_open:sum{region=~"$region"})',
+                            "{{owner}}",
+                        )
+                    ],
+                    unit="short",
+                    decimals=0,
+                    w=8,
+                    description="Open cases per owner (the rep of the customer's latest deal won, "
+                    "or unassigned), selected regions.",
+                ),
+                panel(
+                    "timeseries",
+                    "Detractor follow-up rate ($window, by answer time)",
+                    [
+                        (f"salespulse:detractors:follow_up_rate{{{W}}}", "followed up"),
+                        (f"salespulse:detractors:follow_up_in_target_rate{{{W}}}", "within the target"),
+                    ],
+                    w=10,
+                    description="Of the detractor cases answered in the window, the share followed "
+                    "up at all and within the target (salespulse:detractors:follow_up_rate).",
+                    links=[runbook("SalesPulseDetractorsUnanswered")],
+                    **pct,
+                ),
             ],
         ),
     ]
@@ -822,6 +867,7 @@ def kpi_dashboard() -> Json:
             "SalesPulseENPSLow",
             "SalesPulseNPSLow",
             "SalesPulseDetractorSpike",
+            "SalesPulseDetractorsUnanswered",
         ]
     )
     return board

@@ -7,11 +7,15 @@ environment itself, so defaults live in one place and secrets never reach a log 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
+from salespulse.schemas.validator import SCHEMA_DIR
 
 EMBEDDED_BROKER = "127.0.0.1:9092"
 SECRET_FIELDS = frozenset(
@@ -29,6 +33,37 @@ SECRET_FIELDS = frozenset(
 
 class SettingsError(ValueError):
     """A ``SALESPULSE_*`` variable has a value that cannot be used."""
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, value: str) -> int:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``2d``."""
+    raw = value.strip().lower()
+    unit = _DURATION_UNITS.get(raw[-1:], 0)
+    digits = raw[:-1] if unit else raw
+    if not digits.isdigit() or int(digits) < 1:
+        raise SettingsError(f"{name}={value!r} is not a duration such as 24h, 30m, 2d or 3600 (seconds)")
+    return int(digits) * (unit or 1)
+
+
+def activity_channels() -> tuple[str, ...]:
+    """The channels the ``customer.activity`` contract allows, read from its schema."""
+    schema = json.loads((SCHEMA_DIR / "customer.activity.schema.json").read_text(encoding="utf-8"))
+    return tuple(schema["properties"]["data"]["properties"]["channel"]["enum"])
+
+
+def _channels(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    channels = tuple(sorted({c.strip() for c in raw.split(",") if c.strip()}))
+    known = activity_channels()
+    unknown = [c for c in channels if c not in known]
+    if not channels or unknown:
+        raise SettingsError(f"{name}={raw!r}: channels must be some of {', '.join(known)}")
+    return channels
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -107,6 +142,10 @@ class Settings:
     typeform_comment_field: str = ""
     #: The digest's language: a catalogue file in streams/report/locales (``en``, ``fa``).
     locale: str = "en"
+    #: Seconds a detractor case may stay open before it is overdue.
+    detractor_sla: int = DEFAULT_SLA
+    #: ``customer.activity`` channels that count as a human follow-up of a detractor.
+    human_channels: tuple[str, ...] = DEFAULT_HUMAN_CHANNELS
 
     def __repr__(self) -> str:
         shown = []
@@ -199,6 +238,10 @@ class Settings:
             or defaults.typeform_customer_field,
             typeform_comment_field=env.get("SALESPULSE_TYPEFORM_COMMENT_FIELD", ""),
             locale=env.get("SALESPULSE_LOCALE") or defaults.locale,
+            detractor_sla=parse_duration("SALESPULSE_DETRACTOR_SLA", env["SALESPULSE_DETRACTOR_SLA"])
+            if env.get("SALESPULSE_DETRACTOR_SLA")
+            else defaults.detractor_sla,
+            human_channels=_channels(env, "SALESPULSE_HUMAN_CHANNELS", defaults.human_channels),
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")

@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's ``chromium``) rendering a local page to a PNG, for the digest tests."""
+"""Headless Chromium (Debian's ``chromium``) on local pages, for the digest tests."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 CHROMIUM_PACKAGE = "chromium"  # Debian: apt-get install -y --no-install-recommends chromium
 
 
-def screenshot(
-    page: Path, shot: Path, profile: Path, size: tuple[int, int]
-) -> subprocess.CompletedProcess[str]:
-    """Render ``page`` into ``shot``; fails the test (never skips) when Chromium is missing."""
+def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with a throwaway profile and nothing in the background.
+
+    Fails the test (never skips) when Chromium is missing.
+    """
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail(
@@ -32,15 +33,25 @@ def screenshot(
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--screenshot={shot}",
-            f"--window-size={size[0]},{size[1]}",
-            page.as_uri(),
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def screenshot(
+    page: Path, shot: Path, profile: Path, size: tuple[int, int]
+) -> subprocess.CompletedProcess[str]:
+    """Render ``page`` into ``shot``, logging the console to stderr."""
+    return chromium(
+        profile,
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--screenshot={shot}",
+        f"--window-size={size[0]},{size[1]}",
+        page.as_uri(),
     )
 
 

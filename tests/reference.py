@@ -8,7 +8,8 @@ at-risk bookkeeping. What it returns is what one worker owning every partition m
 export at the given clock:
 
 - ``Expected.gauges``: every KPI gauge sample of ``/metrics``, zero-valued series included;
-- ``Expected.events`` / ``late`` / ``duplicates``: the event counters;
+- ``Expected.events`` / ``late`` / ``duplicates`` / ``comments_truncated``: the event counters;
+- ``Expected.cases``: every detractor case (docs/semantics.md, "Detractor follow-up"), by customer;
 - ``Expected.windows``: the ``/kpis`` "windows" summary (headline numbers and ratios);
 - ``Expected.headline(window)``: the headline numbers counted straight from the events,
   a second path that does not go through the gauges.
@@ -24,7 +25,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka.partitioner.default import murmur2
@@ -41,6 +42,10 @@ MIN_ANONYMOUS = 5
 CATEGORIES = ("promoter", "passive", "detractor")
 DEAL_KINDS = ("new", "upsell", "cross_sell", "renewal")
 MICROS = 1_000_000
+COMMENT_CHARS = 2000
+DETRACTOR_SLA = 24 * 3600
+HUMAN_CHANNELS = ("call", "email", "meeting", "support")
+STAGES = ("opened", "followed_up", "followed_up_in_target")
 
 #: Gauge families whose values are money (compared with a tolerance), the rest are counts.
 AMOUNT_METRICS = frozenset(
@@ -104,6 +109,8 @@ class Delivery:
     t: int
     late: bool
     duplicate: bool
+    #: A survey answer whose response_id an earlier answer already carried.
+    repeat: bool = False
 
     @property
     def type(self) -> str:
@@ -115,8 +122,8 @@ class Delivery:
 
     @property
     def counted(self) -> bool:
-        """Counted in windowed numbers: neither late nor a duplicate."""
-        return not self.late and not self.duplicate
+        """Counted in windowed numbers: neither late, a duplicate nor a repeated response."""
+        return not self.late and not self.duplicate and not self.repeat
 
 
 class Clock:
@@ -146,6 +153,7 @@ def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) 
     """Place every event (send order) and decide late / duplicate for each delivery."""
     next_offset: dict[tuple[str, int], int] = defaultdict(int)
     applied: dict[tuple[str, int], set[str]] = defaultdict(set)
+    responses: dict[tuple[str, int], set[str]] = defaultdict(set)
     out = []
     for index, event in enumerate(events):
         topic, key = route(event)
@@ -160,7 +168,15 @@ def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) 
         duplicate = event["event_id"] in seen
         if not late:
             seen.add(event["event_id"])
-        out.append(Delivery(index, event, topic, partition, offset, t, late, duplicate))
+        # A response counts once: an answer repeating a response id seen before (within
+        # retention, so not from a late copy) is not counted in windows again.
+        response = event["data"].get("response_id") if event["type"] == "survey.answered" else None
+        repeat = False
+        if response is not None and not duplicate:
+            repeat = response in responses[topic, partition]
+            if not late:
+                responses[topic, partition].add(response)
+        out.append(Delivery(index, event, topic, partition, offset, t, late, duplicate, repeat))
     return out
 
 
@@ -224,6 +240,21 @@ class Expected:
     folded: bool
     targets: dict[tuple[str, str], float]
     windows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    comments_truncated: int = 0
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def listed(self, status: str = "open", window: str = "30d") -> list[dict[str, Any]]:
+        """``GET /detractors``: cases answered in ``window`` (``all``: within retention)."""
+        clock = self.clock
+        out = []
+        for case in self.cases.values():
+            if window != "all" and not clock.holds(case["t"], window):
+                continue
+            if status == "all" or (status == "open") == (case["followed_up_at"] is None):
+                out.append({k: v for k, v in case.items() if k != "t"})
+        return sorted(
+            out, key=lambda c: (c["followed_up_at"] is not None, c["answered_at"], c["customer_id"])
+        )
 
     # -- the headline numbers, counted straight from the events ----------------------
     def headline(self, window: str) -> dict[str, Any]:
@@ -332,12 +363,70 @@ class Expected:
         return len(self.deliveries)
 
 
+def format_time(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def detractor_cases(
+    dels: list[Delivery], clock: Clock, sla: int, human: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """Every customer's case, straight from the definitions: latest answer a detractor within
+    retention; followed up by the earliest later human activity; owner from the latest deal."""
+    applied = [d for d in dels if not d.duplicate]
+    latest: dict[str, Delivery] = {}
+    owner: dict[str, Delivery] = {}
+    for d in applied:
+        if d.type == "survey.answered" and d.data["survey"] == "nps":
+            c = d.data["customer_id"]
+            if c not in latest or (d.t, d.offset) > (latest[c].t, latest[c].offset):
+                latest[c] = d
+        elif d.type == "deal.won":
+            c = d.data["customer_id"]
+            if c not in owner or (d.t, d.offset) > (owner[c].t, owner[c].offset):
+                owner[c] = d
+    cases = {}
+    for c, answer in latest.items():
+        data = answer.data
+        if data["score"] > 6 or clock.is_late(answer.t):
+            continue
+        follow = min(
+            (
+                (d.t, d.offset, d.data["channel"])
+                for d in applied
+                if d.type == "customer.activity"
+                and d.data["customer_id"] == c
+                and d.data["channel"] in human
+                and d.t > answer.t
+            ),
+            default=None,
+        )
+        end = clock.now if follow is None else follow[0]
+        comment = data.get("comment")
+        cases[c] = {
+            "customer_id": c,
+            "score": data["score"],
+            "comment": None if comment is None else comment[:COMMENT_CHARS],
+            "response_id": data.get("response_id"),
+            "answered_at": format_time(answer.t),
+            "region": data["region"],
+            "product": data["product"],
+            "owner": owner[c].data["rep_id"] if c in owner else "unassigned",
+            "followed_up_at": None if follow is None else format_time(follow[0]),
+            "channel": None if follow is None else follow[2],
+            "hours_open": round((end - answer.t) / 3600, 2),
+            "t": answer.t,
+        }
+    return cases
+
+
 def expected(
     events: Iterable[dict[str, Any]],
     clock: int,
     partitions: int = 4,
     label_cap: int = 50,
     targets: Mapping[tuple[str, str], float] | None = None,
+    sla: int = DETRACTOR_SLA,
+    human_channels: Iterable[str] = HUMAN_CHANNELS,
 ) -> Expected:
     """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds)."""
     clk = Clock(clock)
@@ -404,9 +493,9 @@ def expected(
             old_list = list_price.get(lk)
             if old_list is None or (t, d.offset) > old_list[:2]:
                 list_price[lk] = (t, d.offset, data["price"])
-        if d.late:
+        if not d.counted:
             continue
-        # Windowed numbers: neither late nor duplicate.
+        # Windowed numbers: neither late, a duplicate nor a repeated response.
         if kind == "lead.created":
             labels = {
                 "region": fold("region", data["region"]),
@@ -522,6 +611,21 @@ def expected(
     latest_categories = Counter(category(score) for _, _, score in nps_latest.values())
     for cat in CATEGORIES:
         put("salespulse_nps_customers", {"category": cat}, float(latest_categories[cat]))
+    cases = detractor_cases(dels, clk, sla, tuple(human_channels))
+    open_cases: Counter[tuple[str, str]] = Counter()
+    for case in cases.values():
+        label = (fold("region", case["region"]), fold("owner", case["owner"]))
+        open_cases[label] += case["followed_up_at"] is None
+    for (region, owner), n in open_cases.items():
+        put("salespulse_detractors_open", {"region": region, "owner": owner}, float(n))
+    overdue = sum(1 for c in cases.values() if c["followed_up_at"] is None and clk.now - c["t"] > sla)
+    put("salespulse_detractors_overdue", {}, float(overdue))
+    for window in WINDOWS:
+        cohort = [c for c in cases.values() if clk.holds(c["t"], window)]
+        followed = [c for c in cohort if c["followed_up_at"] is not None]
+        in_target = [c for c in followed if epoch_seconds(c["followed_up_at"]) - c["t"] <= sla]
+        for stage, n in zip(STAGES, (cohort, followed, in_target), strict=True):
+            put("salespulse_detractor_cases", {"window": window, "stage": stage}, float(len(n)))
 
     result = Expected(
         clock=clk,
@@ -532,6 +636,14 @@ def expected(
         duplicates=duplicates,
         folded=fold.folded,
         targets=targets,
+        comments_truncated=sum(
+            1
+            for d in dels
+            if not d.duplicate
+            and d.type == "survey.answered"
+            and len(d.data.get("comment", "")) > COMMENT_CHARS
+        ),
+        cases=cases,
     )
     result.windows = {w: summarize(gauges, w) for w in WINDOWS}
     return result
@@ -617,6 +729,8 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
     nps_cats = g.by("salespulse_nps_responses", "category", where=w)
     p, pa, d = (nps_cats.get(c, 0.0) for c in CATEGORIES)
     nps_cells = g.by("salespulse_nps_responses", "region", "category", where=w)
+    stages = g.by("salespulse_detractor_cases", "stage", where=w)
+    opened, followed, in_target = (stages.get(s, 0.0) for s in STAGES)
     return {
         "leads": {
             "leads": leads,
@@ -689,6 +803,16 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
                 for r, n in g.by("salespulse_nps_responses", "region", where=w).items()
             },
             "customers_by_latest_category": g.by("salespulse_nps_customers", "category"),
+        },
+        "detractors": {
+            "open": g.total("salespulse_detractors_open"),
+            "overdue": g.total("salespulse_detractors_overdue"),
+            "open_by_owner": g.by("salespulse_detractors_open", "owner"),
+            "cases_opened": opened,
+            "cases_followed_up": followed,
+            "cases_followed_up_in_target": in_target,
+            "follow_up_rate": ratio(followed, opened),
+            "follow_up_in_target_rate": ratio(in_target, opened),
         },
     }
 
@@ -779,6 +903,7 @@ COUNTER_FAMILIES = frozenset(
         "salespulse_events_duplicate",
         "salespulse_events_rejected",
         "salespulse_events_rerouted",
+        "salespulse_comments_truncated",
     }
 )
 

@@ -175,6 +175,7 @@ def assert_exact(
         want_counters["salespulse_events_total", frozenset({("type", kind)})] = ref.events[kind]
         want_counters["salespulse_events_late_total", frozenset({("type", kind)})] = ref.late[kind]
     want_counters["salespulse_events_duplicate_total", frozenset()] = ref.duplicates
+    want_counters["salespulse_comments_truncated_total", frozenset()] = ref.comments_truncated
     for reason, n in want_rejected.items():
         want_counters["salespulse_events_rejected_total", frozenset({("reason", reason)})] = n
     want_rerouted = {topic: (rerouted or {}).get(topic, 0) for topic in INPUT_TOPICS}

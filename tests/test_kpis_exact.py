@@ -161,6 +161,7 @@ def test_worker_matches_reference_exactly(
         want_counters["salespulse_events_total", frozenset({("type", kind)})] = reference.events[kind]
         want_counters["salespulse_events_late_total", frozenset({("type", kind)})] = reference.late[kind]
     want_counters["salespulse_events_duplicate_total", frozenset()] = reference.duplicates
+    want_counters["salespulse_comments_truncated_total", frozenset()] = reference.comments_truncated
     for reason in counters["rejected"]:
         want_counters["salespulse_events_rejected_total", frozenset({("reason", reason)})] = (
             want_rejected.get(reason, 0)

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from salespulse.streams.tools.broker import free_port
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, http, wait_until
 from tests.dashboard_queries import panel_queries
+from tests.prometheus_process import query, ready_query, running_prometheus
 
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
 
-def query(base: str, expr: str) -> list[Any]:
-    status, body = http(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}")
-    assert status == 200, (expr, body[:500])
-    return list(orjson.loads(body)["data"]["result"])
-
-
-def ready_query(base: str, expr: str) -> list[Any]:
-    try:
-        return query(base, expr)
-    except OSError:
-        return []
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: apt-get install -y --no-install-recommends prometheus"
     worker = spawn_worker(SALESPULSE_TARGETS=str(REPO / "config" / "targets.example.yml"))
     for event in generate(GeneratorConfig(seed=21, now=FIXED_NOW, late_share=0.01), 4000):
         producer.send(event)
@@ -44,28 +26,8 @@ def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
     producer.flush()
     worker.wait_ready()
     wait_until(lambda: worker.progress()["events"] + worker.progress()["rejected"] >= 4000)
-    rules = REPO / "prometheus" / "rules"
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: {[str(p) for p in sorted(rules.glob('*.yml'))]}\n"
-        "scrape_configs:\n"
-        f"  - job_name: salespulse\n    static_configs: [{{targets: ['{worker.address}']}}]\n"
-    )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: ready_query(base, 'up{job="salespulse"} == 1'), timeout=60)
+    rules = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+    with running_prometheus(tmp_path, [worker.address], rules) as base:
         # rate() and the 2-minute running maxima need a few scrapes before they answer.
         wait_until(lambda: ready_query(base, "salespulse:events:rate5m"), timeout=60)
         # Latency quantiles need events applied while Prometheus watches.
@@ -75,9 +37,6 @@ def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
         producer.flush()
         wait_until(lambda: ready_query(base, "salespulse:event_to_state_seconds:p99"), timeout=60)
         yield base
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 def test_every_panel_query_of_every_dashboard_returns_a_series(prometheus: str) -> None:

@@ -41,6 +41,10 @@ HELP = {
     "salespulse_expansion_amount": "Amount of upsell and cross-sell deals won in the window.",
     "salespulse_nps_responses": "NPS answers by category in the window.",
     "salespulse_nps_customers": "Customers by the category of their latest NPS answer.",
+    "salespulse_detractors_open": "Detractor cases not yet followed up, by region and owner.",
+    "salespulse_detractors_overdue": "Detractor cases open longer than the follow-up target.",
+    "salespulse_detractor_cases": "Detractor cases by answer time in the window: opened, followed up, "
+    "followed up within the target.",
 }
 
 COUNTERS = {
@@ -52,6 +56,11 @@ COUNTERS = {
         "reason",
     ),
     "duplicates": ("salespulse_events_duplicate", "Events whose event_id was already seen.", ""),
+    "comments_truncated": (
+        "salespulse_comments_truncated",
+        "Survey comments over 2,000 characters, cut to that length.",
+        "",
+    ),
     "rerouted": (
         "salespulse_events_rerouted",
         "Records that arrived on a partition their key does not belong to, forwarded to the right one.",

@@ -80,7 +80,9 @@ class PageCache:
 
 def _page_builder(settings: Settings) -> Builder:
     def build(window: str, locale: str) -> str:
-        return build_digest(settings.workers, window, locale=locale, refresh=REFRESH_SECONDS).html_file
+        return build_digest(
+            settings.workers, window, locale=locale, refresh=REFRESH_SECONDS, token=settings.ingest_token
+        ).html_file
 
     return build
 

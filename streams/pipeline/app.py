@@ -17,6 +17,7 @@ import faust
 import yaml
 
 from salespulse.agents.base import Kpi
+from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.endpoints.web import install_views
@@ -63,6 +64,12 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
     return process
 
 
+def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
+    """The registry's KPIs, with the detractor follow-up target and channels of ``settings``."""
+    policy = Policy(settings.detractor_sla, frozenset(settings.human_channels))
+    return tuple(DetractorsKpi(policy) if kpi.name == DetractorsKpi.name else kpi for kpi in KPIS)
+
+
 def create_app(
     settings: Settings, *, engine: Engine | None = None, epoch: str = ""
 ) -> tuple[SalesPulseApp, Runtime]:
@@ -78,6 +85,7 @@ def create_app(
         max_event_bytes=settings.max_event_bytes,
         targets=load_targets(settings.targets_file),
         partitions=settings.partitions,
+        kpis=configured_kpis(settings),
     )
     app = SalesPulseApp(
         settings.app_id,
@@ -113,7 +121,7 @@ def create_app(
     )
     app.tables.add(table)
     runtime.table = table
-    for kpi in KPIS:
+    for kpi in engine.kpis:
         channel = app.topic(
             *sorted(kpi.topics),
             key_serializer="raw",

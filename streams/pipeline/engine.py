@@ -37,6 +37,7 @@ from salespulse.agents.base import (
     Sample,
     Series,
 )
+from salespulse.agents.detractors import order_cases
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
@@ -47,6 +48,10 @@ from salespulse.streams.pipeline.codec import REASONS, Rejected, check_route, de
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
 SEEN_CHUNK = 4096
+#: A survey comment longer than this many characters is cut to it (and counted), never rejected.
+COMMENT_CHARS = 2000
+#: Response ids share the seen-ids state with event ids, under this prefix (no event id has it).
+RESPONSE_PREFIX = "\x00response\x00"
 #: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
 FORWARDED_FROM = "salespulse.forwarded-from"
 
@@ -162,6 +167,7 @@ class TopicMeta:
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     rerouted: int = 0
+    truncated: int = 0
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -172,6 +178,7 @@ class TopicMeta:
             "rejected": self.rejected,
             "dups": self.duplicates,
             "rr": self.rerouted,
+            "tr": self.truncated,
         }
 
     @classmethod
@@ -184,6 +191,7 @@ class TopicMeta:
             value["rejected"],
             value["dups"],
             value.get("rr", 0),  # written before rerouting existed
+            value.get("tr", 0),  # written before survey comments existed
         )
 
 
@@ -334,7 +342,11 @@ class Engine:
                 if late:
                     meta.late[kind] = meta.late.get(kind, 0) + 1
                 meta.newest = max(meta.newest, t)
-            event = Event(kind, t, offset, raw["data"], late)
+            data = raw["data"]
+            repeat = False
+            if kind == "survey.answered":
+                repeat = self._survey_extras(data, seen, meta if fresh else None, hour, late, offset)
+            event = Event(kind, t, offset, data, late, repeat)
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
             if fresh and record.timestamp is not None:
@@ -344,6 +356,24 @@ class Engine:
         out.changelog = list(self._changelog(state, topic, last))
         seen.expire(oldest_hour)
         return out
+
+    @staticmethod
+    def _survey_extras(
+        data: dict[str, Any], seen: SeenIds, meta: TopicMeta | None, hour: int, late: bool, offset: int
+    ) -> bool:
+        """Cut a long comment (counted once, when ``meta`` is given); say whether the answer is a
+        repeat: its ``response_id`` was first seen at an earlier offset (within retention)."""
+        comment = data.get("comment")
+        if comment is not None and len(comment) > COMMENT_CHARS:
+            data["comment"] = comment[:COMMENT_CHARS]
+            if meta is not None:
+                meta.truncated += 1
+        response = data.get("response_id")
+        if response is None:
+            return False
+        rid = RESPONSE_PREFIX + response
+        first = seen.known_offset(rid, offset) if late else seen.first_offset(hour, rid, offset)
+        return first < offset
 
     @staticmethod
     def _forward(topic: str, partition: int, right: int, partitions: int, record: Record) -> Forward:
@@ -415,7 +445,7 @@ class Engine:
             "rejected": dict.fromkeys(REASONS, 0),
             "rerouted": dict.fromkeys(INPUT_TOPICS, 0),
         }
-        duplicates = 0
+        duplicates = truncated = 0
         for p in partitions:
             state = self.partitions.get(p)
             if state is None:
@@ -431,7 +461,8 @@ class Engine:
                     for label, n in counts.items():
                         totals[name][label] = totals[name].get(label, 0) + n
                 duplicates += meta.duplicates
-        return {**totals, "duplicates": duplicates}
+                truncated += meta.truncated
+        return {**totals, "duplicates": duplicates, "comments_truncated": truncated}
 
     def progress(self, partitions: Iterable[int]) -> dict[str, Any]:
         """Cheap to compute: what has been applied, for polling during loads and tests."""
@@ -479,6 +510,7 @@ class Engine:
                 continue
             engagement: Any = state.kpis.get("engagement")
             nps: Any = state.kpis.get("nps")
+            detractors: Any = state.kpis.get("detractors")
             touched = engagement is not None and (
                 customer in engagement.activity or customer in engagement.deal
             )
@@ -488,8 +520,24 @@ class Engine:
                 profile.update(engagement.profile(customer))
                 if answer is not None:
                     profile["nps"] = {"score": answer[2], "occurred_at": answer[0]}
+                    note = None if detractors is None else detractors.note(customer)
+                    if note is not None:
+                        profile["nps"]["comment"], profile["nps"]["response_id"] = note
                 return profile
         return None
+
+    def detractors(
+        self, partitions: Iterable[int], status: str = "open", window: str = "30d"
+    ) -> dict[str, Any]:
+        """This worker's detractor cases (``GET /detractors``), open ones oldest first."""
+        clock = self.clock()
+        cases = []
+        for p in sorted(partitions):
+            state = self.partitions.get(p)
+            kpi_state: Any = None if state is None else state.kpis.get("detractors")
+            if kpi_state is not None:
+                cases += [case.view(clock.now) for case in kpi_state.listed(clock, window, status)]
+        return {"clock": clock.now, "window": window, "status": status, "cases": order_cases(cases)}
 
 
 def summarize(series: Series, kpis: Sequence[Kpi] = KPIS) -> dict[str, dict[str, Any]]:

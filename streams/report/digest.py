@@ -15,6 +15,7 @@ from typing import Any
 from salespulse.agents.rolling import WINDOW_SECONDS
 from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
 from salespulse.streams.report.catalogue import DEFAULT_LOCALE, UnknownLocale, catalogue
+from salespulse.streams.report.detractors import detractor_section, open_cases
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.fonts import chart_fonts, font_face_css
 from salespulse.streams.report.formatting import COUNT, SCORE, format_value
@@ -22,6 +23,7 @@ from salespulse.streams.report.model import Digest
 from salespulse.streams.report.render import _render_html, _render_text
 from salespulse.streams.report.sections import _sections
 from salespulse.streams.report.windows import DIGEST_WINDOWS, TREND
+from salespulse.streams.settings import Settings
 
 
 class _Views:
@@ -48,17 +50,21 @@ def build_digest(
     timeout: float = 10.0,
     locale: str = DEFAULT_LOCALE,
     refresh: int | None = None,
+    token: str | None = None,
 ) -> Digest:
     """Fetch the current view, the previous period and a trend; return the digest.
 
     ``now`` (epoch seconds) reports as of an earlier clock. By default the clock is the
     workers' own, and the numbers are exactly what ``/kpis`` shows. ``locale`` names the
-    catalogue (``en``, ``fa``); ``refresh`` (seconds) makes the HTML file reload itself.
+    catalogue (``en``, ``fa``); ``refresh`` (seconds) makes the HTML file reload itself;
+    ``token`` (default: ``SALESPULSE_INGEST_TOKEN``) reads the detractor cases.
     """
     try:
         cat = catalogue(locale)
     except UnknownLocale as exc:
         raise ReportError(str(exc)) from None
+    if token is None:
+        token = Settings.from_env().ingest_token
     if window not in TREND:
         raise ReportError(f"window {window!r} is not one of {', '.join(DIGEST_WINDOWS)}")
     if not workers:
@@ -80,6 +86,7 @@ def build_digest(
     trend = [(at, views.get(at if at != clock else now)) for at in trend_clocks]
     with chart_fonts(cat):
         sections, charts = _sections(window, current, previous, trend, cat)
+    sections.append(detractor_section(window, current, previous, *open_cases(workers, token), cat))
     text = _render_text(window, current, previous_clock, sections, cat)
     # The embedded font holds every character the page can show: the catalogue's and the data's.
     font = font_face_css(cat, text + cat.characters) if cat.font_files else ""

@@ -1,4 +1,5 @@
-"""Terminal rendering of a KPI view, shared by ``salespulse kpis`` and the live demo board.
+"""Terminal rendering of a KPI view, shared by ``salespulse kpis`` and the live demo board,
+and of the detractor cases (``salespulse detractors``).
 
 One row per headline number, one column per window; with a previous view, arrows show the
 change, and rows whose alert condition holds (the defaults of prometheus/rules) turn red.
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from salespulse.agents.rolling import WINDOW_NAMES
 
@@ -37,6 +39,9 @@ ROWS: list[tuple[str, Getter, str, Callable[[float], bool] | None]] = [
     ("Expansion rate", lambda w: w["expansion"]["expansion_rate"], "{:.1%}", None),
     ("NPS", lambda w: w["nps"]["nps"], "{:+.1f}", lambda v: v < 0),
     ("NPS responses", lambda w: w["nps"]["responses"], "{:,.0f}", None),
+    ("Detractors open", lambda w: w["detractors"]["open"], "{:,.0f}", None),
+    ("Detractors overdue", lambda w: w["detractors"]["overdue"], "{:,.0f}", lambda v: v > 0),
+    ("Detractor follow-up rate", lambda w: w["detractors"]["follow_up_rate"], "{:.0%}", None),
 ]
 
 
@@ -75,4 +80,37 @@ def kpi_table(view: dict[str, Any], previous: dict[str, Any] | None = None) -> T
         f"customers known {view['windows']['30d']['engagement']['customers_known']:,.0f}; "
         f"competitor prices {len(prices)}, undercutting us by 10%+: {len(undercut)}"
     )
+    return table
+
+
+def detractor_table(view: dict[str, Any], comment_chars: int = 60) -> Table:
+    """One row per case; customer text goes in as plain ``Text``, never as rich markup."""
+    table = Table(title=f"Detractors: {view['status']}, answered in {view['window']}", expand=False)
+    for column in (
+        "Customer",
+        "Score",
+        "Answered",
+        "Owner",
+        "Region",
+        "Hours open",
+        "Followed up",
+        "Comment",
+    ):
+        table.add_column(column, justify="right" if column in {"Score", "Hours open"} else "left")
+    for case in view["cases"]:
+        followed = case["followed_up_at"]
+        comment = case["comment"] or ""
+        if len(comment) > comment_chars:
+            comment = comment[: comment_chars - 1] + "…"
+        table.add_row(
+            Text(case["customer_id"]),
+            str(case["score"]),
+            case["answered_at"],
+            Text(case["owner"]),
+            Text(case["region"]),
+            f"{case['hours_open']:,.1f}",
+            "-" if followed is None else f"{followed} ({case['channel']})",
+            Text(comment),
+        )
+    table.caption = f"{len(view['cases'])} cases"
     return table

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -188,18 +189,52 @@ def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def kpis(workers: str | None, as_json: bool) -> None:
     """Show the cluster-wide KPIs, merged from every worker's share."""
-    from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+    from salespulse.streams.endpoints.cluster import cluster_view
     from salespulse.streams.tools.board import kpi_table
+
+    _show_merged(workers, cluster_view, as_json, kpi_table)
+
+
+def _show_merged(
+    workers: str | None,
+    fetch: Callable[[list[str]], dict[str, Any]],
+    as_json: bool,
+    table: Callable[[dict[str, Any]], Any],
+) -> None:
+    """Merge every worker's share with ``fetch`` and print it as JSON or as a table."""
+    from salespulse.streams.endpoints.cluster import WorkerUnreachable
 
     names = workers.split(",") if workers else list(_settings().workers)
     try:
-        view = cluster_view([w.strip() for w in names if w.strip()])
+        view = fetch([w.strip() for w in names if w.strip()])
     except WorkerUnreachable as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
     else:
-        Console().print(kpi_table(view))
+        Console().print(table(view))
+
+
+@main.command()
+@click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option(
+    "--status", default="open", show_default=True, type=click.Choice(["open", "followed_up", "all"])
+)
+@click.option(
+    "--window",
+    default="30d",
+    show_default=True,
+    type=click.Choice(["1h", "24h", "7d", "30d", "all"]),
+    help="By answer time; all = every case within the 62-day retention.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def detractors(workers: str | None, status: str, window: str, as_json: bool) -> None:
+    """Detractor cases merged from every worker: who to call, who was called, and how fast."""
+    from salespulse.streams.endpoints.detractors_view import merged_cases
+    from salespulse.streams.tools.board import detractor_table
+
+    token = _settings().ingest_token
+    _show_merged(workers, lambda names: merged_cases(names, status, window, token), as_json, detractor_table)
 
 
 @main.command()

@@ -3,7 +3,8 @@
 SalesPulse needs realistic traffic without a real CRM: skewed regions, lead
 sources and reps; customers that are acquired and then expand, renew or go
 quiet; NPS and eNPS answers (with small teams that stay under the anonymity
-threshold); competitor prices drifting around our list prices; plus the
+threshold), NPS comments, re-answers of the same response, and calls or emails that
+follow some detractors up (others stay open); competitor prices drifting around our list prices; plus the
 awkward parts of real delivery: out-of-order times, redelivered duplicates and
 events too old for the rolling windows. Every event matches the schemas in
 ``schemas/``. The stream depends only on ``GeneratorConfig`` (seed and ``now``
@@ -51,13 +52,14 @@ class GeneratorConfig:
     out_of_order: bool = True
     #: Events spread evenly over ``spread_days`` (a team's steady pace), not denser near now.
     steady: bool = False
+    reanswer_share: float = 0.04  # NPS answers that edit an earlier response (same response_id)
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.reps < 1:
             raise ValueError("customers and reps must be >= 1")
         if self.spread_days <= 0:
             raise ValueError("spread_days must be > 0")
-        for name in ("recent_share", "late_share", "duplicate_share"):
+        for name in ("recent_share", "late_share", "duplicate_share", "reanswer_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
         if self.recent_share + self.late_share > 1.0:
@@ -115,6 +117,19 @@ _LOSS_REASON = _Picker([
     ("price", 30), ("competitor", 25), ("no_decision", 20), ("timing", 10), ("features", 10),
     ("budget", 5),
 ])  # fmt: skip
+# NPS comments by category (some not in English, one with markup a page must escape).
+_COMMENTS = {
+    "promoter": ("Great product, the reports save us hours.", "Support answered within minutes.",
+                 "Sehr zufrieden mit der Einführung.", "Onboarding was smooth."),
+    "passive": ("Fine, but the mobile app is slow.", "Does the job; pricing is steep.",
+                "Correct, sans plus."),
+    "detractor": ("Nobody answered our support ticket for a week.", "Too expensive for what we use.",
+                  "The import broke our pipeline <b>twice</b>.", "پشتیبانی خیلی کند بود.",
+                  "El informe mensual tiene errores."),
+}  # fmt: skip
+_COMMENT_SHARE = 0.4
+_FOLLOW_UP_SHARE = 0.06  # activities that follow up a waiting detractor
+_FOLLOW_UP = _Picker([("call", 50), ("email", 30), ("meeting", 10), ("support", 10)])
 # Score distributions for 0..10: NPS has many promoters, eNPS is more lukewarm.
 _NPS = _Picker(list(enumerate((4.0, 2, 3, 3, 3, 5, 6, 10, 14, 22, 28))))
 _ENPS = _Picker(list(enumerate((2.0, 1, 2, 3, 4, 8, 10, 18, 22, 18, 12))))
@@ -142,6 +157,7 @@ class _World:
 
     def __init__(self, cfg: GeneratorConfig, rng: Random) -> None:
         self.rng = rng
+        self.reanswer_share = cfg.reanswer_share
         width = max(2, len(str(cfg.reps)))
         self.reps = [f"r-{i:0{width}d}" for i in range(1, cfg.reps + 1)]
         regions = list(_REGIONS)
@@ -158,7 +174,11 @@ class _World:
         self.cust_region = [_REGION(rng) for _ in self.customers]
         self.cust_owner = [rng.choice(by_region.get(r, self.reps)) for r in self.cust_region]
         self.known = max(1, int(cfg.customers * _EXISTING_SHARE))  # ids [0, known) are customers
-        self.counters = {"L": 0, "O": 0, "D": 0}
+        self.counters = {"L": 0, "O": 0, "D": 0, "R": 0}
+        #: The time of the event being built, so follow-ups can come after an answer.
+        self.ts = 0
+        self.responses: deque[tuple[int, dict[str, Any]]] = deque(maxlen=200)
+        self.detractors: deque[tuple[int, int]] = deque(maxlen=200)  # (answer time, customer)
         self.list_price = {(p, "USD"): v[1] for p, v in _PRODUCTS.items()}
         self.list_price.update({(p, "EUR"): v[2] for p, v in _PRODUCTS.items()})
         self.walk = {(c, p): rng.uniform(0.85, 1.15) for c in _COMPETITORS for p in _PRODUCTS}
@@ -169,6 +189,10 @@ class _World:
             "competitor.price_observed": self.competitor_price, "product.price_set": self.price_set,
             "marketing.spend": self.spend,
         }  # fmt: skip
+
+    def build(self, kind: str, ts: int) -> dict[str, Any]:
+        self.ts = ts
+        return self.builders[kind]()
 
     def next_id(self, prefix: str) -> str:
         self.counters[prefix] += 1
@@ -236,20 +260,39 @@ class _World:
         return data
 
     def activity(self) -> dict[str, Any]:
-        # Mostly known customers; a few prospects (not yet customers) too.
         rng = self.rng
+        if self.detractors and rng.random() < _FOLLOW_UP_SHARE:
+            answered, idx = self.detractors[0]
+            if answered < self.ts:  # a rep calls back a waiting detractor
+                self.detractors.popleft()
+                return {"customer_id": self.customers[idx], "channel": _FOLLOW_UP(rng)}
+        # Mostly known customers; a few prospects (not yet customers) too.
         idx = self.known_customer() if rng.random() < 0.95 else rng.randrange(len(self.customers))
         return {"customer_id": self.customers[idx], "channel": _ACTIVITY(rng)}
 
     def survey(self) -> dict[str, Any]:
         rng = self.rng
-        if rng.random() < 0.8:
+        if rng.random() >= 0.8:
+            return {"survey": "enps", "score": _ENPS(rng), "team": _TEAMS(rng)}
+        if self.responses and rng.random() < self.reanswer_share:
+            idx, earlier = rng.choice(self.responses)  # the customer edits an earlier response
+            data = dict(earlier)
+            data["score"] = max(0, min(10, data["score"] + rng.choice((-2, -1, 1, 2))))
+            data.pop("comment", None)
+        else:
             idx = self.known_customer()
-            return {
+            data = {
                 "survey": "nps", "score": _NPS(rng), "customer_id": self.customers[idx],
                 "region": self.cust_region[idx], "product": _PRODUCT(rng),
+                "response_id": self.next_id("R"),
             }  # fmt: skip
-        return {"survey": "enps", "score": _ENPS(rng), "team": _TEAMS(rng)}
+            self.responses.append((idx, dict(data)))
+        if rng.random() < _COMMENT_SHARE:
+            category = "promoter" if data["score"] >= 9 else "passive" if data["score"] >= 7 else "detractor"
+            data["comment"] = rng.choice(_COMMENTS[category])
+        if data["score"] <= 6:
+            self.detractors.append((self.ts, idx))
+        return data
 
     def competitor_price(self) -> dict[str, Any]:
         rng = self.rng
@@ -325,7 +368,7 @@ def generate(config: GeneratorConfig, count: int) -> Iterator[dict[str, Any]]:
             "type": kind,
             "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)),
             "source": SOURCE,
-            "data": world.builders[kind](),
+            "data": world.build(kind, ts),
         }
         if dup:
             recent.append({**event, "data": dict(event["data"])})  # private copy

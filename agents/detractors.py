@@ -1,0 +1,434 @@
+"""Detractor follow-up: who to call, who was called, and how fast.
+
+A customer's case is their latest NPS answer (greatest ``occurred_at``, offset breaks ties)
+when it is a detractor (0-6) within the bucket retention. It is followed up by the
+earliest ``customer.activity`` on a human channel whose ``occurred_at`` is after the
+answer's (offset breaks ties); until then it is open, and overdue once open longer than
+the follow-up target. The owner is the rep of the latest ``deal.won`` (``unassigned``).
+
+Exact whatever the arrival order across the three topics, with this state per customer:
+
+- the latest answer, packed into one int (time, offset, score, region and product ids);
+  the customer id, comment and response id only for detractors and answers that carry a
+  comment or response id;
+- the latest deal's (time, offset, rep), packed;
+- the human-channel activities *after the latest answer's time*, sorted. An activity at
+  or before it can never follow anything up again: the latest answer only moves forward.
+  Later ones must stay, because a newer answer may arrive (or be replayed) after them and
+  then needs the first activity after *its* time. An activity older than the retention
+  can follow up no case (every case's answer is within retention), so it is not kept.
+
+Each family is persisted with the topic that changes it (answers with ``crm.surveys``,
+deals with ``crm.deals``, activities with ``crm.activities``), and each is a maximum or a
+set, so re-applying a record replayed after a crash changes nothing. Restore takes each
+family's newest record and derives the rest: open cases by (region, owner) as sorted
+answer times (so overdue and retention are two binary searches at a scrape, never a
+scan of customers), and windowed counts of cases by answer time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, in_window, ratio
+from salespulse.agents.rolling import HOUR, WINDOW_NAMES, WINDOWS, Clock, WindowedCounter
+from salespulse.schemas.event_time import format_time
+from salespulse.schemas.topics import ACTIVITIES, DEALS, SURVEYS
+
+DEFAULT_SLA: Final = 24 * 3600
+DEFAULT_HUMAN_CHANNELS: Final = ("call", "email", "meeting", "support")
+UNASSIGNED: Final = "unassigned"
+STATUSES: Final = ("open", "followed_up", "all")
+#: Columns of the windowed case counts, by answer time.
+STAGES: Final = ("opened", "followed_up", "followed_up_in_target")
+
+_ID_BITS: Final = 32
+_ID_MASK: Final = (1 << _ID_BITS) - 1
+_OFFSET_BITS: Final = 44
+_OFFSET_MASK: Final = (1 << _OFFSET_BITS) - 1
+_SCORE_BITS: Final = 4
+#: Bits below the (time, offset) part of a packed answer, deal or activity.
+_ANSWER_LOW: Final = _SCORE_BITS + 2 * _ID_BITS
+_LOW: Final = _ID_BITS
+
+
+def _pack(t: int, offset: int, low: int, low_bits: int) -> int:
+    """``(t, offset)`` order is the packed int's order, so "newer" is one compare."""
+    return ((t << _OFFSET_BITS) | offset) << low_bits | low
+
+
+def _time(packed: int, low_bits: int) -> int:
+    return packed >> (low_bits + _OFFSET_BITS)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The follow-up target and which activity channels are a human follow-up."""
+
+    sla_seconds: int = DEFAULT_SLA
+    human_channels: frozenset[str] = frozenset(DEFAULT_HUMAN_CHANNELS)
+
+
+class Names:
+    """Small ids for the few distinct regions, products, reps and channels."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def id(self, name: str) -> int:
+        i = self.ids.get(name)
+        if i is None:
+            i = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+
+@dataclass(frozen=True)
+class Case:
+    """One customer's case as the list shows it."""
+
+    customer_id: str
+    t: int
+    score: int
+    comment: str | None
+    response_id: str | None
+    region: str
+    product: str
+    owner: str
+    followed_up_at: int | None
+    channel: str | None
+
+    def view(self, now: int) -> dict[str, Any]:
+        end = now if self.followed_up_at is None else self.followed_up_at
+        return {
+            "customer_id": self.customer_id,
+            "score": self.score,
+            "comment": self.comment,
+            "response_id": self.response_id,
+            "answered_at": format_time(self.t),
+            "region": self.region,
+            "product": self.product,
+            "owner": self.owner,
+            "followed_up_at": None if self.followed_up_at is None else format_time(self.followed_up_at),
+            "channel": self.channel,
+            "hours_open": round((end - self.t) / HOUR, 2),
+        }
+
+
+#: What a case adds to the derived state: (answer time, region label, owner label, follow-up time).
+Contribution = tuple[int, str, str, int | None]
+
+
+class DetractorState:
+    """One partition's answers, owners and follow-ups, plus what is derived from them."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.names = Names()
+        self.answers: dict[int, int] = {}
+        #: customer id, comment, response id: for detractor answers and answers with a note.
+        self.notes: dict[int, tuple[str, str | None, str | None]] = {}
+        self.owners: dict[int, int] = {}
+        self.follow: dict[int, tuple[int, ...]] = {}
+        self.dirty: dict[str, dict[int, str]] = {"answer": {}, "owner": {}, "follow": {}}
+        # Derived: answer times of open and of followed-up cases by (region, owner) label.
+        self.open: dict[tuple[str, str], list[int]] = {}
+        self.followed: dict[tuple[str, str], list[int]] = {}
+        self.cases = WindowedCounter("cases", (), len(STAGES), persisted=False)
+
+    # -- derived state ---------------------------------------------------------------
+    def _contribution(self, key: int, ctx: ApplyContext) -> Contribution | None:
+        packed = self.answers.get(key)
+        if packed is None or (packed >> 2 * _ID_BITS) & 0xF >= 7:
+            return None
+        t = _time(packed, _ANSWER_LOW)
+        region = ctx.fold("region", self.names.names[(packed >> _ID_BITS) & _ID_MASK])
+        owner_packed = self.owners.get(key)
+        rep = UNASSIGNED if owner_packed is None else self.names.names[owner_packed & _ID_MASK]
+        follow = self.follow.get(key)
+        return t, region, ctx.fold("owner", rep), None if not follow else _time(follow[0], _LOW)
+
+    def _account(self, c: Contribution | None, sign: int, clock: Clock) -> None:
+        if c is None or clock.is_late(c[0]):
+            return
+        t, region, owner, followed = c
+        times = (self.open if followed is None else self.followed).setdefault((region, owner), [])
+        if sign > 0:
+            bisect.insort(times, t)
+        else:
+            i = bisect.bisect_left(times, t)
+            if i == len(times) or times[i] != t:
+                return  # accounted while late (a clock that stepped back): nothing to take back
+            del times[i]
+        in_target = followed is not None and followed - t <= self.policy.sla_seconds
+        vec = [sign, sign if followed is not None else 0, sign if in_target else 0]
+        self.cases.adjust(t, (), vec, clock)
+
+    def _change(self, key: int, ctx: ApplyContext, change: Callable[..., bool], *args: Any) -> bool:
+        """Apply ``change(key, *args)``; if it changed anything, move the case's share."""
+        before = self._contribution(key, ctx)
+        if not change(key, *args):
+            return False
+        after = self._contribution(key, ctx)
+        if before != after:
+            self._account(before, -1, ctx.clock)
+            self._account(after, 1, ctx.clock)
+        return True
+
+    # -- the three families ------------------------------------------------------------
+    def _set_answer(self, key: int, packed: int, note: tuple[str, str | None, str | None] | None) -> bool:
+        old = self.answers.get(key)
+        if old is not None and old >> _ANSWER_LOW >= packed >> _ANSWER_LOW:
+            return False
+        self.answers[key] = packed
+        if note is None:
+            self.notes.pop(key, None)
+        else:
+            self.notes[key] = note
+        self._set_follow(key, self.follow.get(key, ()))
+        return True
+
+    def _set_owner(self, key: int, packed: int) -> bool:
+        old = self.owners.get(key)
+        if old is not None and old >> _LOW >= packed >> _LOW:
+            return False
+        self.owners[key] = packed
+        return True
+
+    def _set_follow(self, key: int, times: Iterable[int]) -> bool:
+        """Keep the activities after the latest answer's time (all, before any answer)."""
+        answer = self.answers.get(key)
+        after = -1 if answer is None else _time(answer, _ANSWER_LOW)
+        kept = tuple(sorted(p for p in times if _time(p, _LOW) > after))
+        if kept == self.follow.get(key, ()):
+            return False
+        if kept:
+            self.follow[key] = kept
+        else:
+            self.follow.pop(key, None)
+        return True
+
+    def offer_answer(
+        self, customer: str, rec: Sequence[Any], ctx: ApplyContext, *, restored: bool = False
+    ) -> None:
+        """Take an answer ``[t, offset, score, region, product, comment, response_id]`` if newest."""
+        t, offset, score, region, product, comment, response = rec
+        ids = (self.names.id(region) << _ID_BITS) | self.names.id(product)
+        packed = _pack(t, offset, score << 2 * _ID_BITS | ids, _ANSWER_LOW)
+        key = hash(customer)
+        keep_note = score < 7 or comment is not None or response is not None
+        note = (customer, comment, response) if keep_note else None
+        if self._change(key, ctx, self._set_answer, packed, note) and not restored:
+            self.dirty["answer"][key] = customer
+
+    def offer_owner(
+        self, customer: str, rec: Sequence[Any], ctx: ApplyContext, *, restored: bool = False
+    ) -> None:
+        """Take a deal's ``[t, offset, rep]`` if it is the customer's latest."""
+        t, offset, rep = rec
+        key = hash(customer)
+        if (
+            self._change(key, ctx, self._set_owner, _pack(t, offset, self.names.id(rep), _LOW))
+            and not restored
+        ):
+            self.dirty["owner"][key] = customer
+
+    def offer_activity(self, customer: str, t: int, offset: int, channel: str, ctx: ApplyContext) -> None:
+        if ctx.clock.is_late(t):
+            return
+        key = hash(customer)
+        packed = _pack(t, offset, self.names.id(channel), _LOW)
+        times = self.follow.get(key, ())
+        if packed not in times and self._change(key, ctx, self._set_follow, (*times, packed)):
+            self.dirty["follow"][key] = customer
+
+    def restore_follow(self, customer: str, flat: list[Any], ctx: ApplyContext) -> None:
+        """Set the activities read back as ``[t, offset, channel, ...]`` (the newest record wins)."""
+        times = [
+            _pack(flat[i], flat[i + 1], self.names.id(flat[i + 2]), _LOW) for i in range(0, len(flat), 3)
+        ]
+        self._change(hash(customer), ctx, self._set_follow, times)
+
+    # -- persistence -----------------------------------------------------------------
+    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[Any]]]:
+        family = FAMILY_OF.get(topic)
+        if family is None:
+            return
+        dirty = self.dirty[family]
+        for key, customer in dirty.items():
+            yield [family, customer], self._record(family, key)
+        dirty.clear()
+
+    def _record(self, family: str, key: int) -> list[Any]:
+        names = self.names.names
+        if family == "follow":
+            flat: list[Any] = []
+            for p in self.follow.get(key, ()):
+                flat += (_time(p, _LOW), (p >> _LOW) & _OFFSET_MASK, names[p & _ID_MASK])
+            return flat
+        if family == "owner":
+            p = self.owners[key]
+            return [_time(p, _LOW), (p >> _LOW) & _OFFSET_MASK, names[p & _ID_MASK]]
+        p = self.answers[key]
+        _, comment, response = self.notes.get(key, ("", None, None))
+        return [
+            _time(p, _ANSWER_LOW),
+            (p >> _ANSWER_LOW) & _OFFSET_MASK,
+            (p >> 2 * _ID_BITS) & 0xF,
+            names[(p >> _ID_BITS) & _ID_MASK],
+            names[p & _ID_MASK],
+            comment,
+            response,
+        ]
+
+    def restore(self, topic: str, key: list[Any], rec: list[Any], ctx: ApplyContext) -> None:
+        family, customer = key
+        if family == "answer":
+            self.offer_answer(customer, rec, ctx, restored=True)
+        elif family == "owner":
+            self.offer_owner(customer, rec, ctx, restored=True)
+        else:
+            self.restore_follow(customer, rec, ctx)
+
+    # -- reading ---------------------------------------------------------------------
+    def overdue(self, clock: Clock) -> int:
+        oldest, due = clock.oldest_hour * HOUR, clock.now - self.policy.sla_seconds
+        return sum(
+            max(0, bisect.bisect_left(times, due) - bisect.bisect_left(times, oldest))
+            for times in self.open.values()
+        )
+
+    def open_by_label(self, clock: Clock) -> Iterator[tuple[tuple[str, str], int]]:
+        """Open cases within retention per (region, owner) label of every current case."""
+        oldest = clock.oldest_hour * HOUR
+        for label in self.open.keys() | self.followed.keys():
+            times = self.open.get(label, [])
+            n = len(times) - bisect.bisect_left(times, oldest)
+            followed = self.followed.get(label, [])
+            if n or len(followed) > bisect.bisect_left(followed, oldest):
+                yield label, n
+
+    def case(self, key: int) -> Case | None:
+        """The customer's case, if their latest answer is a detractor."""
+        packed = self.answers.get(key)
+        if packed is None or (packed >> 2 * _ID_BITS) & 0xF >= 7:
+            return None
+        names = self.names.names
+        customer, comment, response = self.notes[key]
+        owner = self.owners.get(key)
+        follow = self.follow.get(key)
+        return Case(
+            customer_id=customer,
+            t=_time(packed, _ANSWER_LOW),
+            score=(packed >> 2 * _ID_BITS) & 0xF,
+            comment=comment,
+            response_id=response,
+            region=names[(packed >> _ID_BITS) & _ID_MASK],
+            product=names[packed & _ID_MASK],
+            owner=UNASSIGNED if owner is None else names[owner & _ID_MASK],
+            followed_up_at=None if not follow else _time(follow[0], _LOW),
+            channel=None if not follow else names[follow[0] & _ID_MASK],
+        )
+
+    def note(self, customer: str) -> tuple[str | None, str | None] | None:
+        """The comment and response id of the customer's latest answer, if it has either."""
+        note = self.notes.get(hash(customer))
+        return None if note is None else (note[1], note[2])
+
+    def listed(self, clock: Clock, window: str, status: str) -> Iterator[Case]:
+        for key in self.notes:
+            case = self.case(key)
+            if case is None or not in_list_window(clock, case.t, window):
+                continue
+            if status == "all" or (status == "open") == (case.followed_up_at is None):
+                yield case
+
+
+FAMILY_OF: Final = {SURVEYS: "answer", DEALS: "owner", ACTIVITIES: "follow"}
+
+
+def in_list_window(clock: Clock, t: int, window: str) -> bool:
+    """The windows' own rule on answer time (see agents/rolling.py); ``all`` is the retention."""
+    if window == "all":
+        return not clock.is_late(t)
+    size, minute = next((n, m) for name, n, m in WINDOWS if name == window)
+    if minute:
+        return clock.minute - size < t // 60 <= clock.minute
+    return clock.hour - size < t // HOUR <= clock.hour
+
+
+def order_cases(cases: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Open cases first, oldest answer first; the same order for one worker and merged."""
+    return sorted(cases, key=lambda c: (c["followed_up_at"] is not None, c["answered_at"], c["customer_id"]))
+
+
+class DetractorsKpi:
+    name = "detractors"
+    title = "Detractor follow-up"
+    event_types = frozenset({"survey.answered", "customer.activity", "deal.won"})
+    topics = frozenset({SURVEYS, ACTIVITIES, DEALS})
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy or Policy()
+
+    def new_state(self) -> DetractorState:
+        return DetractorState(self.policy)
+
+    def apply(self, state: DetractorState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        kind = event.type
+        if kind == "customer.activity":
+            if d["channel"] in self.policy.human_channels:
+                state.offer_activity(d["customer_id"], event.t, event.offset, d["channel"], ctx)
+        elif kind == "deal.won":
+            state.offer_owner(d["customer_id"], (event.t, event.offset, d["rep_id"]), ctx)
+        elif d["survey"] == "nps":
+            rec = (
+                event.t,
+                event.offset,
+                d["score"],
+                d["region"],
+                d["product"],
+                d.get("comment"),
+                d.get("response_id"),
+            )
+            state.offer_answer(d["customer_id"], rec, ctx)
+
+    def samples(self, states: Sequence[DetractorState], ctx: ExportContext) -> Iterator[Sample]:
+        clock = ctx.clock
+        open_cases: dict[tuple[str, str], int] = {}
+        for s in states:
+            for label, n in s.open_by_label(clock):
+                open_cases[label] = open_cases.get(label, 0) + n
+        for (region, owner), n in sorted(open_cases.items()):
+            yield "salespulse_detractors_open", {"region": region, "owner": owner}, float(n)
+        yield "salespulse_detractors_overdue", {}, float(sum(s.overdue(clock) for s in states))
+        for window in WINDOW_NAMES:
+            totals = [0] * len(STAGES)
+            for s in states:
+                vec = s.cases.window_at(clock, window).get((), [0] * len(STAGES))
+                totals = [a + b for a, b in zip(totals, vec, strict=True)]
+            for stage, n in zip(STAGES, totals, strict=True):
+                yield "salespulse_detractor_cases", {"window": window, "stage": stage}, float(n)
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        w = in_window(window)
+        stages = series.group("salespulse_detractor_cases", "stage", w)
+        opened, followed, in_target = (stages.get(s, 0.0) for s in STAGES)
+        return {
+            "open": series.total("salespulse_detractors_open"),
+            "overdue": series.total("salespulse_detractors_overdue"),
+            "open_by_owner": series.group("salespulse_detractors_open", "owner"),
+            "cases_opened": opened,
+            "cases_followed_up": followed,
+            "cases_followed_up_in_target": in_target,
+            "follow_up_rate": ratio(followed, opened),
+            "follow_up_in_target_rate": ratio(in_target, opened),
+        }
+
+
+KPI: DetractorsKpi = DetractorsKpi()
