@@ -75,6 +75,6 @@ def test_report_page_is_the_digest_served_within_a_second_in_both_languages(
         assert '<meta http-equiv="refresh" content="60">' in page
         assert "<script" not in page and "http://" not in page and "https://" not in page
         # The same digest as `salespulse report` at the same clock, in the same language.
-        digest = build_digest([worker.address], "7d", locale=locale, refresh=60)
+        digest = build_digest([worker.address], "7d", locale=locale, refresh=60, token=TOKEN)
         assert page == digest.html_file
     assert 'lang="fa" dir="rtl"' in get(f"{base}?window=7d&locale=fa")[2]

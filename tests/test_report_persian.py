@@ -24,6 +24,7 @@ import pytest
 from fontTools.ttLib import TTFont
 from matplotlib import font_manager
 
+from salespulse.streams.endpoints.detractors_view import merged_cases
 from salespulse.streams.report import COUNT, MONEY, PERCENT, SCORE, format_change, format_value, write_digest
 from salespulse.streams.report.catalogue import LOCALES, UnknownLocale, available, catalogue
 from salespulse.streams.report.digest import build_digest
@@ -99,13 +100,17 @@ class VisibleText(HTMLParser):
             self.parts.append(data)
 
 
-def data_labels(view: dict[str, Any]) -> set[str]:
-    """Ids, product names and currency codes the data brings (shown as they came)."""
+def data_labels(view: dict[str, Any], address: str) -> set[str]:
+    """Ids, product names and currency codes the data brings (shown as they came), and the
+    detractors' ids, owners and comments (customers' own words, in their own language)."""
     labels: set[str] = set()
     for _, row, _ in view["series"]:
         for key, value in row.items():
             if key in {"region", "rep", "team", "product", "competitor", "currency"}:
                 labels.add(value)
+    for case in merged_cases([address], "open", "all")["cases"]:
+        labels.update((case["customer_id"], case["owner"]))
+        labels.update(LATIN.findall(case["comment"] or ""))
     return labels
 
 
@@ -131,7 +136,7 @@ def test_persian_digest_is_rtl_jalali_and_has_no_english_left(persian: Any, work
     for shown in (seen, digest.text, digest.subject):
         assert JALALI_CLOCK in shown
         assert "آذر" in shown and "Nov" not in shown
-    allowed = data_labels(digest.view)
+    allowed = data_labels(digest.view, worker.address)
     for name, shown in (("page", seen), ("text", digest.text), ("subject", digest.subject)):
         assert english_words(shown, allowed) == [], name
     # The numbers are those of /kpis, in Persian digits and separators.
