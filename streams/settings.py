@@ -10,11 +10,13 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EMBEDDED_BROKER = "127.0.0.1:9092"
-SECRET_FIELDS = frozenset({"ingest_token", "sasl_password"})
+SECRET_FIELDS = frozenset({"ingest_token", "sasl_password", "vtiger_access_key"})
 
 
 class SettingsError(ValueError):
@@ -46,6 +48,16 @@ def parse_brokers(value: str) -> tuple[str, ...]:
     if not hosts:
         raise SettingsError(f"SALESPULSE_BROKER={value!r} names no broker")
     return tuple(hosts)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,18 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
+    #: The vtiger CRM the ``connect vtiger`` poller reads (its base URL), and as whom.
+    vtiger_url: str = ""
+    vtiger_user: str = ""
+    vtiger_access_key: str = field(default="", repr=False)
+    #: Seconds between two polls of vtiger: how far behind the boards can be.
+    vtiger_poll: float = 60.0
+    #: The zone of vtiger's zone-less ``YYYY-MM-DD HH:MM:SS`` times (UTC unless changed).
+    vtiger_timezone: str = "UTC"
+    #: How far back a first start reads (ISO date or time); empty: the 62-day bucket retention.
+    vtiger_since: str = ""
+    #: The connector's own HTTP port, for ``/metrics`` and ``/healthz``.
+    connector_port: int = 6067
 
     def __repr__(self) -> str:
         shown = []
@@ -159,6 +183,13 @@ class Settings:
             sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
             sasl_password=env.get("SALESPULSE_SASL_PASSWORD", ""),
             ssl_cafile=env.get("SALESPULSE_SSL_CAFILE", ""),
+            vtiger_url=env.get("SALESPULSE_VTIGER_URL", "").strip(),
+            vtiger_user=env.get("SALESPULSE_VTIGER_USER", "").strip(),
+            vtiger_access_key=env.get("SALESPULSE_VTIGER_ACCESS_KEY", "").strip(),
+            vtiger_poll=_float(env, "SALESPULSE_VTIGER_POLL", defaults.vtiger_poll),
+            vtiger_timezone=env.get("SALESPULSE_VTIGER_TIMEZONE") or defaults.vtiger_timezone,
+            vtiger_since=env.get("SALESPULSE_VTIGER_SINCE", "").strip(),
+            connector_port=_int(env, "SALESPULSE_CONNECTOR_PORT", defaults.connector_port),
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
@@ -170,4 +201,26 @@ class Settings:
             raise SettingsError("SALESPULSE_FETCH_RECORDS must be at least 1")
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
+        if settings.vtiger_poll <= 0:
+            raise SettingsError("SALESPULSE_VTIGER_POLL must be above 0 seconds")
+        try:
+            ZoneInfo(settings.vtiger_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"SALESPULSE_VTIGER_TIMEZONE={settings.vtiger_timezone!r} is not an IANA time zone"
+            ) from None
+        if settings.vtiger_since:
+            try:
+                settings.vtiger_since_time()
+            except ValueError:
+                raise SettingsError(
+                    f"SALESPULSE_VTIGER_SINCE={settings.vtiger_since!r} is not an ISO date or date and time"
+                ) from None
         return settings
+
+    def vtiger_since_time(self) -> datetime | None:
+        """``SALESPULSE_VTIGER_SINCE`` as an aware time (a bare date or time is in vtiger's zone)."""
+        if not self.vtiger_since:
+            return None
+        moment = datetime.fromisoformat(self.vtiger_since)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo(self.vtiger_timezone))
