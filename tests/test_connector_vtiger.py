@@ -269,7 +269,9 @@ def test_sigkill_in_the_middle_of_a_page_then_a_restart_neither_loses_nor_double
         before = len(fake.queries)
         run = start_connector(env, "--once")
         reached = rng.randint(1, 5)
-        wait_until(lambda: len(fake.queries) >= before + reached or run.poll() is not None, interval=0.002)
+        wait_until(
+            lambda n=before + reached, r=run: len(fake.queries) >= n or r.poll() is not None, interval=0.002
+        )
         time.sleep(rng.uniform(0.0, 0.05))
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
