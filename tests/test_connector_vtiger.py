@@ -331,7 +331,7 @@ def test_a_page_produced_but_not_recorded_is_sent_again_with_the_same_ids_and_ti
 def _metrics() -> Any:
     from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics
 
-    return ConnectorMetrics("vtiger", reasons=(), event_types=(), skips=())
+    return ConnectorMetrics("vtiger", reasons=(), event_types=(), skips=(), started=time.time())
 
 
 def stored_facts(settings: Settings, record: str) -> dict[str, str]:

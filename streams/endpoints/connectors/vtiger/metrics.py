@@ -2,9 +2,12 @@
 
 The connector is its own process on its own port (``SALESPULSE_CONNECTOR_PORT``), with its
 own registry, so nothing of a worker's or a library's global metrics leaks in and the
-series are there, at 0, from the first scrape. Prometheus' ``SalesPulseConnectorStalled``
-alert reads ``salespulse_connector_last_success_timestamp_seconds``: a poll that finds
-nothing new is a success, so a quiet CRM never looks stalled.
+series are there from the first scrape. Prometheus' ``SalesPulseConnectorStalled`` alert
+reads ``salespulse_connector_last_success_timestamp_seconds``: a poll that finds nothing
+new is a success, so a quiet CRM never looks stalled, and each page done counts too, so a
+first start working through months of records is not a stall either. Until the first
+success the gauge holds the start time: a connector that never succeeds alerts after the
+same threshold as one that stopped succeeding.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ class ConnectorMetrics:
     """Counters and the last-success gauge of one connector, labelled ``connector``."""
 
     def __init__(
-        self, connector: str, *, reasons: Iterable[str], event_types: Iterable[str], skips: Iterable[str]
+        self,
+        connector: str,
+        *,
+        reasons: Iterable[str],
+        event_types: Iterable[str],
+        skips: Iterable[str],
+        started: float,
     ) -> None:
         self.connector = connector
         self.registry = CollectorRegistry()
@@ -35,7 +44,7 @@ class ConnectorMetrics:
         )
         self.last_success = Gauge(
             "salespulse_connector_last_success_timestamp_seconds",
-            "Unix time of the last successful poll (one that found nothing new counts).",
+            "Unix time of the last successful poll or page (the start time until the first).",
             ["connector"],
             registry=self.registry,
         )
@@ -65,10 +74,14 @@ class ConnectorMetrics:
             self.events.labels(connector, event_type)
         for skip in skips:
             self.skipped.labels(connector, skip)
-        self.last_success.labels(connector)
+        self.last_success.labels(connector).set(started)
 
     def succeeded(self, at: float) -> None:
         self.polls.labels(self.connector, "success").inc()
+        self.last_success.labels(self.connector).set(at)
+
+    def progressed(self, at: float) -> None:
+        """A page is done: the connector is working, even if its poll is not over yet."""
         self.last_success.labels(self.connector).set(at)
 
     def failed(self, reason: str) -> None:

@@ -37,7 +37,7 @@ log = logging.getLogger("salespulse.connect.vtiger")
 Observer = Callable[[str], None]
 
 
-def _ignore(_: str) -> None:
+def _ignore(*_: object) -> None:
     return None
 
 
@@ -54,6 +54,7 @@ class VtigerPoller:
         *,
         on_event: Observer = _ignore,
         on_skip: Observer = _ignore,
+        on_page: Callable[[], None] = _ignore,
     ) -> None:
         self.client = client
         self.translator = translator
@@ -62,6 +63,7 @@ class VtigerPoller:
         self.since = since
         self.on_event = on_event
         self.on_skip = on_skip
+        self.on_page = on_page
         self.state = ConnectorState()
         self._prefixes: Prefixes | None = None
 
@@ -141,6 +143,7 @@ class VtigerPoller:
         self.state.pending = None
         for event in pending.events:
             self.on_event(str(event["type"]))
+        self.on_page()
 
 
 def _modified(module: str, row: Mapping[str, Any]) -> str:

@@ -79,6 +79,7 @@ class Connection:
                 first_start(settings),
                 on_event=metrics.produced,
                 on_skip=metrics.skip,
+                on_page=lambda: metrics.progressed(time.time()),
             )
             self.poller.recover()
         except BaseException:
@@ -112,7 +113,9 @@ def _translator(settings: Settings) -> Translator:
 def run_vtiger(settings: Settings, *, once: bool, stop: threading.Event) -> int:
     """Poll until ``stop`` is set (or once); returns the exit status."""
     translator = _translator(settings)
-    metrics = ConnectorMetrics(SOURCE, reasons=REASONS, event_types=EVENT_TYPES, skips=SKIPS)
+    metrics = ConnectorMetrics(
+        SOURCE, reasons=REASONS, event_types=EVENT_TYPES, skips=SKIPS, started=time.time()
+    )
     server = None if once else serve(metrics, settings.web_host, settings.connector_port)
     if server is not None:
         log.info("metrics on http://%s:%d/metrics", settings.web_host, settings.connector_port)
