@@ -1,4 +1,5 @@
-"""A real Prometheus scraping a real worker: every panel query answers, every rule evaluates."""
+"""A real Prometheus scraping a real worker and a real vtiger connector: every panel query
+answers, every rule evaluates."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from salespulse.streams.tools.broker import free_port
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, http, wait_until
 from tests.dashboard_queries import panel_queries
+from tests.test_connector_vtiger import connector_env, start_connector
+from tests.vtiger_fake import FakeVtiger
 
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
@@ -34,7 +37,22 @@ def ready_query(base: str, expr: str) -> list[Any]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
+def connector(broker: Any) -> Any:
+    """A long-running vtiger connector polling a quiet (empty) CRM every second."""
+    crm = FakeVtiger()
+    crm.url = crm.start()  # type: ignore[attr-defined]
+    env = connector_env(broker, crm, SALESPULSE_VTIGER_POLL="1")
+    process = start_connector(env, "--loglevel", "warning")  # nobody reads its output here
+    try:
+        yield f"127.0.0.1:{env['SALESPULSE_CONNECTOR_PORT']}"
+    finally:
+        process.terminate()
+        process.wait(15)
+        crm.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any, connector: str) -> Any:
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed: apt-get install -y --no-install-recommends prometheus"
     worker = spawn_worker(SALESPULSE_TARGETS=str(REPO / "config" / "targets.example.yml"))
@@ -51,6 +69,7 @@ def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
         f"rule_files: {[str(p) for p in sorted(rules.glob('*.yml'))]}\n"
         "scrape_configs:\n"
         f"  - job_name: salespulse\n    static_configs: [{{targets: ['{worker.address}']}}]\n"
+        f"  - job_name: salespulse-connector\n    static_configs: [{{targets: ['{connector}']}}]\n"
     )
     port = free_port()
     process = subprocess.Popen(
@@ -66,6 +85,7 @@ def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: ready_query(base, 'up{job="salespulse"} == 1'), timeout=60)
+        wait_until(lambda: ready_query(base, 'up{job="salespulse-connector"} == 1'), timeout=60)
         # rate() and the 2-minute running maxima need a few scrapes before they answer.
         wait_until(lambda: ready_query(base, "salespulse:events:rate5m"), timeout=60)
         # Latency quantiles need events applied while Prometheus watches.
