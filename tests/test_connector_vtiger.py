@@ -436,16 +436,3 @@ def test_a_wrong_access_key_is_a_clear_error_exits_non_zero_once_and_retries_oth
         running.send_signal(signal.SIGTERM)
         running.wait(30)
     assert produced(broker) == 0
-
-
-def test_event_ids_do_not_depend_on_the_scheme_or_a_trailing_slash_of_the_crm_url() -> None:
-    from salespulse.streams.endpoints.connectors.vtiger.records import crm_account
-
-    assert {
-        crm_account(u)
-        for u in (
-            "https://crm.example.com/vtiger",
-            "http://CRM.example.com/vtiger/",
-            "crm.example.com/vtiger",
-        )
-    } == {"crm.example.com/vtiger"}

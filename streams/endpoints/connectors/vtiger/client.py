@@ -40,6 +40,9 @@ AUTH_CODES = frozenset(
 )
 
 
+_URL_HINT = "is SALESPULSE_VTIGER_URL the CRM's base URL (without /index.php)?"
+
+
 class VtigerError(RuntimeError):
     """vtiger could not answer as asked; ``reason`` is the metric label of the cause."""
 
@@ -101,7 +104,10 @@ class VtigerClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
-            raise VtigerUnreachable(f"vtiger at {self.url} answered HTTP {exc.code} to {operation}") from None
+            hint = f": {_URL_HINT}" if exc.code == 404 else ""
+            raise VtigerUnreachable(
+                f"{self.endpoint} answered HTTP {exc.code} to {operation}{hint}"
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             cause = getattr(exc, "reason", exc)
             raise VtigerUnreachable(f"cannot reach vtiger at {self.url}: {cause}") from None
@@ -112,7 +118,7 @@ class VtigerClient:
         if not isinstance(envelope, dict) or "success" not in envelope:
             raise VtigerUnreachable(
                 f"{self.endpoint} answered {operation} with something that is not vtiger's webservice "
-                "envelope: is SALESPULSE_VTIGER_URL the CRM's base URL?"
+                f"envelope: {_URL_HINT}"
             )
         if envelope["success"] is True:
             return envelope.get("result")
