@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EMBEDDED_BROKER = "127.0.0.1:9092"
@@ -23,14 +23,21 @@ class SettingsError(ValueError):
     """A ``SALESPULSE_*`` variable has a value that cannot be used."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: Number, kind: type[Number]) -> Number:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        raise SettingsError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def parse_brokers(value: str) -> tuple[str, ...]:
@@ -48,16 +55,6 @@ def parse_brokers(value: str) -> tuple[str, ...]:
     if not hosts:
         raise SettingsError(f"SALESPULSE_BROKER={value!r} names no broker")
     return tuple(hosts)
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
 @dataclass(frozen=True)
@@ -186,7 +183,7 @@ class Settings:
             vtiger_url=env.get("SALESPULSE_VTIGER_URL", "").strip(),
             vtiger_user=env.get("SALESPULSE_VTIGER_USER", "").strip(),
             vtiger_access_key=env.get("SALESPULSE_VTIGER_ACCESS_KEY", "").strip(),
-            vtiger_poll=_float(env, "SALESPULSE_VTIGER_POLL", defaults.vtiger_poll),
+            vtiger_poll=_number(env, "SALESPULSE_VTIGER_POLL", defaults.vtiger_poll, float),
             vtiger_timezone=env.get("SALESPULSE_VTIGER_TIMEZONE") or defaults.vtiger_timezone,
             vtiger_since=env.get("SALESPULSE_VTIGER_SINCE", "").strip(),
             connector_port=_int(env, "SALESPULSE_CONNECTOR_PORT", defaults.connector_port),

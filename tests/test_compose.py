@@ -104,6 +104,24 @@ def resolved_config(*profiles: str, **env: str) -> dict[str, Any]:
     return project
 
 
+def services_with_compose_env(tmp_path: Path, profile: str, compose_env: str) -> dict[str, Any]:
+    """The resolved services of a copy of the stack that has a ``compose.env`` with these lines."""
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    (tmp_path / "compose.env").write_text(compose_env)
+    proc = run_compose(
+        "--profile",
+        profile,
+        "config",
+        "--format",
+        "json",
+        compose_file=tmp_path / "docker-compose.yml",
+        project_dir=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    services: dict[str, Any] = json.loads(proc.stdout)["services"]
+    return services
+
+
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
     """The fully resolved project, generator profile included."""
@@ -237,23 +255,13 @@ def test_vtiger_connector_runs_only_with_its_profile() -> None:
 
 
 def test_vtiger_credentials_reach_the_connector_through_compose_env(tmp_path: Path) -> None:
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    (tmp_path / "compose.env").write_text(
+    services = services_with_compose_env(
+        tmp_path,
+        "vtiger",
         "SALESPULSE_VTIGER_URL=https://crm.example.com\n"
         "SALESPULSE_VTIGER_USER=salespulse\n"
-        "SALESPULSE_VTIGER_ACCESS_KEY=key-from-env-file\n"
+        "SALESPULSE_VTIGER_ACCESS_KEY=key-from-env-file\n",
     )
-    proc = run_compose(
-        "--profile",
-        "vtiger",
-        "config",
-        "--format",
-        "json",
-        compose_file=tmp_path / "docker-compose.yml",
-        project_dir=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    services = json.loads(proc.stdout)["services"]
     env = services["vtiger-connector"]["environment"]
     assert env["SALESPULSE_VTIGER_ACCESS_KEY"] == "key-from-env-file"
     assert env["SALESPULSE_VTIGER_URL"] == "https://crm.example.com"
@@ -336,23 +344,13 @@ def test_secrets_reach_containers_through_optional_env_file(raw_compose: dict[st
 def test_compose_env_values_win_and_stay_where_they_belong(tmp_path: Path) -> None:
     """With a compose.env, its secrets reach the services that load it (nothing in
     `environment:` masks them) and no other service."""
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    (tmp_path / "compose.env").write_text(
+    services = services_with_compose_env(
+        tmp_path,
+        "generator",
         "SALESPULSE_INGEST_TOKEN=t0k3n-from-env-file\n"
         "GF_SECURITY_ADMIN_PASSWORD=pw-from-env-file\n"
-        "SALESPULSE_SASL_PASSWORD=sasl-from-env-file\n"
+        "SALESPULSE_SASL_PASSWORD=sasl-from-env-file\n",
     )
-    proc = run_compose(
-        "--profile",
-        "generator",
-        "config",
-        "--format",
-        "json",
-        compose_file=tmp_path / "docker-compose.yml",
-        project_dir=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    services = json.loads(proc.stdout)["services"]
     for name in ("worker", "generator"):
         env = services[name]["environment"]
         assert env["SALESPULSE_INGEST_TOKEN"] == "t0k3n-from-env-file"

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -156,23 +155,12 @@ def counted(worker: Any) -> dict[str, int]:
     return {t: int(events[t]) for t in FACT_TYPES}
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeVtiger]:
-    crm = FakeVtiger()
-    url = crm.start()
-    crm.url = url  # type: ignore[attr-defined]
-    try:
-        yield crm
-    finally:
-        crm.stop()
-
-
 def connector_env(broker: EmbeddedBroker, fake: FakeVtiger, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "SALESPULSE_BROKER": broker.bootstrap,
         "SALESPULSE_PARTITIONS": "4",
-        "SALESPULSE_VTIGER_URL": fake.url,  # type: ignore[attr-defined]
+        "SALESPULSE_VTIGER_URL": fake.url,
         "SALESPULSE_VTIGER_USER": fake.user,
         "SALESPULSE_VTIGER_ACCESS_KEY": fake.access_key,
         "SALESPULSE_VTIGER_SINCE": SINCE,

@@ -40,7 +40,7 @@ def ready_query(base: str, expr: str) -> list[Any]:
 def connector(broker: Any) -> Any:
     """A long-running vtiger connector polling a quiet (empty) CRM every second."""
     crm = FakeVtiger()
-    crm.url = crm.start()  # type: ignore[attr-defined]
+    crm.start()
     env = connector_env(broker, crm, SALESPULSE_VTIGER_POLL="1")
     process = start_connector(env, "--loglevel", "warning")  # nobody reads its output here
     try:

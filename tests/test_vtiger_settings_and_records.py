@@ -6,7 +6,6 @@ records shaped as vtiger's webservice returns them (every value a string).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -34,18 +33,8 @@ from salespulse.streams.tools.broker import free_port
 from tests.vtiger_fake import PREFIXES, FakeVtiger
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeVtiger]:
-    crm = FakeVtiger()
-    crm.url = crm.start()  # type: ignore[attr-defined]
-    try:
-        yield crm
-    finally:
-        crm.stop()
-
-
 def client(fake: FakeVtiger, key: str | None = None) -> VtigerClient:
-    return VtigerClient(fake.url, fake.user, fake.access_key if key is None else key)  # type: ignore[attr-defined]
+    return VtigerClient(fake.url, fake.user, fake.access_key if key is None else key)
 
 
 # ------------------------------------------------------------------ settings
@@ -126,7 +115,7 @@ def test_no_vtiger_at_the_url_is_unreachable_with_the_url_in_the_message() -> No
 
 def test_a_page_that_is_not_the_webservice_says_the_url_is_probably_wrong(fake: FakeVtiger) -> None:
     with pytest.raises(VtigerUnreachable, match="SALESPULSE_VTIGER_URL"):
-        VtigerClient(fake.url + "/index.php", "admin", "key").login()  # type: ignore[attr-defined]
+        VtigerClient(fake.url + "/index.php", "admin", "key").login()
 
 
 # ------------------------------------------------------------------ records

@@ -114,6 +114,8 @@ class FakeVtiger:
         self.held = threading.Event()
         self.release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
+        #: The CRM's base URL, once started.
+        self.url = ""
 
     # -- data ---------------------------------------------------------------------------------
     def add(self, module: str, created: str, modified: str | None = None, **fields: str) -> str:
@@ -309,7 +311,8 @@ class FakeVtiger:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         self.release.set()
