@@ -1017,17 +1017,70 @@ def pipeline_dashboard() -> Json:
                 ),
             ],
         ),
+        (
+            "Connectors",
+            [
+                panel(
+                    "stat",
+                    "Since the last successful poll",
+                    [
+                        (
+                            "time() - max by (connector) "
+                            "(salespulse_connector_last_success_timestamp_seconds)",
+                            "{{connector}}",
+                        )
+                    ],
+                    unit="s",
+                    decimals=0,
+                    w=8,
+                    thresholds=steps(("green", None), ("orange", 300), ("red", 600)),
+                    description="Seconds since a connector (vtiger) last finished a poll or a page. "
+                    "A poll that finds nothing new counts, so a quiet CRM stays green. "
+                    "SalesPulseConnectorStalled fires above 600.",
+                    links=[runbook("SalesPulseConnectorStalled")],
+                ),
+                panel(
+                    "timeseries",
+                    "Connector polls, errors and events/s",
+                    [
+                        (
+                            "sum by (connector, outcome) (rate(salespulse_connector_polls_total[5m]))",
+                            "{{connector}} polls: {{outcome}}",
+                        ),
+                        (
+                            "sum by (connector, reason) (rate(salespulse_connector_errors_total[5m]))",
+                            "{{connector}} errors: {{reason}}",
+                        ),
+                        (
+                            "sum by (connector) (rate(salespulse_connector_events_total[5m]))",
+                            "{{connector}} events produced",
+                        ),
+                    ],
+                    unit="cps",
+                    w=16,
+                    description="Polls by outcome, failed polls by cause (unreachable, auth, query, "
+                    "unexpected_field, broker) and events produced, per second over 5 minutes.",
+                    links=[runbook("SalesPulseConnectorStalled")],
+                ),
+            ],
+        ),
     ]
     board = dashboard(
         "salespulse-pipeline",
         "SalesPulse - Pipeline health",
-        "Workers, throughput, dead letters, consumer lag and latency of the SalesPulse stream processors.",
+        "Workers, throughput, dead letters, consumer lag and latency of the SalesPulse stream processors, "
+        "and the CRM connectors that feed them.",
         layout(sections),
     )
     board["time"] = {"from": "now-6h", "to": "now"}
     board["refresh"] = "30s"
     board["links"] = dashboard_links(
-        ["SalesPulseWorkerDown", "SalesPulseConsumerLagHigh", "SalesPulseDeadLetters"]
+        [
+            "SalesPulseWorkerDown",
+            "SalesPulseConsumerLagHigh",
+            "SalesPulseDeadLetters",
+            "SalesPulseConnectorStalled",
+        ]
     )
     return board
 

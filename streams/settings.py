@@ -11,8 +11,10 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
 from salespulse.schemas.validator import SCHEMA_DIR
@@ -27,6 +29,7 @@ SECRET_FIELDS = frozenset(
         "pipedrive_password",
         "delighted_api_key",
         "typeform_secret",
+        "vtiger_access_key",
     }
 )
 
@@ -66,14 +69,21 @@ def _channels(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
     return channels
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: Number, kind: type[Number]) -> Number:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        raise SettingsError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def parse_brokers(value: str) -> tuple[str, ...]:
@@ -146,6 +156,18 @@ class Settings:
     detractor_sla: int = DEFAULT_SLA
     #: ``customer.activity`` channels that count as a human follow-up of a detractor.
     human_channels: tuple[str, ...] = DEFAULT_HUMAN_CHANNELS
+    #: The vtiger CRM the ``connect vtiger`` poller reads (its base URL), and as whom.
+    vtiger_url: str = ""
+    vtiger_user: str = ""
+    vtiger_access_key: str = field(default="", repr=False)
+    #: Seconds between two polls of vtiger: how far behind the boards can be.
+    vtiger_poll: float = 60.0
+    #: The zone of vtiger's zone-less ``YYYY-MM-DD HH:MM:SS`` times (UTC unless changed).
+    vtiger_timezone: str = "UTC"
+    #: How far back a first start reads (ISO date or time); empty: the 62-day bucket retention.
+    vtiger_since: str = ""
+    #: The connector's own HTTP port, for ``/metrics`` and ``/healthz``.
+    connector_port: int = 6067
 
     def __repr__(self) -> str:
         shown = []
@@ -242,6 +264,13 @@ class Settings:
             if env.get("SALESPULSE_DETRACTOR_SLA")
             else defaults.detractor_sla,
             human_channels=_channels(env, "SALESPULSE_HUMAN_CHANNELS", defaults.human_channels),
+            vtiger_url=env.get("SALESPULSE_VTIGER_URL", "").strip(),
+            vtiger_user=env.get("SALESPULSE_VTIGER_USER", "").strip(),
+            vtiger_access_key=env.get("SALESPULSE_VTIGER_ACCESS_KEY", "").strip(),
+            vtiger_poll=_number(env, "SALESPULSE_VTIGER_POLL", defaults.vtiger_poll, float),
+            vtiger_timezone=env.get("SALESPULSE_VTIGER_TIMEZONE") or defaults.vtiger_timezone,
+            vtiger_since=env.get("SALESPULSE_VTIGER_SINCE", "").strip(),
+            connector_port=_int(env, "SALESPULSE_CONNECTOR_PORT", defaults.connector_port),
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
@@ -257,4 +286,26 @@ class Settings:
             )
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
+        if settings.vtiger_poll <= 0:
+            raise SettingsError("SALESPULSE_VTIGER_POLL must be above 0 seconds")
+        try:
+            ZoneInfo(settings.vtiger_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"SALESPULSE_VTIGER_TIMEZONE={settings.vtiger_timezone!r} is not an IANA time zone"
+            ) from None
+        if settings.vtiger_since:
+            try:
+                settings.vtiger_since_time()
+            except ValueError:
+                raise SettingsError(
+                    f"SALESPULSE_VTIGER_SINCE={settings.vtiger_since!r} is not an ISO date or date and time"
+                ) from None
         return settings
+
+    def vtiger_since_time(self) -> datetime | None:
+        """``SALESPULSE_VTIGER_SINCE`` as an aware time (a bare date or time is in vtiger's zone)."""
+        if not self.vtiger_since:
+            return None
+        moment = datetime.fromisoformat(self.vtiger_since)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo(self.vtiger_timezone))

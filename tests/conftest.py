@@ -20,6 +20,7 @@ import pytest
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
+from tests.vtiger_fake import FakeVtiger
 
 REPO = Path(__file__).resolve().parent.parent
 #: A fixed clock makes every window boundary, and so every expected number, reproducible.
@@ -154,6 +155,17 @@ def spawn_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
     yield spawn
     for worker in workers:
         worker.kill()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeVtiger]:
+    """A started, empty local vtiger (tests/vtiger_fake.py), stopped after the test."""
+    crm = FakeVtiger()
+    crm.start()
+    try:
+        yield crm
+    finally:
+        crm.stop()
 
 
 def send_and_wait(

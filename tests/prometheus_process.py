@@ -30,8 +30,18 @@ def ready_query(base: str, expr: str) -> list[Any]:
 
 
 @contextmanager
-def running_prometheus(tmp_path: Path, targets: Sequence[str], rule_files: Sequence[Path]) -> Iterator[str]:
-    """Start Prometheus on a free port; yield its base URL once it scrapes every target."""
+def running_prometheus(
+    tmp_path: Path,
+    targets: Sequence[str],
+    rule_files: Sequence[Path],
+    connectors: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start Prometheus on a free port; yield its base URL once it scrapes every target.
+
+    ``targets`` are workers (job ``salespulse``), ``connectors`` connector processes (job
+    ``salespulse-connector``), as in the compose stack's scrape config.
+    """
+    jobs = {"salespulse": list(targets), "salespulse-connector": list(connectors)}
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed: apt-get install -y --no-install-recommends prometheus"
     config = tmp_path / "prometheus.yml"
@@ -39,7 +49,11 @@ def running_prometheus(tmp_path: Path, targets: Sequence[str], rule_files: Seque
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: {[str(p) for p in rule_files]}\n"
         "scrape_configs:\n"
-        f"  - job_name: salespulse\n    static_configs: [{{targets: {list(targets)}}}]\n"
+        + "".join(
+            f"  - job_name: {job}\n    static_configs: [{{targets: {hosts}}}]\n"
+            for job, hosts in jobs.items()
+            if hosts
+        )
     )
     port = free_port()
     process = subprocess.Popen(
@@ -54,7 +68,11 @@ def running_prometheus(tmp_path: Path, targets: Sequence[str], rule_files: Seque
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: len(ready_query(base, 'up{job="salespulse"} == 1')) == len(targets), timeout=60)
+        for job, hosts in jobs.items():
+            wait_until(
+                lambda job=job, hosts=hosts: len(ready_query(base, f'up{{job="{job}"}} == 1')) == len(hosts),
+                timeout=60,
+            )
         yield base
     finally:
         process.terminate()

@@ -45,6 +45,7 @@ INPUT_TOPICS = [
     "crm.deadletter",
 ]
 WORKER_PORT = 6066
+CONNECTOR_PORT = 6067
 SECRET_KEY = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|API_?KEY|PRIVATE_?KEY", re.IGNORECASE)
 # "${VAR}", "${VAR:-}" or "${VAR-}": the value comes from the environment, never from the file.
 EMPTY_INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?-)?\}$")
@@ -101,6 +102,24 @@ def resolved_config(*profiles: str, **env: str) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     project: dict[str, Any] = json.loads(proc.stdout)
     return project
+
+
+def services_with_compose_env(tmp_path: Path, profile: str, compose_env: str) -> dict[str, Any]:
+    """The resolved services of a copy of the stack that has a ``compose.env`` with these lines."""
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    (tmp_path / "compose.env").write_text(compose_env)
+    proc = run_compose(
+        "--profile",
+        profile,
+        "config",
+        "--format",
+        "json",
+        compose_file=tmp_path / "docker-compose.yml",
+        project_dir=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    services: dict[str, Any] = json.loads(proc.stdout)["services"]
+    return services
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +234,55 @@ def test_generator_command_and_rate_override(config: dict[str, Any]) -> None:
     assert fast["services"]["generator"]["command"] == ["generate", "--rate", "5000"]
 
 
+def test_vtiger_connector_runs_only_with_its_profile() -> None:
+    assert "vtiger-connector" not in resolved_config()["services"], "a stack without vtiger starts cleanly"
+    connector = resolved_config("vtiger")["services"]["vtiger-connector"]
+    assert connector["profiles"] == ["vtiger"]
+    assert connector["command"] == ["connect", "vtiger"]
+    assert connector["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    assert connector["restart"] == "unless-stopped"
+    env = connector["environment"]
+    assert env["SALESPULSE_BROKER"] == "kafka:9092"
+    assert env["SALESPULSE_CONNECTOR_PORT"] == str(CONNECTOR_PORT)
+    assert env["SALESPULSE_WEB_HOST"] == "0.0.0.0"
+    assert env["SALESPULSE_VTIGER_POLL"] == "60"
+    assert str(CONNECTOR_PORT) in [str(p) for p in connector.get("expose", [])]
+    assert not connector.get("ports"), "Prometheus reaches it on the compose network; nothing is published"
+    assert not connector.get("volumes"), "its cursor lives in Kafka: no volume"
+    assert "/healthz" in " ".join(connector["healthcheck"]["test"])
+    faster = resolved_config("vtiger", SALESPULSE_VTIGER_POLL="15")
+    assert faster["services"]["vtiger-connector"]["environment"]["SALESPULSE_VTIGER_POLL"] == "15"
+
+
+def test_vtiger_credentials_reach_the_connector_through_compose_env(tmp_path: Path) -> None:
+    services = services_with_compose_env(
+        tmp_path,
+        "vtiger",
+        "SALESPULSE_VTIGER_URL=https://crm.example.com\n"
+        "SALESPULSE_VTIGER_USER=salespulse\n"
+        "SALESPULSE_VTIGER_ACCESS_KEY=key-from-env-file\n",
+    )
+    env = services["vtiger-connector"]["environment"]
+    assert env["SALESPULSE_VTIGER_ACCESS_KEY"] == "key-from-env-file"
+    assert env["SALESPULSE_VTIGER_URL"] == "https://crm.example.com"
+    for name in ("kafka", "kafka-init", "prometheus", "alertmanager"):
+        assert "key-from-env-file" not in json.dumps(services[name]), f"{name} received the access key"
+
+
+def test_prometheus_finds_the_vtiger_connector_by_dns(config: dict[str, Any]) -> None:
+    scrape = load_yaml_or_fail(mounted_host_path(config, "prometheus", "/etc/prometheus/prometheus.yml"))
+    jobs = [
+        (job["job_name"], sd)
+        for job in scrape.get("scrape_configs", [])
+        for sd in job.get("dns_sd_configs", [])
+        if "vtiger-connector" in sd.get("names", [])
+    ]
+    assert jobs, "no scrape job finds the vtiger-connector service"
+    for job_name, sd in jobs:
+        assert sd.get("type", "A") == "A"
+        assert int(sd["port"]) == CONNECTOR_PORT, f"{job_name}: the connector listens on {CONNECTOR_PORT}"
+
+
 # ------------------------------------------------------------------ the workers
 
 
@@ -265,7 +333,7 @@ def test_worker_waits_for_topics_and_reports_readiness(config: dict[str, Any]) -
 
 
 def test_secrets_reach_containers_through_optional_env_file(raw_compose: dict[str, Any]) -> None:
-    for name in ("worker", "generator", "grafana"):
+    for name in ("worker", "generator", "vtiger-connector", "grafana"):
         entries = raw_compose["services"][name].get("env_file") or []
         entries = [{"path": e, "required": True} if isinstance(e, str) else e for e in entries]
         paths = {Path(e["path"]).name: e for e in entries}
@@ -276,23 +344,13 @@ def test_secrets_reach_containers_through_optional_env_file(raw_compose: dict[st
 def test_compose_env_values_win_and_stay_where_they_belong(tmp_path: Path) -> None:
     """With a compose.env, its secrets reach the services that load it (nothing in
     `environment:` masks them) and no other service."""
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    (tmp_path / "compose.env").write_text(
+    services = services_with_compose_env(
+        tmp_path,
+        "generator",
         "SALESPULSE_INGEST_TOKEN=t0k3n-from-env-file\n"
         "GF_SECURITY_ADMIN_PASSWORD=pw-from-env-file\n"
-        "SALESPULSE_SASL_PASSWORD=sasl-from-env-file\n"
+        "SALESPULSE_SASL_PASSWORD=sasl-from-env-file\n",
     )
-    proc = run_compose(
-        "--profile",
-        "generator",
-        "config",
-        "--format",
-        "json",
-        compose_file=tmp_path / "docker-compose.yml",
-        project_dir=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    services = json.loads(proc.stdout)["services"]
     for name in ("worker", "generator"):
         env = services[name]["environment"]
         assert env["SALESPULSE_INGEST_TOKEN"] == "t0k3n-from-env-file"
@@ -475,6 +533,9 @@ def test_example_env_file_documents_the_secrets() -> None:
         "SALESPULSE_SASL_USERNAME",
         "SALESPULSE_SASL_PASSWORD",
         "SALESPULSE_SSL_CAFILE",
+        "SALESPULSE_VTIGER_URL",
+        "SALESPULSE_VTIGER_USER",
+        "SALESPULSE_VTIGER_ACCESS_KEY",
     ):
         assert re.search(rf"^#\s*{commented}=", text, re.MULTILINE), f"{commented} is not documented"
         assert commented not in active

@@ -29,7 +29,7 @@ DATASOURCE = {"type": "prometheus", "uid": "salespulse-prometheus"}
 RUNBOOK_BASE = "https://github.com/salespulse/salespulse/blob/main/docs/alerts.md#"
 UNIT_PANELS = {"stat", "timeseries", "bargauge"}
 
-#: What the workers export (design brief), plus Prometheus' own `up`.
+#: What the workers and the vtiger connector export (design brief), plus Prometheus' own `up`.
 EXPORTED = {
     "salespulse_leads",
     "salespulse_opportunities",
@@ -57,6 +57,10 @@ EXPORTED = {
     "salespulse_event_to_state_seconds_sum",
     "salespulse_event_to_state_seconds_count",
     "salespulse_partitions_owned",
+    "salespulse_connector_polls_total",
+    "salespulse_connector_errors_total",
+    "salespulse_connector_events_total",
+    "salespulse_connector_last_success_timestamp_seconds",
     "up",
 }
 

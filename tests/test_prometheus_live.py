@@ -1,4 +1,5 @@
-"""A real Prometheus scraping a real worker: every panel query answers, every rule evaluates."""
+"""A real Prometheus scraping a real worker and a real vtiger connector: every panel query
+answers, every rule evaluates."""
 
 from __future__ import annotations
 
@@ -13,12 +14,29 @@ from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO, http, wait_until
 from tests.dashboard_queries import panel_queries
 from tests.prometheus_process import query, ready_query, running_prometheus
+from tests.test_connector_vtiger import connector_env, start_connector
+from tests.vtiger_fake import FakeVtiger
 
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
+def connector(broker: Any) -> Any:
+    """A long-running vtiger connector polling a quiet (empty) CRM every second."""
+    crm = FakeVtiger()
+    crm.start()
+    env = connector_env(broker, crm, SALESPULSE_VTIGER_POLL="1")
+    process = start_connector(env, "--loglevel", "warning")  # nobody reads its output here
+    try:
+        yield f"127.0.0.1:{env['SALESPULSE_CONNECTOR_PORT']}"
+    finally:
+        process.terminate()
+        process.wait(15)
+        crm.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any, connector: str) -> Any:
     worker = spawn_worker(SALESPULSE_TARGETS=str(REPO / "config" / "targets.example.yml"))
     for event in generate(GeneratorConfig(seed=21, now=FIXED_NOW, late_share=0.01), 4000):
         producer.send(event)
@@ -27,7 +45,7 @@ def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any) -> Any:
     worker.wait_ready()
     wait_until(lambda: worker.progress()["events"] + worker.progress()["rejected"] >= 4000)
     rules = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
-    with running_prometheus(tmp_path, [worker.address], rules) as base:
+    with running_prometheus(tmp_path, [worker.address], rules, connectors=[connector]) as base:
         # rate() and the 2-minute running maxima need a few scrapes before they answer.
         wait_until(lambda: ready_query(base, "salespulse:events:rate5m"), timeout=60)
         # Latency quantiles need events applied while Prometheus watches.

@@ -21,6 +21,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -45,8 +46,11 @@ def _admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**settings.kafka_python_config, request_timeout_ms=ms, bootstrap_timeout_ms=ms)
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the input topics and the dead-letter topic with the configured partitions."""
+def ensure_topics(settings: Settings, extra: Sequence[NewTopic] = ()) -> None:
+    """Create the input topics and the dead-letter topic with the configured partitions.
+
+    ``extra`` names more topics to create with their own layout (a connector's state topic).
+    """
     admin = _admin(settings)
     try:
         existing = set(admin.list_topics())
@@ -54,7 +58,7 @@ def ensure_topics(settings: Settings) -> None:
             NewTopic(name, settings.partitions, 1)
             for name in (*INPUT_TOPICS, DEADLETTER)
             if name not in existing
-        ]
+        ] + [topic for topic in extra if topic.name not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)

@@ -215,6 +215,34 @@ def _show_merged(
         Console().print(table(view))
 
 
+@main.group()
+def connect() -> None:
+    """Pull events from a CRM that cannot push them."""
+
+
+@connect.command("vtiger")
+@broker_option
+@click.option("--once", is_flag=True, help="Poll once and exit, non-zero on failure (for cron and tests).")
+@click.option("--loglevel", default="info", show_default=True)
+def connect_vtiger(once: bool, loglevel: str, brokers: str | None) -> None:
+    """Poll vtiger CRM (SALESPULSE_VTIGER_*) and produce what changed, exactly once."""
+    import logging
+    import threading
+
+    from salespulse.streams.endpoints.connectors.vtiger.service import ConnectorConfigError, run_vtiger
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        code = run_vtiger(_settings(brokers=brokers), once=once, stop=stop)
+    except ConnectorConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(code)
+
+
 @main.command()
 @click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
 @click.option(

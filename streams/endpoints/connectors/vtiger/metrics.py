@@ -1,0 +1,125 @@
+"""The connector's own metrics and its small HTTP server (``/metrics``, ``/healthz``).
+
+The connector is its own process on its own port (``SALESPULSE_CONNECTOR_PORT``), with its
+own registry, so nothing of a worker's or a library's global metrics leaks in and the
+series are there from the first scrape. Prometheus' ``SalesPulseConnectorStalled`` alert
+reads ``salespulse_connector_last_success_timestamp_seconds``: a poll that finds nothing
+new is a success, so a quiet CRM never looks stalled, and each page done counts too, so a
+first start working through months of records is not a stall either. Until the first
+success the gauge holds the start time: a connector that never succeeds alerts after the
+same threshold as one that stopped succeeding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+OUTCOMES = ("success", "failure")
+
+
+class ConnectorMetrics:
+    """Counters and the last-success gauge of one connector, labelled ``connector``."""
+
+    def __init__(
+        self,
+        connector: str,
+        *,
+        reasons: Iterable[str],
+        event_types: Iterable[str],
+        skips: Iterable[str],
+        started: float,
+    ) -> None:
+        self.connector = connector
+        self.registry = CollectorRegistry()
+        self.polls = Counter(
+            "salespulse_connector_polls",
+            "Polls of the source system, by outcome.",
+            ["connector", "outcome"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "salespulse_connector_last_success_timestamp_seconds",
+            "Unix time of the last successful poll or page (the start time until the first).",
+            ["connector"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "salespulse_connector_errors",
+            "Failed polls, by cause.",
+            ["connector", "reason"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "salespulse_connector_events",
+            "Events produced and acknowledged by the broker, by type.",
+            ["connector", "type"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "salespulse_connector_records_skipped",
+            "Records that are no fact for SalesPulse (a task, a call about no account), by reason.",
+            ["connector", "reason"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:
+            self.polls.labels(connector, outcome)
+        for reason in reasons:
+            self.errors.labels(connector, reason)
+        for event_type in event_types:
+            self.events.labels(connector, event_type)
+        for skip in skips:
+            self.skipped.labels(connector, skip)
+        self.last_success.labels(connector).set(started)
+
+    def succeeded(self, at: float) -> None:
+        self.polls.labels(self.connector, "success").inc()
+        self.last_success.labels(self.connector).set(at)
+
+    def progressed(self, at: float) -> None:
+        """A page is done: the connector is working, even if its poll is not over yet."""
+        self.last_success.labels(self.connector).set(at)
+
+    def failed(self, reason: str) -> None:
+        self.polls.labels(self.connector, "failure").inc()
+        self.errors.labels(self.connector, reason).inc()
+
+    def produced(self, event_type: str) -> None:
+        self.events.labels(self.connector, event_type).inc()
+
+    def skip(self, reason: str) -> None:
+        self.skipped.labels(self.connector, reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(metrics: ConnectorMetrics, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] == "/metrics":
+                self._answer(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path.split("?", 1)[0] == "/healthz":
+                self._answer(200, orjson.dumps({"status": "alive", "connector": metrics.connector}))
+            else:
+                self._answer(404, orjson.dumps({"error": "not found; try /metrics or /healthz"}))
+
+        def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="connector-http", daemon=True).start()
+    return server

@@ -1,0 +1,154 @@
+"""``salespulse connect vtiger``: poll, produce, wait; on failure, say why and back off.
+
+Every failure (vtiger down, refused credentials, a refused query, a record whose fields
+are not what vtiger documents, the broker gone) is one clear log line naming the cause,
+one ``salespulse_connector_errors_total{reason}``, and a retry after a growing pause,
+never a crash loop. A retry starts from what the state topic holds, so a failure half way
+through a page repairs itself. ``--once`` polls once and exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from kafka.errors import KafkaError
+
+from salespulse.agents.rolling import RETENTION_HOURS
+from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
+from salespulse.streams.endpoints.connectors.vtiger.client import VtigerClient, VtigerError
+from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics, serve
+from salespulse.streams.endpoints.connectors.vtiger.poller import VtigerPoller
+from salespulse.streams.endpoints.connectors.vtiger.records import (
+    SOURCE,
+    Translator,
+    UnexpectedRecord,
+    crm_account,
+    to_vtiger_time,
+)
+from salespulse.streams.endpoints.connectors.vtiger.state import StateStore, state_topic
+from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
+from salespulse.streams.pipeline.worker import ensure_topics
+from salespulse.streams.settings import Settings
+
+log = logging.getLogger("salespulse.connect.vtiger")
+
+REASONS = ("unreachable", "auth", "query", "vtiger", "unexpected_field", "broker")
+SKIPS = ("not_call_or_meeting", "no_account")
+EVENT_TYPES = ("lead.created", "opportunity.created", "deal.won", "deal.lost", "customer.activity")
+BACKOFF_FIRST = 2.0
+BACKOFF_MOST = 300.0
+#: OSError covers the broker's and the state topic's timeouts.
+FAILURES = (VtigerError, UnexpectedRecord, BrokerUnavailable, KafkaError, OSError)
+
+
+class ConnectorConfigError(ValueError):
+    """The connector cannot start with these settings; the message names the setting."""
+
+
+def first_start(settings: Settings, now: datetime | None = None) -> str:
+    """Where a first start reads from: ``SALESPULSE_VTIGER_SINCE``, else the bucket retention."""
+    zone = ZoneInfo(settings.vtiger_timezone)
+    since = settings.vtiger_since_time() or (now or datetime.now(UTC)) - timedelta(hours=RETENTION_HOURS)
+    return to_vtiger_time(since, zone)
+
+
+def backoff(failures: int) -> float:
+    """Seconds before the next try after ``failures`` failures in a row: 2, 4, 8, ... 300."""
+    return float(min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
+
+
+class Connection:
+    """A producer, a vtiger session and the stored state, opened together and dropped together."""
+
+    def __init__(self, settings: Settings, translator: Translator, metrics: ConnectorMetrics) -> None:
+        ensure_topics(settings, extra=[state_topic()])
+        self.producer = EventProducer(settings)
+        try:
+            client = VtigerClient(settings.vtiger_url, settings.vtiger_user, settings.vtiger_access_key)
+            store = StateStore(settings, self.producer, SOURCE, translator.account)
+            self.poller = VtigerPoller(
+                client,
+                translator,
+                self.producer,
+                store,
+                first_start(settings),
+                on_event=metrics.produced,
+                on_skip=metrics.skip,
+                on_page=lambda: metrics.progressed(time.time()),
+            )
+            self.poller.recover()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.producer.close()
+
+
+def _translator(settings: Settings) -> Translator:
+    missing = [
+        name
+        for name, value in (
+            ("SALESPULSE_VTIGER_URL", settings.vtiger_url),
+            ("SALESPULSE_VTIGER_USER", settings.vtiger_user),
+            ("SALESPULSE_VTIGER_ACCESS_KEY", settings.vtiger_access_key),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConnectorConfigError(f"set {', '.join(missing)} to connect to vtiger (see docs/connectors.md)")
+    try:
+        mapping = load_mapping(settings.connectors_file)
+    except MappingError as exc:
+        raise ConnectorConfigError(f"SALESPULSE_CONNECTORS: {exc}") from None
+    return Translator(mapping, crm_account(settings.vtiger_url), ZoneInfo(settings.vtiger_timezone))
+
+
+def run_vtiger(settings: Settings, *, once: bool, stop: threading.Event) -> int:
+    """Poll until ``stop`` is set (or once); returns the exit status."""
+    translator = _translator(settings)
+    metrics = ConnectorMetrics(
+        SOURCE, reasons=REASONS, event_types=EVENT_TYPES, skips=SKIPS, started=time.time()
+    )
+    server = None if once else serve(metrics, settings.web_host, settings.connector_port)
+    if server is not None:
+        log.info("metrics on http://%s:%d/metrics", settings.web_host, settings.connector_port)
+    connection: Connection | None = None
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                if connection is None:
+                    connection = Connection(settings, translator, metrics)
+                produced = connection.poller.poll()
+            except FAILURES as exc:
+                reason = exc.reason if isinstance(exc, VtigerError | UnexpectedRecord) else "broker"
+                metrics.failed(reason)
+                failures += 1
+                if connection is not None:
+                    connection.close()
+                    connection = None
+                if once:
+                    log.error("vtiger poll failed (%s): %s", reason, exc)
+                    return 1
+                log.error("vtiger poll failed (%s): %s; retrying in %.0fs", reason, exc, backoff(failures))
+                stop.wait(backoff(failures))
+                continue
+            metrics.succeeded(time.time())
+            failures = 0
+            log.info("polled vtiger at %s: %d new events", settings.vtiger_url, produced)
+            if once:
+                return 0
+            stop.wait(settings.vtiger_poll)
+        return 0
+    finally:
+        if connection is not None:
+            connection.close()
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,426 @@
+"""``salespulse connect vtiger`` against a local vtiger, a real broker and a real worker.
+
+The fake vtiger (tests/vtiger_fake.py) speaks the webservice protocol as vtiger documents
+it. The independent check counts what the fake CRM holds (leads, potentials by closing
+stage, calls and meetings about an account) and compares it with the worker's ``/kpis``:
+every fact must be there exactly once, whatever happens to the connector in between.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+import pytest
+from kafka import TopicPartition
+
+from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, StateStore
+from salespulse.streams.pipeline.offsets import true_end_offsets
+from salespulse.streams.settings import Settings
+from salespulse.streams.tools.broker import EmbeddedBroker, free_port
+from tests.conftest import REPO, http, wait_until
+from tests.vtiger_fake import FakeVtiger
+
+SINCE = "2026-10-01"
+FACT_TYPES = ("lead.created", "opportunity.created", "deal.won", "deal.lost", "customer.activity")
+OPEN_STAGES = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Proposal or Price Quote",
+    "Negotiation or Review",
+)
+
+
+def _at(day: int, seconds: int) -> str:
+    """A vtiger time in November 2026 (all before the workers' fixed clock, 26 Nov 12:00)."""
+    hours, rest = divmod(seconds, 3600)
+    return f"2026-11-{day:02d} {hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def populate(fake: FakeVtiger, seed: int = 16) -> None:
+    """250 leads, 120 potentials (40 won, 25 lost), 300 calls and meetings, and records to skip.
+
+    Records come in groups that share one ``modifiedtime``, so pages end inside a second.
+    """
+    rng = random.Random(seed)
+    accounts = [
+        fake.add(
+            "Accounts", _at(1, 60 * i), accountname=f"Org {i}", bill_country=rng.choice(["IR", "US", "DE"])
+        )
+        for i in range(30)
+    ]
+    contacts = [
+        fake.add("Contacts", _at(1, 7200 + 60 * i), lastname=f"Person {i}", account_id=accounts[i % 30])
+        for i in range(40)
+    ]
+    for i in range(250):
+        fake.add(
+            "Leads",
+            _at(2 + i // 20, 3600 * (i % 20 // 3) + 7),  # three leads share each second
+            lastname=f"Lead {i}",
+            leadsource=rng.choice(["Web Site", "Cold Call", "Trade Show", "", "--None--"]),
+            country=rng.choice(["IR", "US", ""]),
+            city=rng.choice(["Tehran", "Boston", ""]),
+            assigned_user_id=f"19x{rng.randint(1, 5)}",
+        )
+    stages = ["Closed Won"] * 40 + ["Closed Lost"] * 25 + [rng.choice(OPEN_STAGES) for _ in range(55)]
+    rng.shuffle(stages)
+    for i, stage in enumerate(stages):
+        created = _at(3 + i // 8, 3000 * (i % 8))
+        closed = _at(4 + i // 8, 3000 * (i % 8 // 2))  # pairs share their closing second
+        fake.add(
+            "Potentials",
+            created,
+            closed if stage.startswith("Closed") else created,
+            potentialname=f"Deal {i}",
+            amount=f"{rng.randint(1, 90) * 100}.00000000",
+            related_to=contacts[i % 40] if i % 7 == 0 else accounts[i % 30],
+            sales_stage=stage,
+            opportunity_type=rng.choice(["New Business", "Existing Business", ""]),
+            assigned_user_id=f"19x{rng.randint(1, 5)}",
+        )
+    for i in range(340):
+        kind = "Call" if i % 2 else "Meeting"
+        parent, contact = (accounts[i % 30], "") if i % 3 else ("", contacts[i % 40])
+        if i >= 300:  # a custom activity type, and calls about nobody: not customer activities
+            kind, parent, contact = ("Site Visit", accounts[0], "") if i < 320 else ("Call", "", "")
+        start = _at(5 + i // 20, 1800 * (i % 20))
+        fake.add(
+            "Events",
+            start,
+            subject=f"{kind} {i}",
+            activitytype=kind,
+            date_start=start[:10],
+            time_start=start[11:],
+            eventstatus="Held",
+            parent_id=parent,
+            contact_id=contact,
+            assigned_user_id="19x1",
+        )
+
+
+def add_more(fake: FakeVtiger, round_: int) -> None:
+    """A later day's work: leads, deals closed then, and calls, some in one second."""
+    account = fake.rows("Accounts")[round_]["id"]
+    day = 21 + round_
+    for i in range(120):
+        fake.add("Leads", _at(day, 60 * (i // 4)), lastname=f"Late lead {round_}-{i}")
+    for i in range(30):
+        stage = ("Closed Won", "Closed Lost", "Prospecting")[i % 3]
+        fake.add(
+            "Potentials",
+            _at(day, 60 * i),
+            _at(day, 7200 + 60 * (i // 2)),
+            related_to=account,
+            sales_stage=stage,
+        )
+    for i in range(60):
+        start = _at(day, 10_000 + 60 * i)
+        fake.add(
+            "Events",
+            start,
+            activitytype="Call",
+            date_start=start[:10],
+            time_start=start[11:],
+            parent_id=account,
+        )
+
+
+def held_by_crm(fake: FakeVtiger) -> dict[str, int]:
+    """What the CRM holds, counted from its records (the independent check)."""
+    potentials = fake.rows("Potentials")
+    events = fake.rows("Events")
+    return {
+        "lead.created": len(fake.rows("Leads")),
+        "opportunity.created": len(potentials),
+        "deal.won": sum(p["sales_stage"] == "Closed Won" for p in potentials),
+        "deal.lost": sum(p["sales_stage"] == "Closed Lost" for p in potentials),
+        "customer.activity": sum(
+            e["activitytype"] in {"Call", "Meeting"} and bool(e["parent_id"] or e["contact_id"])
+            for e in events
+        ),
+    }
+
+
+def counted(worker: Any) -> dict[str, int]:
+    events = worker.kpis()["counters"]["events"]
+    return {t: int(events[t]) for t in FACT_TYPES}
+
+
+def connector_env(broker: EmbeddedBroker, fake: FakeVtiger, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SALESPULSE_BROKER": broker.bootstrap,
+        "SALESPULSE_PARTITIONS": "4",
+        "SALESPULSE_VTIGER_URL": fake.url,
+        "SALESPULSE_VTIGER_USER": fake.user,
+        "SALESPULSE_VTIGER_ACCESS_KEY": fake.access_key,
+        "SALESPULSE_VTIGER_SINCE": SINCE,
+        "SALESPULSE_CONNECTOR_PORT": str(free_port()),
+        **extra,
+    }
+
+
+def start_connector(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "salespulse.streams", "connect", "vtiger", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def connect_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salespulse.streams", "connect", "vtiger", "--once"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def wait_counted(worker: Any, expected: dict[str, int]) -> dict[str, int]:
+    wait_until(lambda: counted(worker) == expected, timeout=90)
+    time.sleep(1.0)  # anything sent twice and counted twice would show up now
+    return counted(worker)
+
+
+def test_every_fact_of_a_paged_crm_reaches_kpis_exactly_once_even_when_sessions_expire_between_pages(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    populate(fake)
+    fake.session_queries = 3  # the session ends every third query: many times between pages
+    expected = held_by_crm(fake)
+    assert expected == {
+        "lead.created": 250,
+        "opportunity.created": 120,
+        "deal.won": 40,
+        "deal.lost": 25,
+        "customer.activity": 300,
+    }
+    worker = spawn_worker()
+    worker.wait_ready()
+
+    run = connect_once(connector_env(broker, fake))
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert fake.logins >= 5, "the connector must log in again when vtiger ends its session"
+    assert wait_counted(worker, expected) == expected
+    kpis = worker.kpis()
+    assert kpis["counters"]["duplicates"] == 0
+    sales = kpis["windows"]["30d"]["sales"]
+    won_amount = sum(float(p["amount"]) for p in fake.rows("Potentials") if p["sales_stage"] == "Closed Won")
+    assert (sales["deals_won"], sales["deals_lost"]) == (40, 25)
+    assert sales["amount_by_currency"]["USD"] == pytest.approx(won_amount)
+
+    again = connect_once(connector_env(broker, fake))  # nothing changed: nothing new
+    assert again.returncode == 0, again.stderr
+    time.sleep(1.0)
+    assert counted(worker) == expected
+    assert worker.kpis()["counters"]["duplicates"] == 0
+
+
+def test_sigkill_in_the_middle_of_a_page_then_a_restart_neither_loses_nor_doubles_a_fact(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    populate(fake)
+    expected = held_by_crm(fake)
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake)
+
+    # Killed while it looks up the contacts of a page of calls: the page is read, not produced.
+    fake.hold_when(lambda q: "FROM Contacts" in q and sum("FROM Events" in x for x in fake.queries) >= 2)
+    first = start_connector(env, "--once")
+    assert fake.held.wait(120), first.communicate()[0] if first.poll() is not None else "never held"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(30)
+    fake.release.set()
+    # Then, while the CRM keeps changing, killed at random moments: reading, producing, recording.
+    rng = random.Random(3)
+    killed = 0
+    for round_ in range(4):
+        add_more(fake, round_)
+        before = len(fake.queries)
+        run = start_connector(env, "--once")
+        reached = rng.randint(1, 5)
+        wait_until(
+            lambda n=before + reached, r=run: len(fake.queries) >= n or r.poll() is not None, interval=0.002
+        )
+        time.sleep(rng.uniform(0.0, 0.05))
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            killed += 1
+        run.wait(30)
+    assert killed >= 2
+    expected = held_by_crm(fake)
+    final = connect_once(env)
+
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert wait_counted(worker, expected) == expected
+
+
+def test_a_page_produced_but_not_recorded_is_sent_again_with_the_same_ids_and_times(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    account = fake.add("Accounts", "2026-11-01 08:00:00", accountname="Org")
+    deal = fake.add(
+        "Potentials",
+        "2026-11-02 09:00:00",
+        "2026-11-03 10:00:00",
+        related_to=account,
+        sales_stage="Closed Won",
+    )
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake)
+    settings = Settings.from_env(env)
+
+    class CrashBeforeRecording(StateStore):
+        def complete(self, *args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt("killed after the broker acknowledged the events")
+
+    from salespulse.streams.endpoints.connectors.vtiger import service
+
+    original = service.StateStore
+    service.StateStore = CrashBeforeRecording  # type: ignore[misc]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            service.Connection(settings, service._translator(settings), _metrics()).poller.poll()
+    finally:
+        service.StateStore = original  # type: ignore[misc]
+    sent = wait_until(lambda: counted(worker)["deal.won"] == 1 and worker.kpis())
+    # Edited before the restart: a fresh look would see a later modifiedtime.
+    fake.edit(deal, "2026-11-05 12:00:00", amount="999.00000000")
+
+    assert connect_once(env).returncode == 0
+    time.sleep(1.0)
+    kpis = worker.kpis()
+    assert counted(worker)["deal.won"] == 1
+    assert kpis["counters"]["duplicates"] >= 1, "the pending page was sent again"
+    facts = stored_facts(settings, deal)
+    assert facts["deal.won"] == "2026-11-03T10:00:00Z", "the re-sent fact keeps the time first seen"
+    assert sent["counters"]["events"]["opportunity.created"] == 1
+
+
+def _metrics() -> Any:
+    from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics
+
+    return ConnectorMetrics("vtiger", reasons=(), event_types=(), skips=(), started=time.time())
+
+
+def stored_facts(settings: Settings, record: str) -> dict[str, str]:
+    from salespulse.streams.endpoints.connectors.vtiger.records import crm_account
+    from salespulse.streams.endpoints.producer import EventProducer
+
+    with EventProducer(settings) as producer:
+        state = StateStore(settings, producer, "vtiger", crm_account(settings.vtiger_url)).load()
+    return state.facts[record]
+
+
+def test_a_deal_edited_after_it_was_won_does_not_count_again(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    account = fake.add("Accounts", "2026-11-01 08:00:00", accountname="Org", bill_country="IR")
+    deal = fake.add(
+        "Potentials",
+        "2026-11-02 09:00:00",
+        "2026-11-03 10:00:00",
+        related_to=account,
+        amount="500.00000000",
+        sales_stage="Closed Won",
+    )
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake)
+    assert connect_once(env).returncode == 0
+    wait_until(lambda: counted(worker)["deal.won"] == 1)
+
+    fake.edit(deal, "2026-11-10 16:30:00", amount="800.00000000", potentialname="renamed")
+    assert connect_once(env).returncode == 0
+    fake.edit(deal, "2026-11-11 09:00:00", sales_stage="Closed Won")
+    assert connect_once(env).returncode == 0
+    time.sleep(1.0)
+
+    kpis = worker.kpis()
+    assert counted(worker) == {**dict.fromkeys(FACT_TYPES, 0), "opportunity.created": 1, "deal.won": 1}
+    assert kpis["counters"]["duplicates"] == 0, "nothing was even sent again"
+    assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["USD"] == pytest.approx(500.0)
+
+
+def test_a_lead_created_in_the_same_second_as_the_cursor_is_not_skipped(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    for i in range(150):  # more than a page in one second: the offset has to move past them
+        fake.add("Leads", "2026-11-20 10:00:00", lastname=f"Early {i}")
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake)
+    assert connect_once(env).returncode == 0
+    wait_until(lambda: counted(worker)["lead.created"] == 150)
+    assert any("LIMIT 100, 100" in q for q in fake.queries)
+
+    fake.add("Leads", "2026-11-20 10:00:00", lastname="Same second")  # the cursor's own second
+    assert connect_once(env).returncode == 0
+
+    wait_until(lambda: counted(worker)["lead.created"] == 151)
+    time.sleep(1.0)
+    assert counted(worker)["lead.created"] == 151
+    assert worker.kpis()["counters"]["duplicates"] == 0
+
+
+def produced(broker: EmbeddedBroker) -> int:
+    client = Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap}).kafka_python_config
+    partitions = [TopicPartition(t, p) for t in INPUT_TOPICS for p in range(4)] + [
+        TopicPartition(STATE_TOPIC, 0)
+    ]
+    return sum(true_end_offsets(client, partitions).values())
+
+
+def test_a_wrong_access_key_is_a_clear_error_exits_non_zero_once_and_retries_otherwise_producing_nothing(
+    broker: EmbeddedBroker, fake: FakeVtiger
+) -> None:
+    populate(fake)
+    env = connector_env(broker, fake, SALESPULSE_VTIGER_ACCESS_KEY="not-the-key")
+
+    once = connect_once(env)
+
+    assert once.returncode != 0
+    assert "INVALID_USER_CREDENTIALS" in once.stderr and "SALESPULSE_VTIGER_ACCESS_KEY" in once.stderr
+    assert "not-the-key" not in once.stderr
+
+    running = start_connector(env)
+    try:
+        port = env["SALESPULSE_CONNECTOR_PORT"]
+
+        def auth_failures() -> float:
+            try:
+                _, body = http(f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                return 0.0
+            for line in body.decode().splitlines():
+                if line.startswith('salespulse_connector_errors_total{connector="vtiger",reason="auth"}'):
+                    return float(line.split()[-1])
+            return 0.0
+
+        wait_until(lambda: auth_failures() >= 2, timeout=60)
+        assert running.poll() is None, "it keeps retrying instead of exiting"
+        status, body = http(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and orjson.loads(body)["status"] == "alive"
+    finally:
+        running.send_signal(signal.SIGTERM)
+        running.wait(30)
+    assert produced(broker) == 0
