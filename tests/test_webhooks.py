@@ -23,7 +23,7 @@ from salespulse.streams.endpoints.connectors.hubspot import signature_v3
 from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
 from salespulse.streams.tools.broker import free_port
 from tests import vendor_payloads as v
-from tests.conftest import wait_until
+from tests.conftest import http, wait_until
 
 PUBLIC = "https://sp.example.com"
 HS_SECRET = "hs-client-secret"
@@ -124,6 +124,8 @@ class FakeHubSpot:
     def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -336,3 +338,39 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     assert 'salespulse_events_rejected_total{reason="unmappable"} 1.0' in metrics
     assert 'salespulse_webhook_requests_total{outcome="accepted",vendor="salesforce"} 3.0' in metrics
     assert 'salespulse_webhook_requests_total{outcome="unmappable",vendor="hubspot"} 1.0' in metrics
+
+
+def test_a_delighted_update_replaces_the_answer_and_its_comment_but_the_response_counts_once(
+    spawn_worker: Any, hubspot_api: FakeHubSpot
+) -> None:
+    worker = spawn_worker("surveys", **vendor_env(hubspot_api))
+    worker.wait_ready()
+    # Delighted sends the score first, then the comment in an update of the same response.
+    comment = "پشتیبانی کند بود. " * 150  # 2,700 characters: cut at 2,000, never refused
+    created = v.delighted("survey_response.created", 3, None, v.T0_S)
+    updated = v.delighted("survey_response.updated", 5, comment, v.T0_S + 120)
+    url = f"http://{worker.address}/webhooks/delighted"
+    for body in (created, updated) * 3:
+        status, answer = post(
+            url, body, {"X-Delighted-Webhook-Signature": delighted_signature(DELIGHTED_KEY, body)}
+        )
+        assert status == 200, answer
+
+    def settled() -> dict[str, Any] | None:
+        kpis = worker.kpis()
+        c = kpis["counters"]
+        return kpis if sum(c["events"].values()) + c["duplicates"] == 6 else None
+
+    kpis = wait_until(settled, timeout=60)
+    assert kpis["counters"]["events"]["survey.answered"] == 2  # the answer and its update
+    assert kpis["counters"]["duplicates"] == 4  # the redeliveries
+    assert kpis["counters"]["comments_truncated"] == 1
+    assert sum(kpis["counters"]["rejected"].values()) == 0
+    nps = kpis["windows"]["24h"]["nps"]
+    assert (nps["responses"], nps["detractors"]) == (1, 1), "one response, counted once"
+    status, body = http(f"http://{worker.address}/customers/C-77")
+    assert status == 200
+    profile = orjson.loads(body)["nps"]
+    assert profile["score"] == 5, "the update is the latest answer"
+    assert profile["comment"] == comment[:2000]
+    assert profile["response_id"] == "5435"
