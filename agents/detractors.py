@@ -131,8 +131,8 @@ class DetractorState:
 
     The latest answer and the latest deal are packed columns, one row per customer
     (``agents/customers.py``); the customer ids, which the case list shows, are one UTF-8
-    buffer. Comments and response ids, and the few activities kept per customer, are
-    dicts by row, holding only the customers that have any.
+    buffer. So is the earliest activity kept per customer; the later ones, and comments and
+    response ids, are dicts by row, holding only the customers that have any.
     """
 
     def __init__(self, policy: Policy) -> None:
@@ -153,7 +153,11 @@ class DetractorState:
         self.owner_rep: array[int] = array("i")
         #: comment, response id of the latest answer, where it has either.
         self.notes: dict[int, Note] = {}
-        self.follow: dict[int, tuple[int, ...]] = {}
+        # The earliest activity kept: time, offset (-1: none), channel name id; later ones packed.
+        self.follow_t: array[int] = array("q")
+        self.follow_off: array[int] = array("q")
+        self.follow_ch: array[int] = array("i")
+        self.later: dict[int, tuple[int, ...]] = {}
         self.dirty: dict[str, dict[int, str]] = {"answer": {}, "owner": {}, "follow": {}}
         # Derived: answer times of open and of followed-up cases by (region, owner) label.
         self.open: dict[tuple[str, str], list[int]] = {}
@@ -167,9 +171,16 @@ class DetractorState:
         if row == new:
             self.ids += customer.encode()
             self.id_ends.append(len(self.ids))
-            for col in (self.answer_t, self.answer_off, self.owner_t, self.owner_off):
+            for col in (
+                self.answer_t,
+                self.answer_off,
+                self.owner_t,
+                self.owner_off,
+                self.follow_t,
+                self.follow_off,
+            ):
                 col.append(-1)
-            for names in (self.answer_region, self.answer_product, self.owner_rep):
+            for names in (self.answer_region, self.answer_product, self.owner_rep, self.follow_ch):
                 names.append(0)
         return row
 
@@ -188,8 +199,7 @@ class DetractorState:
         names = self.names.names
         region = ctx.fold("region", names[self.answer_region[row]])
         rep = UNASSIGNED if self.owner_off[row] < 0 else names[self.owner_rep[row]]
-        follow = self.follow.get(row)
-        followed = None if not follow else _time(follow[0])
+        followed = None if self.follow_off[row] < 0 else self.follow_t[row]
         return self.answer_t[row], region, ctx.fold("owner", rep), followed
 
     def _account(self, c: Contribution | None, sign: int, clock: Clock) -> None:
@@ -230,7 +240,7 @@ class DetractorState:
             self.notes.pop(row, None)
         else:
             self.notes[row] = note
-        self._set_follow(row, self.follow.get(row, ()))
+        self._set_follow(row, self._follow(row))
         return True
 
     def _set_owner(self, row: int, t: int, offset: int, rep: int) -> bool:
@@ -244,13 +254,27 @@ class DetractorState:
         """Keep the activities after the latest answer's time (all, before any answer)."""
         after = -1 if self.answer_off[row] < 0 else self.answer_t[row]
         kept = tuple(sorted(p for p in times if _time(p) > after))
-        if kept == self.follow.get(row, ()):
+        if kept == self._follow(row):
             return False
         if kept:
-            self.follow[row] = kept
+            first = kept[0]
+            self.follow_t[row], self.follow_ch[row] = _time(first), first & _ID_MASK
+            self.follow_off[row] = (first >> _ID_BITS) & _OFFSET_MASK
         else:
-            self.follow.pop(row, None)
+            self.follow_off[row] = -1
+        if len(kept) > 1:
+            self.later[row] = kept[1:]
+        else:
+            self.later.pop(row, None)
         return True
+
+    def _follow(self, row: int) -> tuple[int, ...]:
+        """The activities kept, packed and sorted."""
+        off = self.follow_off[row]
+        if off < 0:
+            return ()
+        first = _pack(self.follow_t[row], off, self.follow_ch[row])
+        return (first, *self.later.get(row, ()))
 
     def offer_answer(
         self, customer: str, rec: Sequence[Any], ctx: ApplyContext, *, restored: bool = False
@@ -278,7 +302,7 @@ class DetractorState:
             return
         row = self._row(customer)
         packed = _pack(t, offset, self.names.id(channel))
-        times = self.follow.get(row, ())
+        times = self._follow(row)
         if packed not in times and self._change(row, ctx, self._set_follow, (*times, packed)):
             self.dirty["follow"][row] = customer
 
@@ -301,7 +325,7 @@ class DetractorState:
         names = self.names.names
         if family == "follow":
             flat: list[Any] = []
-            for p in self.follow.get(row, ()):
+            for p in self._follow(row):
                 flat += (_time(p), (p >> _ID_BITS) & _OFFSET_MASK, names[p & _ID_MASK])
             return flat
         if family == "owner":
@@ -352,7 +376,7 @@ class DetractorState:
             return None
         names = self.names.names
         comment, response = self.notes.get(row, (None, None))
-        follow = self.follow.get(row)
+        followed = self.follow_off[row] >= 0
         return Case(
             customer_id=self.customer(row),
             t=self.answer_t[row],
@@ -362,8 +386,8 @@ class DetractorState:
             region=names[self.answer_region[row]],
             product=names[self.answer_product[row]],
             owner=UNASSIGNED if self.owner_off[row] < 0 else names[self.owner_rep[row]],
-            followed_up_at=None if not follow else _time(follow[0]),
-            channel=None if not follow else names[follow[0] & _ID_MASK],
+            followed_up_at=self.follow_t[row] if followed else None,
+            channel=names[self.follow_ch[row]] if followed else None,
         )
 
     def note(self, customer: str) -> Note | None:
