@@ -54,6 +54,8 @@ _OFFSET_MASK: Final = (1 << _OFFSET_BITS) - 1
 #: An answer's offset column holds ``offset << _SCORE_BITS | score``.
 _SCORE_BITS: Final = 4
 _SCORE_MASK: Final = (1 << _SCORE_BITS) - 1
+#: Customer ids go to UTF-8 and back whatever they hold, even a lone surrogate.
+_ANY_STR: Final = "surrogatepass"
 
 
 def _pack(t: int, offset: int, channel: int) -> int:
@@ -169,7 +171,7 @@ class DetractorState:
         new = len(self.index)
         row = self.index.row(hash(customer))
         if row == new:
-            self.ids += customer.encode()
+            self.ids += customer.encode("utf-8", _ANY_STR)
             self.id_ends.append(len(self.ids))
             for col in (
                 self.answer_t,
@@ -185,7 +187,7 @@ class DetractorState:
         return row
 
     def customer(self, row: int) -> str:
-        return self.ids[self.id_ends[row - 1] if row else 0 : self.id_ends[row]].decode()
+        return self.ids[self.id_ends[row - 1] if row else 0 : self.id_ends[row]].decode("utf-8", _ANY_STR)
 
     def _score(self, row: int) -> int:
         """The latest answer's score, or 10 (no case) without an answer."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+from salespulse.agents.base import ApplyContext, LabelFolder
 from salespulse.agents.customers import CustomerIndex
-from salespulse.agents.rolling import LatestAnswer, LatestTime
+from salespulse.agents.detractors import DetractorState, Policy
+from salespulse.agents.rolling import Clock, LatestAnswer, LatestTime
 
 
 def test_rows_are_dense_in_order_of_first_sight_and_stable_across_growth() -> None:
@@ -47,3 +49,14 @@ def test_latest_answer_orders_by_time_then_offset_and_returns_the_replaced_score
     assert la.get("C-1") == (100, 6, 3)
     assert list(la.drain_dirty()) == [(["latest", "C-1"], [100, 6, 3])]
     assert la.get("C-2") is None
+
+
+def test_a_detractor_case_shows_its_customer_id_exactly_whatever_characters_it_holds() -> None:
+    now = 1_795_953_600
+    ctx = ApplyContext(Clock(now), LabelFolder())
+    state = DetractorState(Policy())
+    customers = ["C-1", "Kunde-Ä-客", "lone-\ud800-surrogate", ""]
+    for i, customer in enumerate(customers):
+        state.offer_answer(customer, (now - 60, i, 2, "north", "crm-pro", None, None), ctx)
+    listed = sorted(case.customer_id for case in state.listed(ctx.clock, "30d", "open"))
+    assert listed == sorted(customers)
