@@ -8,10 +8,10 @@ the follow-up target. The owner is the rep of the latest ``deal.won`` (``unassig
 
 Exact whatever the arrival order across the three topics, with this state per customer:
 
-- the latest answer, packed into one int (time, offset, score, region and product ids);
-  the customer id, comment and response id only for detractors and answers that carry a
-  comment or response id;
-- the latest deal's (time, offset, rep), packed;
+- the latest answer's time, offset, score, region and product, and the customer id, in
+  packed columns (one row per customer); comment and response id only for answers that
+  carry either;
+- the latest deal's (time, offset, rep), in packed columns too;
 - the human-channel activities *after the latest answer's time*, sorted. An activity at
   or before it can never follow anything up again: the latest answer only moves forward.
   Later ones must stay, because a newer answer may arrive (or be replayed) after them and
@@ -29,11 +29,13 @@ scan of customers), and windowed counts of cases by answer time.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, in_window, ratio
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, WINDOWS, Clock, WindowedCounter
 from salespulse.schemas.event_time import format_time
 from salespulse.schemas.topics import ACTIVITIES, DEALS, SURVEYS
@@ -49,19 +51,20 @@ _ID_BITS: Final = 32
 _ID_MASK: Final = (1 << _ID_BITS) - 1
 _OFFSET_BITS: Final = 44
 _OFFSET_MASK: Final = (1 << _OFFSET_BITS) - 1
+#: An answer's offset column holds ``offset << _SCORE_BITS | score``.
 _SCORE_BITS: Final = 4
-#: Bits below the (time, offset) part of a packed answer, deal or activity.
-_ANSWER_LOW: Final = _SCORE_BITS + 2 * _ID_BITS
-_LOW: Final = _ID_BITS
+_SCORE_MASK: Final = (1 << _SCORE_BITS) - 1
+#: Customer ids go to UTF-8 and back whatever they hold, even a lone surrogate.
+_ANY_STR: Final = "surrogatepass"
 
 
-def _pack(t: int, offset: int, low: int, low_bits: int) -> int:
-    """``(t, offset)`` order is the packed int's order, so "newer" is one compare."""
-    return ((t << _OFFSET_BITS) | offset) << low_bits | low
+def _pack(t: int, offset: int, channel: int) -> int:
+    """An activity as one int; ``(t, offset)`` order is its order, so "newer" is one compare."""
+    return ((t << _OFFSET_BITS) | offset) << _ID_BITS | channel
 
 
-def _time(packed: int, low_bits: int) -> int:
-    return packed >> (low_bits + _OFFSET_BITS)
+def _time(packed: int) -> int:
+    return packed >> (_ID_BITS + _OFFSET_BITS)
 
 
 @dataclass(frozen=True)
@@ -121,36 +124,85 @@ class Case:
 
 #: What a case adds to the derived state: (answer time, region label, owner label, follow-up time).
 Contribution = tuple[int, str, str, int | None]
+#: An answer's comment and response id.
+Note = tuple[str | None, str | None]
 
 
 class DetractorState:
-    """One partition's answers, owners and follow-ups, plus what is derived from them."""
+    """One partition's answers, owners and follow-ups, plus what is derived from them.
+
+    The latest answer and the latest deal are packed columns, one row per customer
+    (``agents/customers.py``); the customer ids, which the case list shows, are one UTF-8
+    buffer. So is the earliest activity kept per customer; the later ones, and comments and
+    response ids, are dicts by row, holding only the customers that have any.
+    """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.names = Names()
-        self.answers: dict[int, int] = {}
-        #: customer id, comment, response id: for detractor answers and answers with a note.
-        self.notes: dict[int, tuple[str, str | None, str | None]] = {}
-        self.owners: dict[int, int] = {}
-        self.follow: dict[int, tuple[int, ...]] = {}
+        self.index = CustomerIndex()
+        #: Customer ids end to end: row ``r``'s is ``ids[id_ends[r - 1]:id_ends[r]]``.
+        self.ids = bytearray()
+        self.id_ends: array[int] = array("q")
+        # The latest answer: time, offset << 4 | score (-1: none yet), region and product name ids.
+        self.answer_t: array[int] = array("q")
+        self.answer_off: array[int] = array("q")
+        self.answer_region: array[int] = array("i")
+        self.answer_product: array[int] = array("i")
+        # The latest deal: time, offset (-1: none yet), rep name id.
+        self.owner_t: array[int] = array("q")
+        self.owner_off: array[int] = array("q")
+        self.owner_rep: array[int] = array("i")
+        #: comment, response id of the latest answer, where it has either.
+        self.notes: dict[int, Note] = {}
+        # The earliest activity kept: time, offset (-1: none), channel name id; later ones packed.
+        self.follow_t: array[int] = array("q")
+        self.follow_off: array[int] = array("q")
+        self.follow_ch: array[int] = array("i")
+        self.later: dict[int, tuple[int, ...]] = {}
         self.dirty: dict[str, dict[int, str]] = {"answer": {}, "owner": {}, "follow": {}}
         # Derived: answer times of open and of followed-up cases by (region, owner) label.
         self.open: dict[tuple[str, str], list[int]] = {}
         self.followed: dict[tuple[str, str], list[int]] = {}
         self.cases = WindowedCounter("cases", (), len(STAGES), persisted=False)
 
+    def _row(self, customer: str) -> int:
+        """The customer's row, added (with no answer and no deal) if new."""
+        new = len(self.index)
+        row = self.index.row(hash(customer))
+        if row == new:
+            self.ids += customer.encode("utf-8", _ANY_STR)
+            self.id_ends.append(len(self.ids))
+            for col in (
+                self.answer_t,
+                self.answer_off,
+                self.owner_t,
+                self.owner_off,
+                self.follow_t,
+                self.follow_off,
+            ):
+                col.append(-1)
+            for names in (self.answer_region, self.answer_product, self.owner_rep, self.follow_ch):
+                names.append(0)
+        return row
+
+    def customer(self, row: int) -> str:
+        return self.ids[self.id_ends[row - 1] if row else 0 : self.id_ends[row]].decode("utf-8", _ANY_STR)
+
+    def _score(self, row: int) -> int:
+        """The latest answer's score, or 10 (no case) without an answer."""
+        off = self.answer_off[row]
+        return 10 if off < 0 else off & _SCORE_MASK
+
     # -- derived state ---------------------------------------------------------------
-    def _contribution(self, key: int, ctx: ApplyContext) -> Contribution | None:
-        packed = self.answers.get(key)
-        if packed is None or (packed >> 2 * _ID_BITS) & 0xF >= 7:
+    def _contribution(self, row: int, ctx: ApplyContext) -> Contribution | None:
+        if self._score(row) >= 7:
             return None
-        t = _time(packed, _ANSWER_LOW)
-        region = ctx.fold("region", self.names.names[(packed >> _ID_BITS) & _ID_MASK])
-        owner_packed = self.owners.get(key)
-        rep = UNASSIGNED if owner_packed is None else self.names.names[owner_packed & _ID_MASK]
-        follow = self.follow.get(key)
-        return t, region, ctx.fold("owner", rep), None if not follow else _time(follow[0], _LOW)
+        names = self.names.names
+        region = ctx.fold("region", names[self.answer_region[row]])
+        rep = UNASSIGNED if self.owner_off[row] < 0 else names[self.owner_rep[row]]
+        followed = None if self.follow_off[row] < 0 else self.follow_t[row]
+        return self.answer_t[row], region, ctx.fold("owner", rep), followed
 
     def _account(self, c: Contribution | None, sign: int, clock: Clock) -> None:
         if c is None or clock.is_late(c[0]):
@@ -168,90 +220,98 @@ class DetractorState:
         vec = [sign, sign if followed is not None else 0, sign if in_target else 0]
         self.cases.adjust(t, (), vec, clock)
 
-    def _change(self, key: int, ctx: ApplyContext, change: Callable[..., bool], *args: Any) -> bool:
-        """Apply ``change(key, *args)``; if it changed anything, move the case's share."""
-        before = self._contribution(key, ctx)
-        if not change(key, *args):
+    def _change(self, row: int, ctx: ApplyContext, change: Callable[..., bool], *args: Any) -> bool:
+        """Apply ``change(row, *args)``; if it changed anything, move the case's share."""
+        before = self._contribution(row, ctx)
+        if not change(row, *args):
             return False
-        after = self._contribution(key, ctx)
+        after = self._contribution(row, ctx)
         if before != after:
             self._account(before, -1, ctx.clock)
             self._account(after, 1, ctx.clock)
         return True
 
     # -- the three families ------------------------------------------------------------
-    def _set_answer(self, key: int, packed: int, note: tuple[str, str | None, str | None] | None) -> bool:
-        old = self.answers.get(key)
-        if old is not None and old >> _ANSWER_LOW >= packed >> _ANSWER_LOW:
+    def _set_answer(self, row: int, t: int, off: int, region: int, product: int, note: Note | None) -> bool:
+        old = self.answer_off[row]
+        if old >= 0 and (self.answer_t[row], old >> _SCORE_BITS) >= (t, off >> _SCORE_BITS):
             return False
-        self.answers[key] = packed
+        self.answer_t[row], self.answer_off[row] = t, off
+        self.answer_region[row], self.answer_product[row] = region, product
         if note is None:
-            self.notes.pop(key, None)
+            self.notes.pop(row, None)
         else:
-            self.notes[key] = note
-        self._set_follow(key, self.follow.get(key, ()))
+            self.notes[row] = note
+        self._set_follow(row, self._follow(row))
         return True
 
-    def _set_owner(self, key: int, packed: int) -> bool:
-        old = self.owners.get(key)
-        if old is not None and old >> _LOW >= packed >> _LOW:
+    def _set_owner(self, row: int, t: int, offset: int, rep: int) -> bool:
+        old = self.owner_off[row]
+        if old >= 0 and (self.owner_t[row], old) >= (t, offset):
             return False
-        self.owners[key] = packed
+        self.owner_t[row], self.owner_off[row], self.owner_rep[row] = t, offset, rep
         return True
 
-    def _set_follow(self, key: int, times: Iterable[int]) -> bool:
+    def _set_follow(self, row: int, times: Iterable[int]) -> bool:
         """Keep the activities after the latest answer's time (all, before any answer)."""
-        answer = self.answers.get(key)
-        after = -1 if answer is None else _time(answer, _ANSWER_LOW)
-        kept = tuple(sorted(p for p in times if _time(p, _LOW) > after))
-        if kept == self.follow.get(key, ()):
+        after = -1 if self.answer_off[row] < 0 else self.answer_t[row]
+        kept = tuple(sorted(p for p in times if _time(p) > after))
+        if kept == self._follow(row):
             return False
         if kept:
-            self.follow[key] = kept
+            first = kept[0]
+            self.follow_t[row], self.follow_ch[row] = _time(first), first & _ID_MASK
+            self.follow_off[row] = (first >> _ID_BITS) & _OFFSET_MASK
         else:
-            self.follow.pop(key, None)
+            self.follow_off[row] = -1
+        if len(kept) > 1:
+            self.later[row] = kept[1:]
+        else:
+            self.later.pop(row, None)
         return True
+
+    def _follow(self, row: int) -> tuple[int, ...]:
+        """The activities kept, packed and sorted."""
+        off = self.follow_off[row]
+        if off < 0:
+            return ()
+        first = _pack(self.follow_t[row], off, self.follow_ch[row])
+        return (first, *self.later.get(row, ()))
 
     def offer_answer(
         self, customer: str, rec: Sequence[Any], ctx: ApplyContext, *, restored: bool = False
     ) -> None:
         """Take an answer ``[t, offset, score, region, product, comment, response_id]`` if newest."""
         t, offset, score, region, product, comment, response = rec
-        ids = (self.names.id(region) << _ID_BITS) | self.names.id(product)
-        packed = _pack(t, offset, score << 2 * _ID_BITS | ids, _ANSWER_LOW)
-        key = hash(customer)
-        keep_note = score < 7 or comment is not None or response is not None
-        note = (customer, comment, response) if keep_note else None
-        if self._change(key, ctx, self._set_answer, packed, note) and not restored:
-            self.dirty["answer"][key] = customer
+        row = self._row(customer)
+        note = None if comment is None and response is None else (comment, response)
+        ids = self.names.id(region), self.names.id(product)
+        changed = self._change(row, ctx, self._set_answer, t, offset << _SCORE_BITS | score, *ids, note)
+        if changed and not restored:
+            self.dirty["answer"][row] = customer
 
     def offer_owner(
         self, customer: str, rec: Sequence[Any], ctx: ApplyContext, *, restored: bool = False
     ) -> None:
         """Take a deal's ``[t, offset, rep]`` if it is the customer's latest."""
         t, offset, rep = rec
-        key = hash(customer)
-        if (
-            self._change(key, ctx, self._set_owner, _pack(t, offset, self.names.id(rep), _LOW))
-            and not restored
-        ):
-            self.dirty["owner"][key] = customer
+        row = self._row(customer)
+        if self._change(row, ctx, self._set_owner, t, offset, self.names.id(rep)) and not restored:
+            self.dirty["owner"][row] = customer
 
     def offer_activity(self, customer: str, t: int, offset: int, channel: str, ctx: ApplyContext) -> None:
         if ctx.clock.is_late(t):
             return
-        key = hash(customer)
-        packed = _pack(t, offset, self.names.id(channel), _LOW)
-        times = self.follow.get(key, ())
-        if packed not in times and self._change(key, ctx, self._set_follow, (*times, packed)):
-            self.dirty["follow"][key] = customer
+        row = self._row(customer)
+        packed = _pack(t, offset, self.names.id(channel))
+        times = self._follow(row)
+        if packed not in times and self._change(row, ctx, self._set_follow, (*times, packed)):
+            self.dirty["follow"][row] = customer
 
     def restore_follow(self, customer: str, flat: list[Any], ctx: ApplyContext) -> None:
         """Set the activities read back as ``[t, offset, channel, ...]`` (the newest record wins)."""
-        times = [
-            _pack(flat[i], flat[i + 1], self.names.id(flat[i + 2]), _LOW) for i in range(0, len(flat), 3)
-        ]
-        self._change(hash(customer), ctx, self._set_follow, times)
+        times = [_pack(flat[i], flat[i + 1], self.names.id(flat[i + 2])) for i in range(0, len(flat), 3)]
+        self._change(self._row(customer), ctx, self._set_follow, times)
 
     # -- persistence -----------------------------------------------------------------
     def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[Any]]]:
@@ -259,28 +319,27 @@ class DetractorState:
         if family is None:
             return
         dirty = self.dirty[family]
-        for key, customer in dirty.items():
-            yield [family, customer], self._record(family, key)
+        for row, customer in dirty.items():
+            yield [family, customer], self._record(family, row)
         dirty.clear()
 
-    def _record(self, family: str, key: int) -> list[Any]:
+    def _record(self, family: str, row: int) -> list[Any]:
         names = self.names.names
         if family == "follow":
             flat: list[Any] = []
-            for p in self.follow.get(key, ()):
-                flat += (_time(p, _LOW), (p >> _LOW) & _OFFSET_MASK, names[p & _ID_MASK])
+            for p in self._follow(row):
+                flat += (_time(p), (p >> _ID_BITS) & _OFFSET_MASK, names[p & _ID_MASK])
             return flat
         if family == "owner":
-            p = self.owners[key]
-            return [_time(p, _LOW), (p >> _LOW) & _OFFSET_MASK, names[p & _ID_MASK]]
-        p = self.answers[key]
-        _, comment, response = self.notes.get(key, ("", None, None))
+            return [self.owner_t[row], self.owner_off[row], names[self.owner_rep[row]]]
+        off = self.answer_off[row]
+        comment, response = self.notes.get(row, (None, None))
         return [
-            _time(p, _ANSWER_LOW),
-            (p >> _ANSWER_LOW) & _OFFSET_MASK,
-            (p >> 2 * _ID_BITS) & 0xF,
-            names[(p >> _ID_BITS) & _ID_MASK],
-            names[p & _ID_MASK],
+            self.answer_t[row],
+            off >> _SCORE_BITS,
+            off & _SCORE_MASK,
+            names[self.answer_region[row]],
+            names[self.answer_product[row]],
             comment,
             response,
         ]
@@ -312,36 +371,35 @@ class DetractorState:
             if n or len(followed) > bisect.bisect_left(followed, oldest):
                 yield label, n
 
-    def case(self, key: int) -> Case | None:
+    def case(self, row: int) -> Case | None:
         """The customer's case, if their latest answer is a detractor."""
-        packed = self.answers.get(key)
-        if packed is None or (packed >> 2 * _ID_BITS) & 0xF >= 7:
+        score = self._score(row)
+        if score >= 7:
             return None
         names = self.names.names
-        customer, comment, response = self.notes[key]
-        owner = self.owners.get(key)
-        follow = self.follow.get(key)
+        comment, response = self.notes.get(row, (None, None))
+        followed = self.follow_off[row] >= 0
         return Case(
-            customer_id=customer,
-            t=_time(packed, _ANSWER_LOW),
-            score=(packed >> 2 * _ID_BITS) & 0xF,
+            customer_id=self.customer(row),
+            t=self.answer_t[row],
+            score=score,
             comment=comment,
             response_id=response,
-            region=names[(packed >> _ID_BITS) & _ID_MASK],
-            product=names[packed & _ID_MASK],
-            owner=UNASSIGNED if owner is None else names[owner & _ID_MASK],
-            followed_up_at=None if not follow else _time(follow[0], _LOW),
-            channel=None if not follow else names[follow[0] & _ID_MASK],
+            region=names[self.answer_region[row]],
+            product=names[self.answer_product[row]],
+            owner=UNASSIGNED if self.owner_off[row] < 0 else names[self.owner_rep[row]],
+            followed_up_at=self.follow_t[row] if followed else None,
+            channel=names[self.follow_ch[row]] if followed else None,
         )
 
-    def note(self, customer: str) -> tuple[str | None, str | None] | None:
+    def note(self, customer: str) -> Note | None:
         """The comment and response id of the customer's latest answer, if it has either."""
-        note = self.notes.get(hash(customer))
-        return None if note is None else (note[1], note[2])
+        row = self.index.find(hash(customer))
+        return None if row < 0 else self.notes.get(row)
 
     def listed(self, clock: Clock, window: str, status: str) -> Iterator[Case]:
-        for key in self.notes:
-            case = self.case(key)
+        for row in range(len(self.index)):
+            case = self.case(row)
             if case is None or not in_list_window(clock, case.t, window):
                 continue
             if status == "all" or (status == "open") == (case.followed_up_at is None):

@@ -13,9 +13,12 @@ for 62 days (``ch-1487 .. ch``); an event older than that is late.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, TypeVar
+
+from salespulse.agents.customers import CustomerIndex
 
 MINUTE: Final = 60
 HOUR: Final = 3600
@@ -331,36 +334,31 @@ class LatestMap:
 
 
 class CustomerMap:
-    """One int per customer, keyed by the 64-bit ``hash()`` of the customer id.
+    """Per-customer values in packed columns, one row per customer (``agents/customers.py``).
 
-    A million customers are held in state (engagement, the NPS profile). Keyed by the id
-    string, the strings alone cost 90 MB; keyed by its hash, a customer is one dict entry
-    of two ints. The id string is kept only until the batch's changelog records are out
-    (the changelog and restore use ids). Two customers colliding in one partition, the one
-    way two could be counted as one, has a chance of about n²/2⁶⁵: 3e-8 for 1,000,000.
+    A million customers are held in state (engagement, the NPS profile): as dict entries
+    keyed by the id's hash they cost about 120 bytes each, as a row of ``array('q')`` columns
+    8 bytes a column plus the index's 16. The id string is kept only until the batch's
+    changelog records are out (the changelog and restore use ids).
     """
 
-    __slots__ = ("dirty", "family", "values")
+    __slots__ = ("dirty", "family", "index")
 
     def __init__(self, family: str) -> None:
         self.family = family
-        self.values: dict[int, int] = {}
+        self.index = CustomerIndex()
+        #: row -> customer id, for the changelog records of the rows set since the last drain.
         self.dirty: dict[int, str] = {}
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.index)
 
     def __contains__(self, customer: str) -> bool:
-        return hash(customer) in self.values
-
-    def _set(self, customer: str, value: int) -> None:
-        key = hash(customer)
-        self.values[key] = value
-        self.dirty[key] = customer
+        return self.index.find(hash(customer)) >= 0
 
     def restored(self, customer: str) -> None:
         """A value read back from the changelog is already there: nothing to write again."""
-        self.dirty.pop(hash(customer), None)
+        self.dirty.pop(self.index.find(hash(customer)), None)
 
 
 class LatestTime(CustomerMap):
@@ -370,22 +368,34 @@ class LatestTime(CustomerMap):
     replays harmless without a per-record offset.
     """
 
-    __slots__ = ()
+    __slots__ = ("minutes",)
+
+    def __init__(self, family: str) -> None:
+        super().__init__(family)
+        self.minutes: array[int] = array("q")
 
     def get(self, customer: str) -> int | None:
-        return self.values.get(hash(customer))
+        row = self.index.find(hash(customer))
+        return None if row < 0 else self.minutes[row]
 
     def offer(self, customer: str, minute: int) -> int | None:
         """Record ``minute`` if newer; return the previous minute (-1 if new), else None."""
-        old = self.values.get(hash(customer), -1)
+        key = hash(customer)
+        row = self.index.find(key)
+        old = -1 if row < 0 else self.minutes[row]
         if old >= minute:
             return None
-        self._set(customer, minute)
+        if row < 0:
+            row = self.index.row(key)
+            self.minutes.append(minute)
+        else:
+            self.minutes[row] = minute
+        self.dirty[row] = customer
         return old
 
     def drain_dirty(self, offset: int) -> Iterator[tuple[list[object], list[int]]]:
-        for key, customer in self.dirty.items():
-            yield [self.family, customer], [self.values[key], offset]
+        for row, customer in self.dirty.items():
+            yield [self.family, customer], [self.minutes[row], offset]
         self.dirty.clear()
 
     def restore(self, customer: str, rec: list[int]) -> int | None:
@@ -395,43 +405,51 @@ class LatestTime(CustomerMap):
 
 
 class LatestAnswer(CustomerMap):
-    """Latest (occurred_at, offset, score) per customer, packed into one int.
+    """Latest (occurred_at, offset, score) per customer: a time column and an offset-and-score one."""
 
-    ``(t, offset)`` order is the same as the packed int's order, so "newer" is one compare.
-    """
+    __slots__ = ("offsets", "times")
 
-    __slots__ = ()
-
-    OFFSET_BITS: Final = 44
     SCORE_BITS: Final = 4
+    SCORE_MASK: Final = (1 << SCORE_BITS) - 1
 
-    @classmethod
-    def pack(cls, t: int, offset: int, score: int) -> int:
-        return (((t << cls.OFFSET_BITS) | offset) << cls.SCORE_BITS) | score
-
-    @classmethod
-    def unpack(cls, value: int) -> tuple[int, int, int]:
-        score = value & ((1 << cls.SCORE_BITS) - 1)
-        rest = value >> cls.SCORE_BITS
-        return rest >> cls.OFFSET_BITS, rest & ((1 << cls.OFFSET_BITS) - 1), score
+    def __init__(self, family: str) -> None:
+        super().__init__(family)
+        self.times: array[int] = array("q")
+        #: offset << SCORE_BITS | score: offsets stay below 2**59, scores below 16.
+        self.offsets: array[int] = array("q")
 
     def offer(self, customer: str, t: int, offset: int, score: int) -> int | None:
         """Keep the answer if newer; return the score it replaced (-1 if new), else None."""
-        value = self.pack(t, offset, score)
-        old = self.values.get(hash(customer))
-        if old is not None and old >> self.SCORE_BITS >= value >> self.SCORE_BITS:
-            return None
-        self._set(customer, value)
-        return -1 if old is None else old & ((1 << self.SCORE_BITS) - 1)
+        key = hash(customer)
+        row = self.index.find(key)
+        packed = offset << self.SCORE_BITS | score
+        if row < 0:
+            row = self.index.row(key)
+            self.times.append(t)
+            self.offsets.append(packed)
+            old_score = -1
+        else:
+            old_t, old = self.times[row], self.offsets[row]
+            if (old_t, old >> self.SCORE_BITS) >= (t, offset):
+                return None
+            self.times[row] = t
+            self.offsets[row] = packed
+            old_score = old & self.SCORE_MASK
+        self.dirty[row] = customer
+        return old_score
 
     def get(self, customer: str) -> tuple[int, int, int] | None:
-        value = self.values.get(hash(customer))
-        return None if value is None else self.unpack(value)
+        row = self.index.find(hash(customer))
+        return None if row < 0 else (self.times[row], *self._offset_score(row))
 
     def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:
-        for key, customer in self.dirty.items():
-            yield [self.family, customer], list(self.unpack(self.values[key]))
+        for row, customer in self.dirty.items():
+            yield [self.family, customer], [self.times[row], *self._offset_score(row)]
         self.dirty.clear()
+
+    def _offset_score(self, row: int) -> tuple[int, int]:
+        packed = self.offsets[row]
+        return packed >> self.SCORE_BITS, packed & self.SCORE_MASK
 
     def restore(self, customer: str, rec: list[int]) -> int | None:
         old = self.offer(customer, rec[0], rec[1], rec[2])

@@ -22,6 +22,7 @@ HOT_MODULES: Final = (
     "salespulse.schemas.topics",
     "salespulse.streams.pipeline.seen_ids",
     "salespulse.streams.pipeline.engine",
+    "salespulse.agents.customers",
     "salespulse.agents.rolling",
     "salespulse.agents.base",
     "salespulse.agents.leads",
@@ -32,6 +33,7 @@ HOT_MODULES: Final = (
     "salespulse.agents.enps",
     "salespulse.agents.expansion",
     "salespulse.agents.nps",
+    "salespulse.agents.detractors",
 )
 
 
