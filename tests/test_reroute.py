@@ -13,7 +13,6 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
@@ -28,6 +27,7 @@ from salespulse.streams.pipeline.engine import FORWARDED_FROM, Engine
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, WorkerProcess
 from tests.reference import expected
+from tests.test_agents_unit import Rec
 from tests.test_faults import assert_exact, wait_applied
 
 PARTITIONS = 4
@@ -51,15 +51,6 @@ def test_the_contract_partitioner_is_kafkas_murmur2() -> None:
 
 
 # -- the engine, without Kafka -----------------------------------------------------------------
-
-
-@dataclass
-class Rec:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int | None = None
-    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 def lead(event_id: str, lead_id: str, t: int = NOW - 60) -> dict[str, Any]:
