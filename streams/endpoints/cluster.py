@@ -21,14 +21,23 @@ class WorkerUnreachable(RuntimeError):
     """A worker named in ``--workers`` did not answer."""
 
 
-def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
+def fetch_json(
+    worker: str, path: str, query: str = "", timeout: float = 5.0, token: str = ""
+) -> dict[str, Any]:
+    """A worker's JSON answer at ``path``, sending the ingest token when there is one."""
     url = worker if worker.startswith("http") else f"http://{worker}"
-    query = "" if at is None else f"?at={at}"
+    request = urllib.request.Request(f"{url}{path}{'?' + query if query else ''}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{url}/kpis{query}", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(orjson.loads(response.read()))
     except OSError as exc:
-        raise WorkerUnreachable(f"worker {worker} did not answer /kpis: {exc}") from None
+        raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
+
+
+def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
+    return fetch_json(worker, "/kpis", "" if at is None else f"at={at}", timeout)
 
 
 def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:

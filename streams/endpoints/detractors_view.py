@@ -7,16 +7,15 @@ detractors`` merges every worker's share, sorted the same way a single worker so
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from faust.web import Request, View
 
 from salespulse.agents.detractors import STATUSES, order_cases
 from salespulse.agents.rolling import WINDOW_NAMES
-from salespulse.streams.endpoints.cluster import WorkerUnreachable
+from salespulse.streams.endpoints.cluster import fetch_json
+from salespulse.streams.endpoints.replies import json_reply, refusal
 
 if TYPE_CHECKING:
     import faust
@@ -34,31 +33,23 @@ def query_error(status: str, window: str) -> str | None:
     return None
 
 
-def install(app: faust.App, runtime: Runtime, denied: Any, as_json: Any) -> None:
-    """Register ``/detractors``; ``denied`` and ``as_json`` are web.py's access check and response."""
+def install(app: faust.App, runtime: Runtime) -> None:
+    """Register ``/detractors``."""
 
     @app.page("/detractors")
     class Detractors(View):
         async def get(self, request: Request) -> Any:
-            if (refused := denied(request, runtime.settings, "reading detractor cases")) is not None:
+            if (refused := refusal(request, runtime.settings, "reading detractor cases")) is not None:
                 return refused
             status = request.query.get("status", "open")
             window = request.query.get("window", "30d")
             if (error := query_error(status, window)) is not None:
-                return as_json(400, {"error": error})
-            return as_json(200, runtime.engine.detractors(runtime.owned(), status, window))
+                return json_reply(400, {"error": error})
+            return json_reply(200, runtime.engine.detractors(runtime.owned(), status, window))
 
 
 def fetch_cases(worker: str, status: str, window: str, token: str, timeout: float = 5.0) -> dict[str, Any]:
-    url = worker if worker.startswith("http") else f"http://{worker}"
-    request = urllib.request.Request(f"{url}/detractors?status={status}&window={window}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return dict(orjson.loads(response.read()))
-    except OSError as exc:
-        raise WorkerUnreachable(f"worker {worker} did not answer /detractors: {exc}") from None
+    return fetch_json(worker, "/detractors", f"status={status}&window={window}", timeout, token)
 
 
 def merged_cases(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
+from salespulse.streams.endpoints.replies import refusal
 from salespulse.streams.report.catalogue import UnknownLocale, catalogue
 from salespulse.streams.report.digest import build_digest
 from salespulse.streams.report.errors import ReportError
@@ -87,17 +88,15 @@ def _page_builder(settings: Settings) -> Builder:
     return build
 
 
-def install_report_page(
-    app: faust.App, settings: Settings, denied: Callable[[Request, Settings, str], Any | None]
-) -> PageCache:
-    """Register ``GET /report``; ``denied`` is the web module's access check."""
+def install_report_page(app: faust.App, settings: Settings) -> PageCache:
+    """Register ``GET /report``."""
     catalogue(settings.locale)  # a worker with an unknown SALESPULSE_LOCALE fails at start
     cache = PageCache(_page_builder(settings))
 
     @app.page("/report")
     class Report(View):
         async def get(self, request: Request) -> Any:
-            if (refused := denied(request, settings, "reading the report")) is not None:
+            if (refused := refusal(request, settings, "reading the report")) is not None:
                 return refused
             window = request.query.get("window", "7d")
             locale = request.query.get("locale", settings.locale)

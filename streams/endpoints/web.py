@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.streams.endpoints import access, detractors_view
+from salespulse.streams.endpoints import detractors_view
 from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.replies import json_reply as _json
-from salespulse.streams.endpoints.replies import read_limited
+from salespulse.streams.endpoints.replies import read_limited, refusal
 from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
 
@@ -27,25 +27,14 @@ if TYPE_CHECKING:
     import faust
 
     from salespulse.streams.pipeline.runtime import Runtime
-    from salespulse.streams.settings import Settings
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _denied(request: Request, settings: Settings, what: str) -> Any | None:
-    """The refusal for a write or a customer-level read, or None if it may go on."""
-    denied = access.check(
-        settings.ingest_token, settings.web_host, request.headers.get("Authorization", ""), what
-    )
-    if denied is None:
-        return None
-    return _json(denied.status, {"error": denied.error}, denied.headers)
 
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
     settings = runtime.settings
-    install_report_page(app, settings, _denied)
+    install_report_page(app, settings)
 
     @app.page("/metrics")
     class Metrics(View):
@@ -83,19 +72,19 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Any:
-            if (refused := _denied(request, settings, "reading a customer")) is not None:
+            if (refused := refusal(request, settings, "reading a customer")) is not None:
                 return refused
             profile = runtime.engine.profile(customer_id, runtime.owned())
             if profile is None:
                 return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
             return _json(200, profile)
 
-    detractors_view.install(app, runtime, _denied, _json)
+    detractors_view.install(app, runtime)
 
     @app.page("/events")
     class Events(View):
         async def post(self, request: Request) -> Any:
-            if (refused := _denied(request, settings, "writing events")) is not None:
+            if (refused := refusal(request, settings, "writing events")) is not None:
                 return refused
             try:
                 body = await read_limited(request, settings.max_body_bytes)
