@@ -329,11 +329,8 @@ class Engine:
             kind = raw["type"]
             hour = t // HOUR
             late = hour < oldest_hour
-            # An id seen within retention is a duplicate whatever this copy's time; a late
-            # copy is only looked up, since its own hour is already out of retention.
-            eid = raw["event_id"]
-            first = seen.known_offset(eid, offset) if late else seen.first_offset(hour, eid, offset)
-            if first < offset:
+            # An id seen within retention is a duplicate whatever this copy's time.
+            if seen.offered(hour, raw["event_id"], offset, late) < offset:
                 if fresh:
                     meta.duplicates += 1
                 continue
@@ -371,9 +368,7 @@ class Engine:
         response = data.get("response_id")
         if response is None:
             return False
-        rid = RESPONSE_PREFIX + response
-        first = seen.known_offset(rid, offset) if late else seen.first_offset(hour, rid, offset)
-        return first < offset
+        return seen.offered(hour, RESPONSE_PREFIX + response, offset, late) < offset
 
     @staticmethod
     def _forward(topic: str, partition: int, right: int, partitions: int, record: Record) -> Forward:

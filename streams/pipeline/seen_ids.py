@@ -57,6 +57,11 @@ class SeenIds:
             self.pending += (hour, event_id, offset)
         return first
 
+    def offered(self, hour: int, event_id: str, offset: int, late: bool) -> int:
+        """:meth:`first_offset`, but a late copy (its hour already out of retention) is only
+        looked up with :meth:`known_offset`: it can be a duplicate, never remembered."""
+        return self.known_offset(event_id, offset) if late else self.first_offset(hour, event_id, offset)
+
     def known_offset(self, event_id: str, offset: int) -> int:
         """The offset ``event_id`` was first seen at, or ``offset`` if unknown; records nothing."""
         key = hash(event_id)
