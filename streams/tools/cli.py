@@ -79,10 +79,15 @@ def broker(port: int) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def worker(loglevel: str, **overrides: Any) -> None:
     """Run a worker: consume events, keep KPI tables, serve /metrics and /kpis."""
+    from salespulse.streams.pipeline.hash_seed import pin
+
+    settings = _settings(**overrides)
+    if settings.snapshot_interval > 0:
+        pin(settings.data_dir)  # re-executes this command with the data dir's hash seed
+
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.pipeline.worker import run_worker
 
-    settings = _settings(**overrides)
     try:
         load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
     except MappingError as exc:
