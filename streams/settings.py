@@ -127,9 +127,9 @@ class Settings:
     #: Seconds between commits of consumed offsets. Longer means more records replayed
     #: (and skipped by their applied offsets) after a crash, never a lost one.
     commit_interval: float = 1.0
-    #: Seconds between commits of the local state snapshot (a copy of the changelog under
-    #: ``data_dir`` that a restart reads instead of the broker); 0 turns snapshots off.
-    snapshot_interval: float = 5.0
+    #: Seconds between images of a partition's state in the local snapshot under ``data_dir``
+    #: (a restart replays only the changelog written after it); 0 turns snapshots off.
+    snapshot_interval: float = 30.0
     app_id: str = "salespulse"
     max_body_bytes: int = 8 * 1024 * 1024
     max_event_bytes: int = 64 * 1024

@@ -121,7 +121,13 @@ class Runtime:
                 outs[tp.partition] = out
             else:
                 merged.extend(out)
+        # Shielded: a stop that cancels the fetch loop here still sends every write, so the
+        # changelog gets what the state holds and a graceful stop can take its images.
+        return await asyncio.shield(self._send(outs))
+
+    async def _send(self, outs: dict[int, Output]) -> asyncio.Future[Any]:
         writes = [await self.write(partition, out) for partition, out in outs.items()]
+        snapshots = self.snapshots
         if snapshots is not None:
             snapshots.applying = False
             snapshots.tick()  # between batches, every write sent: the moment an image may be taken

@@ -27,6 +27,9 @@ from salespulse.streams.pipeline.snapshot import Snapshots
 
 log = logging.getLogger(__name__)
 
+#: A graceful stop waits at most this many 10 ms ticks for a fetch's writes to go out.
+STOP_WAIT_TICKS = 500
+
 
 class SnapshotWriter:
     """Takes and seals the snapshots of the partitions a worker actively owns."""
@@ -76,11 +79,20 @@ class SnapshotWriter:
 
     async def stop(self) -> None:
         """A graceful stop: take every changed partition now and wait until all are sealed."""
-        if not self.applying and self.snapshots.attached:
-            for partition in self.active():
-                if partition in self._changed and partition not in self._sealing:
-                    self._take(partition)
+        for _ in range(STOP_WAIT_TICKS):  # a fetch's writes still going out (they are shielded)
+            if not self.applying:
+                break
+            await asyncio.sleep(0.01)
         await asyncio.gather(*self._sealing.values(), return_exceptions=True)
+        if self.applying or not self.snapshots.attached:
+            log.warning("stopping with a batch's writes unsent: no images taken")
+            return
+        changed = [p for p in self.active() if p in self._changed]
+        log.info("stopping: taking the images of partitions %s", changed)
+        for partition in changed:
+            self._take(partition)
+        await asyncio.gather(*self._sealing.values(), return_exceptions=True)
+        log.info("stopping: images sealed")
 
     def _take(self, partition: int) -> None:
         state = self.engine.partitions.get(partition)
