@@ -30,4 +30,6 @@ def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from
     assert (
         result.peak_rss_mb > 0 and result.restart_peak_rss_mb > 0 and result.restart_snapshot_peak_rss_mb > 0
     )
-    assert result.restart_snapshot_seconds > 0 and result.restart_seconds > 0
+    assert (
+        result.restart_snapshot_seconds > 0 and result.restart_seconds > 0 and result.empty_start_seconds > 0
+    )

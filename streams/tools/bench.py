@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -439,10 +440,16 @@ def _time_to_ready(broker: str, workdir: Path, partitions: int) -> float:
 def run_memory(
     customers: int = 1_000_000, seed: int = 1, partitions: int = 4, log: Any = print
 ) -> MemoryResult:
-    """Peak RSS with ``customers`` distinct customers in state, and exact restart recovery."""
+    """Peak RSS with ``customers`` distinct customers in state, and exact restarts: one replaying
+    the whole changelog on a new disk, one from the first worker's snapshot.
+
+    The work directory (logs, and snapshots of about 200 MB at 1,000,000 customers) is
+    removed after a run that completes, and kept for its logs after one that fails.
+    """
     broker = start_broker()
     workdir = Path(tempfile.mkdtemp(prefix="salespulse-memory-"))
     processes: list[subprocess.Popen[bytes]] = []
+    result: MemoryResult | None = None
     try:
         ensure_topics(Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap}))
         log("starting a worker with nothing to recover...")
@@ -488,7 +495,7 @@ def run_memory(
         from_snapshot, snapshot_peak, restored = run("snapshot", "first")
         engaged = restored["windows"]["30d"]["engagement"]["customers_engaged"]
         answered = sum(restored["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
-        return MemoryResult(
+        result = MemoryResult(
             customers=customers,
             events=len(events),
             seconds=round(seconds, 2),
@@ -503,9 +510,12 @@ def run_memory(
             detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
             hot_path=describe(),
         )
+        return result
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait(30)
         broker.stop()
+        if result is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
