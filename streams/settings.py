@@ -127,6 +127,9 @@ class Settings:
     #: Seconds between commits of consumed offsets. Longer means more records replayed
     #: (and skipped by their applied offsets) after a crash, never a lost one.
     commit_interval: float = 1.0
+    #: Seconds between images of a partition's state in the local snapshot under ``data_dir``
+    #: (a restart replays only the changelog written after it); 0 turns snapshots off.
+    snapshot_interval: float = 30.0
     app_id: str = "salespulse"
     max_body_bytes: int = 8 * 1024 * 1024
     max_event_bytes: int = 64 * 1024
@@ -239,8 +242,9 @@ class Settings:
             end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
             fetch_records=_int(env, "SALESPULSE_FETCH_RECORDS", defaults.fetch_records),
-            commit_interval=_number(env, "SALESPULSE_COMMIT_INTERVAL", defaults.commit_interval, float),
-            broker_timeout=_number(env, "SALESPULSE_BROKER_TIMEOUT", defaults.broker_timeout, float),
+            commit_interval=float(env.get("SALESPULSE_COMMIT_INTERVAL") or defaults.commit_interval),
+            snapshot_interval=_number(env, "SALESPULSE_SNAPSHOT_INTERVAL", defaults.snapshot_interval, float),
+            broker_timeout=float(env.get("SALESPULSE_BROKER_TIMEOUT") or defaults.broker_timeout),
             security_protocol=env.get("SALESPULSE_SECURITY_PROTOCOL") or defaults.security_protocol,
             sasl_mechanism=env.get("SALESPULSE_SASL_MECHANISM", ""),
             sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
@@ -284,6 +288,8 @@ class Settings:
             raise SettingsError(
                 f"SALESPULSE_LOCALE={settings.locale!r} is not a language code such as en or fa"
             )
+        if settings.snapshot_interval < 0:
+            raise SettingsError("SALESPULSE_SNAPSHOT_INTERVAL must be 0 (off) or more seconds")
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
         if settings.vtiger_poll <= 0:

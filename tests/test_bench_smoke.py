@@ -22,8 +22,14 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     assert result.peak_rss_mb > 0
 
 
-def test_memory_run_on_3000_customers_restarts_exact() -> None:
+def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot() -> None:
     result = run_memory(customers=3_000, log=lambda message: None)
     assert result.exact_after_restart, result.detail
+    assert result.exact_after_snapshot_restart, result.detail
     assert result.events == 6_000
-    assert result.peak_rss_mb > 0 and result.restart_peak_rss_mb > 0
+    assert (
+        result.peak_rss_mb > 0 and result.restart_peak_rss_mb > 0 and result.restart_snapshot_peak_rss_mb > 0
+    )
+    assert (
+        result.restart_snapshot_seconds > 0 and result.restart_seconds > 0 and result.empty_start_seconds > 0
+    )

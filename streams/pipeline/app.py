@@ -24,7 +24,9 @@ from salespulse.streams.endpoints.web import install_views
 from salespulse.streams.pipeline.consumer import BatchConsumer, BatchTransport, pass_parsed_records
 from salespulse.streams.pipeline.engine import Engine, MessageRecord
 from salespulse.streams.pipeline.runtime import Runtime
-from salespulse.streams.pipeline.state_table import StateTable
+from salespulse.streams.pipeline.snapshot import Snapshots
+from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
+from salespulse.streams.pipeline.state_table import PromptTableManager, StateTable
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,13 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
     return process
 
 
+def _snapshot_tick(writer: SnapshotWriter) -> Callable[[], Any]:
+    async def snapshot() -> None:
+        writer.tick()
+
+    return snapshot
+
+
 def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
     """The registry's KPIs, with the detractor follow-up target and channels of ``settings``."""
     policy = Policy(settings.detractor_sla, frozenset(settings.human_channels))
@@ -71,13 +80,19 @@ def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
 
 
 def create_app(
-    settings: Settings, *, engine: Engine | None = None, epoch: str = ""
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    epoch: str = "",
+    topic_id: Callable[[str], str | None] | None = None,
 ) -> tuple[SalesPulseApp, Runtime]:
     """Build the app and its runtime; nothing connects until the app starts.
 
     ``epoch`` names the state table (and so its changelog topic) after the broker identity:
     a worker whose broker was replaced under it may still retry a write into the new broker,
-    and those stale records must land in a topic the new state never reads.
+    and those stale records must land in a topic the new state never reads. ``topic_id``
+    looks up a topic's id on the broker; given it (a worker whose hash seed is its data
+    directory's), the state has a local snapshot unless ``SALESPULSE_SNAPSHOT_INTERVAL`` is 0.
     """
     engine = engine or Engine(
         clock=settings.clock,
@@ -108,13 +123,23 @@ def create_app(
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
         producer_linger=0.005,
+        TableManager=PromptTableManager,
         **_broker_timeouts(settings),
     )
     runtime = Runtime(settings, app, engine)
+    if topic_id is not None and settings.snapshot_interval > 0:
+        snapshots = Snapshots(
+            settings.data_dir / "snapshots", settings.partitions, settings.snapshot_interval
+        )
+        runtime.snapshots = SnapshotWriter(snapshots, engine, runtime.owned)
+        # One partition's image a tick, so a worker with many never stalls for all at once.
+        app.timer(min(1.0, settings.snapshot_interval), on_leader=False)(_snapshot_tick(runtime.snapshots))
     table = StateTable(
         app,
         engine=engine,
         ownership=runtime.ownership,
+        snapshots=runtime.snapshots,
+        topic_id=topic_id,
         name=f"{STATE_TABLE}-{epoch}" if epoch else STATE_TABLE,
         partitions=settings.partitions,
         beacon=app.beacon,

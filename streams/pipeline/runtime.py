@@ -16,6 +16,7 @@ from faust.types import TP
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.metrics import Exporter
 from salespulse.streams.pipeline.engine import Engine, Output
+from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import Ownership, StateTable
 from salespulse.streams.settings import Settings
 
@@ -30,6 +31,7 @@ class Runtime:
         self.ownership = Ownership()
         self.exporter = Exporter(engine, self.owned, self.lag)
         self.table: StateTable | None = None
+        self.snapshots: SnapshotWriter | None = None
 
     def owned(self) -> set[int]:
         return set(self.ownership.active)
@@ -85,12 +87,17 @@ class Runtime:
             assert self.table is not None
             topic = self.table.changelog_topic.get_topic_name()
             batch = producer.create_batch()
+            count = 0
             for key, value in out.changelog:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    batch, count = producer.create_batch(), 0
                     batch.append(key=key, value=value, timestamp=None)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+                count += 1
+            last = await producer.send_batch(batch, topic, partition=partition)
+            futures.append(last)
+            if self.snapshots is not None:
+                self.snapshots.sent(partition, last, count)
         return asyncio.gather(*futures)
 
     async def persist(self, partition: int, out: Output) -> None:
@@ -99,6 +106,9 @@ class Runtime:
 
     async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
         """The batch path: apply a fetch's batches and start writing what they produced."""
+        snapshots = self.snapshots
+        if snapshots is not None:
+            snapshots.applying = True  # until every write is sent (a crash leaves it set)
         outs: dict[int, Output] = {}
         counts = self.engine.partition_counts
         for tp, records in batches.items():
@@ -111,5 +121,14 @@ class Runtime:
                 outs[tp.partition] = out
             else:
                 merged.extend(out)
+        # Shielded: a stop that cancels the fetch loop here still sends every write, so the
+        # changelog gets what the state holds and a graceful stop can take its images.
+        return await asyncio.shield(self._send(outs))
+
+    async def _send(self, outs: dict[int, Output]) -> asyncio.Future[Any]:
         writes = [await self.write(partition, out) for partition, out in outs.items()]
+        snapshots = self.snapshots
+        if snapshots is not None:
+            snapshots.applying = False
+            snapshots.tick()  # between batches, every write sent: the moment an image may be taken
         return asyncio.gather(*writes)

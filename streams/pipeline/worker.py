@@ -35,6 +35,7 @@ from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
 from salespulse.streams.hot_path import describe
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
+from salespulse.streams.pipeline.hash_seed import pinned
 from salespulse.streams.pipeline.offsets import listoffsets_is_short
 from salespulse.streams.settings import Settings
 
@@ -80,6 +81,24 @@ def broker_identity(settings: Settings, admin: KafkaAdminClient | None = None) -
     finally:
         if admin is None:
             client.close()
+
+
+def topic_id(settings: Settings, topic: str) -> str | None:
+    """The broker's id of ``topic`` (None if it has none yet): it changes when a topic is recreated."""
+    try:
+        admin = _admin(settings)
+    except (KafkaError, OSError):
+        return None
+    try:
+        if topic not in set(admin.list_topics()):
+            return None
+        described = admin.describe_topics([topic])
+        found = described[0].get("topic_id") if described else None
+        return None if found is None else str(found)
+    except (KafkaError, OSError):
+        return None
+    finally:
+        admin.close()
 
 
 def identity_epoch(identity: dict[str, Any]) -> str:
@@ -232,8 +251,14 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # partial objects, not functions: stored on the class they must not become methods.
     BatchConsumer.verify_broker = functools.partial(_still_same_broker, settings, identity)
     BatchConsumer.on_foreign_broker = functools.partial(restart_process)
-    app, _ = create_app(settings, epoch=identity_epoch(identity))
-    log.info("hot path: %s", describe())
+    # A state image keeps ids as hashes: only a process seeded as its data dir may use one.
+    snapshots = pinned(settings.data_dir)
+    app, _ = create_app(
+        settings,
+        epoch=identity_epoch(identity),
+        topic_id=functools.partial(topic_id, settings) if snapshots else None,
+    )
+    log.info("hot path: %s; local state snapshot: %s", describe(), "on" if snapshots else "off")
     if not settings.ingest_token and beyond_loopback(settings.web_host):
         log.warning(
             "listening on %s beyond loopback with no %s: POST /events and customer-level"

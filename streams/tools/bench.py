@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,8 @@ from salespulse.streams.tools.broker import free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 
 NAIVE_TOPIC = "bench.naive"
+#: The embedded broker's group session timeout (streams/pipeline/app.py), plus a margin.
+GROUP_SESSION_SECONDS = 6.5
 BENCH_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
@@ -330,6 +333,13 @@ class MemoryResult:
     restart_seconds: float
     restart_peak_rss_mb: float
     exact_after_restart: bool
+    #: From process start to every event applied, restoring the local snapshot.
+    restart_snapshot_seconds: float
+    restart_snapshot_peak_rss_mb: float
+    exact_after_snapshot_restart: bool
+    #: A worker with nothing to recover, from process start to ready: start-up, broker
+    #: checks and the group join, which both restarts also pay.
+    empty_start_seconds: float
     detail: str
     hot_path: str = ""
 
@@ -367,14 +377,14 @@ def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]
 
 
 def _start_worker(
-    broker: str, workdir: Path, name: str, partitions: int
+    broker: str, workdir: Path, name: str, partitions: int, data: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
         "SALESPULSE_BROKER": broker,
         "SALESPULSE_WEB_PORT": str(port),
-        "SALESPULSE_DATA_DIR": str(workdir / name),
+        "SALESPULSE_DATA_DIR": str(workdir / (data or name)),
         "SALESPULSE_CLOCK": format_time(int(BENCH_NOW.timestamp())),
         "SALESPULSE_PARTITIONS": str(partitions),
     }
@@ -415,22 +425,43 @@ def _wait_applied(
     raise RuntimeError(f"the worker did not apply {total} events within {timeout:.0f}s")
 
 
+def _time_to_ready(broker: str, workdir: Path, partitions: int) -> float:
+    """Seconds from starting a worker until it is ready (it is then stopped)."""
+    process, address = _start_worker(broker, workdir, "empty", partitions)
+    started = time.perf_counter()
+    try:
+        _wait_applied(process, address, 0, 120, workdir / "empty.log")
+        return time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
 def run_memory(
     customers: int = 1_000_000, seed: int = 1, partitions: int = 4, log: Any = print
 ) -> MemoryResult:
-    """Peak RSS with ``customers`` distinct customers in state, and exact restart recovery."""
+    """Peak RSS with ``customers`` distinct customers in state, and exact restarts: one replaying
+    the whole changelog on a new disk, one from the first worker's snapshot.
+
+    The work directory (logs, and snapshots of about 200 MB at 1,000,000 customers) is
+    removed after a run that completes, and kept for its logs after one that fails.
+    """
     broker = start_broker()
     workdir = Path(tempfile.mkdtemp(prefix="salespulse-memory-"))
     processes: list[subprocess.Popen[bytes]] = []
+    result: MemoryResult | None = None
     try:
         ensure_topics(Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap}))
+        log("starting a worker with nothing to recover...")
+        empty_start = _time_to_ready(broker.bootstrap, workdir, partitions)
         log(f"pre-loading {2 * customers:,} events for {customers:,} distinct customers (not timed)...")
         events = _customer_events(customers, seed)
         _load(broker.bootstrap, events)
 
-        def run(name: str) -> tuple[float, float, dict[str, Any]]:
-            """Start a worker, wait until it has applied every event: seconds, peak RSS, /kpis."""
-            process, address = _start_worker(broker.bootstrap, workdir, name, partitions)
+        def run(name: str, data: str) -> tuple[float, float, dict[str, Any]]:
+            """Start a worker on data dir ``data``, wait until it has applied every event:
+            seconds from process start, peak RSS, /kpis."""
+            process, address = _start_worker(broker.bootstrap, workdir, name, partitions, data)
             processes.append(process)
             started = time.perf_counter()
             _wait_applied(process, address, len(events), 3600, workdir / f"{name}.log")
@@ -438,33 +469,53 @@ def run_memory(
             peak = _peak_rss_mb(process.pid)  # before /kpis builds its view
             return seconds, peak, orjson.loads(_get(f"http://{address}/kpis"))
 
-        seconds, peak, before = run("first")
-        processes[-1].terminate()
-        processes[-1].wait(60)
-        log("restarting: the second worker recovers from the changelog...")
-        restart, restart_peak, after = run("second")
-        engaged = after["windows"]["30d"]["engagement"]["customers_engaged"]
-        answered = sum(after["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
-        exact = (
-            before["series"] == after["series"]
-            and before["counters"] == after["counters"]
-            and engaged == customers
-            and answered == customers
-        )
-        return MemoryResult(
+        def stop() -> None:
+            processes[-1].terminate()  # a graceful stop takes the last images
+            processes[-1].wait(120)
+            # A worker stopped under load may leave without a LeaveGroup; the next would pay
+            # for that in its group join, whichever restart it is.
+            time.sleep(GROUP_SESSION_SECONDS)
+
+        def exact(after: dict[str, Any]) -> bool:
+            engaged = after["windows"]["30d"]["engagement"]["customers_engaged"]
+            answered = sum(after["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
+            return bool(
+                before["series"] == after["series"]
+                and before["counters"] == after["counters"]
+                and engaged == customers
+                and answered == customers
+            )
+
+        seconds, peak, before = run("first", "first")
+        stop()
+        log("restarting on a new disk: the second worker replays the whole changelog...")
+        restart, restart_peak, replayed = run("replay", "replay")
+        stop()
+        log("restarting on the first worker's disk: the third restores its snapshot...")
+        from_snapshot, snapshot_peak, restored = run("snapshot", "first")
+        engaged = restored["windows"]["30d"]["engagement"]["customers_engaged"]
+        answered = sum(restored["windows"]["30d"]["nps"]["customers_by_latest_category"].values())
+        result = MemoryResult(
             customers=customers,
             events=len(events),
             seconds=round(seconds, 2),
             peak_rss_mb=round(peak, 1),
             restart_seconds=round(restart, 2),
             restart_peak_rss_mb=round(restart_peak, 1),
-            exact_after_restart=exact,
+            exact_after_restart=exact(replayed),
+            restart_snapshot_seconds=round(from_snapshot, 2),
+            restart_snapshot_peak_rss_mb=round(snapshot_peak, 1),
+            exact_after_snapshot_restart=exact(restored),
+            empty_start_seconds=round(empty_start, 2),
             detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
             hot_path=describe(),
         )
+        return result
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait(30)
         broker.stop()
+        if result is not None:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""When a partition's snapshot is taken, and which changelog offset it covers.
+
+An image must never run ahead of the changelog on the broker: a worker that restarted from
+a state holding a batch whose changelog was never written would skip that batch's records
+by their applied offsets, and the changelog, which other workers replay, would never get
+them. So an image is taken only between batches, when every applied batch's changelog
+writes have been sent, and it is sealed only once the broker has acked the last of them;
+the offset of that last record is what the image covers. A partition without a write since
+its recovery covers what its recovery read.
+
+Images are taken one partition at a time, after a fetch's writes are sent (and on a timer
+while no fetches come), each partition at most once per ``SALESPULSE_SNAPSHOT_INTERVAL`` and
+only when it changed; a graceful stop takes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from salespulse.streams.pipeline.engine import Engine
+from salespulse.streams.pipeline.snapshot import Snapshots
+
+log = logging.getLogger(__name__)
+
+#: A graceful stop waits at most this many 10 ms ticks for a fetch's writes to go out.
+STOP_WAIT_TICKS = 500
+
+
+class SnapshotWriter:
+    """Takes and seals the snapshots of the partitions a worker actively owns."""
+
+    def __init__(self, snapshots: Snapshots, engine: Engine, active: Callable[[], Iterable[int]]) -> None:
+        self.snapshots = snapshots
+        self.engine = engine
+        self.active = active
+        #: Set while a batch is applied and its writes are not all sent yet: no image then.
+        self.applying = False
+        #: Per partition: the future of its last changelog batch sent, and that batch's size.
+        self._last_sent: dict[int, tuple[asyncio.Future[Any], int]] = {}
+        #: Per partition: the changelog offset its recovery read up to (-1: nothing).
+        self._recovered: dict[int, int] = {}
+        self._changed: set[int] = set()
+        self._taken_at: dict[int, float] = {}
+        self._sealing: dict[int, asyncio.Task[None]] = {}
+
+    # -- what the worker tells it ----------------------------------------------------
+    def sent(self, partition: int, future: asyncio.Future[Any], count: int) -> None:
+        """A changelog batch of ``count`` records went out; acks come back in order."""
+        self._last_sent[partition] = (future, count)
+        self._changed.add(partition)
+
+    def recovered(self, partition: int, offset: int, from_snapshot: int | None) -> None:
+        """Recovery of an active partition read its changelog up to ``offset``."""
+        self._last_sent.pop(partition, None)
+        self._recovered[partition] = offset
+        if offset != from_snapshot:
+            self._changed.add(partition)
+
+    # -- taking ----------------------------------------------------------------------
+    def tick(self) -> None:
+        """Take the image of the partition most overdue, if any is."""
+        if self.applying or not self.snapshots.attached:
+            return
+        now = time.monotonic()
+        due = [
+            p
+            for p in self.active()
+            if p in self._changed
+            and p not in self._sealing
+            and now - self._taken_at.get(p, 0.0) >= self.snapshots.interval
+        ]
+        if due:
+            self._take(min(due, key=lambda p: self._taken_at.get(p, 0.0)))
+
+    async def stop(self) -> None:
+        """A graceful stop: take every changed partition now and wait until all are sealed."""
+        for _ in range(STOP_WAIT_TICKS):  # a fetch's writes still going out (they are shielded)
+            if not self.applying:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*self._sealing.values(), return_exceptions=True)
+        if self.applying or not self.snapshots.attached:
+            log.warning("stopping with a batch's writes unsent: no images taken")
+            return
+        changed = [p for p in self.active() if p in self._changed]
+        log.info("stopping: taking the images of partitions %s", changed)
+        for partition in changed:
+            self._take(partition)
+        await asyncio.gather(*self._sealing.values(), return_exceptions=True)
+        log.info("stopping: images sealed")
+
+    def _take(self, partition: int) -> None:
+        state = self.engine.partitions.get(partition)
+        last = self._last_sent.get(partition)
+        if state is None or (last is None and partition not in self._recovered):
+            return
+        started = time.perf_counter()
+        temporary = self.snapshots.begin(partition, state)
+        labels = {label: list(values) for label, values in self.engine.fold.seen.items()}
+        self._taken_at[partition] = time.monotonic()
+        self._changed.discard(partition)
+        log.debug("image of partition %d taken in %.3fs", partition, time.perf_counter() - started)
+        task = asyncio.ensure_future(self._seal(partition, temporary, last, labels))
+        self._sealing[partition] = task
+        task.add_done_callback(lambda _: self._sealing.pop(partition, None))
+
+    async def _seal(
+        self,
+        partition: int,
+        temporary: Path,
+        last: tuple[asyncio.Future[Any], int] | None,
+        labels: dict[str, list[str]],
+    ) -> None:
+        if last is None:
+            covered = self._recovered[partition]
+        else:
+            future, count = last
+            try:
+                covered = (await future).offset + count - 1
+            except Exception:  # the write failed: the worker exits to replay; no snapshot
+                self.snapshots.discard(temporary)
+                return
+        await asyncio.to_thread(self.snapshots.seal, temporary, partition, covered, labels)
