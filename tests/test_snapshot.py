@@ -158,6 +158,18 @@ def wait_snapshots(worker: WorkerProcess, count: int = 4, timeout: float = 30.0)
     time.sleep(1.0)  # a snapshot of every partition's latest changes, once more
 
 
+def start_again(
+    spawn_worker: Any, stopped: WorkerProcess, name: str, applied: int, env: dict[str, str]
+) -> WorkerProcess:
+    """A worker on ``name``'s data dir again, with a fresh log, once it has applied ``applied``
+    deliveries (the one before it stopped or killed)."""
+    stopped.log_path.write_text("")
+    worker: WorkerProcess = spawn_worker(name, **env)
+    worker.wait_ready()
+    wait_applied(worker, applied)
+    return worker
+
+
 def test_a_restarted_worker_restores_its_snapshot_replays_only_the_tail_and_counts_exactly(
     spawn_worker, producer
 ) -> None:
@@ -170,17 +182,12 @@ def test_a_restarted_worker_restores_its_snapshot_replays_only_the_tail_and_coun
     wait_snapshots(worker)
     worker.kill()
     send_all(producer, second)  # while it is down: the tail it must consume
-    worker = spawn_worker("snap", **INFO)
-    worker.wait_ready()
-    wait_applied(worker, len(events))
+    worker = start_again(spawn_worker, worker, "snap", len(events), INFO)
     assert restored_partitions(worker) == 4, worker.log_tail()
     assert_worker_exact(worker, expected(events, NOW), "restarted from the snapshot")
     # A graceful stop seals the latest state: the next start reads no changelog at all.
     worker.stop()
-    worker.log_path.write_text("")
-    worker = spawn_worker("snap", **INFO)
-    worker.wait_ready()
-    wait_applied(worker, len(events))
+    worker = start_again(spawn_worker, worker, "snap", len(events), INFO)
     assert restored_partitions(worker) == 4, worker.log_tail()
     assert_worker_exact(worker, expected(events, NOW), "restarted after a graceful stop")
 
@@ -210,10 +217,7 @@ def test_sigkill_while_snapshots_are_taken_and_written_loses_nothing_and_counts_
         timer.join()
         sent += len(chunk)
         unsealed.append(len(list((worker.data_dir / "snapshots").glob(".*.tmp"))))
-        worker.log_path.write_text("")
-        worker = spawn_worker("snapkill", **env)
-        worker.wait_ready()
-        wait_applied(worker, sent)
+        worker = start_again(spawn_worker, worker, "snapkill", sent, env)
         assert restored_partitions(worker) == 4, worker.log_tail()
         assert_worker_exact(worker, expected(events[:sent], NOW), f"after kill {i}")
     assert any(unsealed), f"no kill landed between an image and its seal: {unsealed}"
@@ -261,19 +265,13 @@ def test_a_foreign_stale_or_corrupt_snapshot_is_ignored_and_the_worker_replays_i
         worker.stop()
         for path in snapshot_files(worker):
             damage(path)
-        worker.log_path.write_text("")
-        worker = spawn_worker("snapbad", **INFO)
-        worker.wait_ready()
-        wait_applied(worker, len(events))
+        worker = start_again(spawn_worker, worker, "snapbad", len(events), INFO)
         log = worker.log_path.read_text()
         assert logged in log and restored_partitions(worker) == 0, worker.log_tail()
         assert_worker_exact(worker, ref, f"after {damage.__name__}")
     # The full replay made a new snapshot: the next restart uses it again.
     worker.stop()
-    worker.log_path.write_text("")
-    worker = spawn_worker("snapbad", **INFO)
-    worker.wait_ready()
-    wait_applied(worker, len(events))
+    worker = start_again(spawn_worker, worker, "snapbad", len(events), INFO)
     assert restored_partitions(worker) == 4, worker.log_tail()
     assert_worker_exact(worker, ref, "restarted from the rebuilt snapshot")
 
