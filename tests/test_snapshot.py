@@ -196,7 +196,7 @@ def test_sigkill_while_snapshots_are_taken_and_written_loses_nothing_and_counts_
     spawn_worker, producer
 ) -> None:
     rng = random.Random(2026)
-    events = corpus(22, 20_000, duplicate_share=0.02)
+    events = corpus(22, 16_000, duplicate_share=0.02)
     # An image every 20 ms a partition while events stream in small fetches: most kills land
     # between an image and its seal, or in the middle of writing one.
     env = {**INFO, "SALESPULSE_SNAPSHOT_INTERVAL": "0.02", "SALESPULSE_FETCH_RECORDS": "500"}
