@@ -4,7 +4,7 @@ Dedupe has to remember every id within retention (62 days): two million ids in a
 partition is ordinary. A Python dict spends about 150 bytes on each; here new ids go to
 a small dict and are merged, in bulk, into three sorted numpy columns (key, hour, first
 offset) of 20 bytes an id. The small dict is held to a sixteenth of the columns: a merge
-moves every id in the columns, so that costs 16 moves an id (about 30 ns), and the dict
+moves every id in the columns, so that costs 16 moves of 20 bytes an id, and the dict
 stays at a few bytes an id on average. A lookup misses the small dict and binary-searches
 the columns, unless a Bloom filter over the columns (2 to 4 bytes an id) says the id cannot
 be there, which is the common case: most ids are new.
