@@ -7,12 +7,11 @@ worker's long-lived state does between its per-batch buffers.
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
 import pytest
-
-from salespulse.streams.pipeline.allocator import fix_mmap_threshold
 
 PROBE = """
 import sys
@@ -42,7 +41,7 @@ def _left_after_free(mode: str) -> float:
     return float(out.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not fix_mmap_threshold(), reason="glibc only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_freed_large_blocks_go_back_to_the_system_with_the_threshold_fixed() -> None:
     assert _left_after_free("adaptive") > 48, "the probe should show glibc keeping freed blocks"
     assert _left_after_free("fixed") < 8
