@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
+from salespulse.agents.base import ApplyContext, LabelFolder
 from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
+from salespulse.agents.rolling import Clock
 from salespulse.schemas.topics import route
 from salespulse.streams.pipeline.engine import Engine
 from tests import reference
@@ -195,3 +197,15 @@ def test_the_sdk_contract_keeps_comment_and_response_id_and_never_rejects_a_long
     event = answer(T, "sdk-1", "C-1", 3, comment="é" * 5000, response_id="R-1")
     checked = check_event(event)
     assert checked["data"]["comment"] == "é" * 5000 and checked["data"]["response_id"] == "R-1"
+
+
+def test_the_deal_columns_reach_only_the_last_customer_with_a_deal() -> None:
+    state = DetractorsKpi().new_state()
+    ctx = ApplyContext(Clock(T), LabelFolder())
+    for i in range(3):
+        state.offer_answer(f"C-{i}", (T - 60, i, 3, "north", "crm", None, None), ctx)
+    assert len(state.owner_off) == 0, "no deal yet: nothing in the deal columns"
+    state.offer_owner("C-1", (T - 30, 7, "r-9"), ctx)
+    assert len(state.owner_off) == 2
+    owners = {case.customer_id: case.owner for case in state.listed(Clock(T), "all", "all")}
+    assert owners == {"C-0": "unassigned", "C-1": "r-9", "C-2": "unassigned"}

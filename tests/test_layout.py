@@ -131,3 +131,16 @@ def test_the_installed_distribution_owns_one_import_name(tmp_path: Path) -> None
         top = {name.split("/")[0] for name in files if not name.startswith("..")}
         assert top == {"salespulse", f"salespulse-{dist.version}.dist-info"}
         assert "salespulse/schemas/deal.won.schema.json" in files
+
+
+def test_a_worker_loads_the_charting_stack_only_to_draw(tmp_path: Path) -> None:
+    # matplotlib, fontTools and PIL are about 40 MB of a worker's memory; only /report uses them.
+    probe = (
+        "import sys, salespulse.streams.pipeline.worker;"
+        "print(sorted(m for m in ('matplotlib', 'fontTools', 'PIL') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout

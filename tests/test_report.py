@@ -28,25 +28,15 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from salespulse.streams.endpoints.producer import EventProducer
-from salespulse.streams.report import (
-    COUNT,
-    DIGEST_WINDOWS,
-    PERCENT,
-    RETENTION_SECONDS,
-    SCORE,
-    DigestDeliveryError,
-    ReportError,
-    SmtpSettings,
-    build_digest,
-    format_change,
-    format_value,
-    oldest_reach,
-    parse_duration,
-    pending_messages,
-    report_command,
-    run_schedule,
-    send_digest,
-)
+from salespulse.streams.report.command import parse_duration, report_command
+from salespulse.streams.report.digest import build_digest
+from salespulse.streams.report.errors import DigestDeliveryError, ReportError
+from salespulse.streams.report.formatting import COUNT, PERCENT, SCORE, format_change, format_value
+from salespulse.streams.report.mail import send_digest
+from salespulse.streams.report.outbox import pending_messages
+from salespulse.streams.report.schedule import run_schedule
+from salespulse.streams.report.smtp import SmtpSettings
+from salespulse.streams.report.windows import DIGEST_WINDOWS, RETENTION_SECONDS, oldest_reach
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from salespulse.streams.report import report_command
+from salespulse.streams.report.command import report_command
 from tests.chromium import chromium
 from tests.conftest import FIXED_NOW, wait_until
 from tests.detractor_corpus import HOUR, MARKUP, PERSIAN, answer, corpus

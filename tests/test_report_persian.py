@@ -25,10 +25,11 @@ from fontTools.ttLib import TTFont
 from matplotlib import font_manager
 
 from salespulse.streams.endpoints.detractors_view import merged_cases
-from salespulse.streams.report import COUNT, MONEY, PERCENT, SCORE, format_change, format_value, write_digest
 from salespulse.streams.report.catalogue import LOCALES, UnknownLocale, available, catalogue
 from salespulse.streams.report.digest import build_digest
+from salespulse.streams.report.files import write_digest
 from salespulse.streams.report.fonts import chart_fonts, font_paths
+from salespulse.streams.report.formatting import COUNT, MONEY, PERCENT, SCORE, format_change, format_value
 from tests.chromium import console_errors, screenshot
 from tests.test_report import NOW, chart_pixels, png_size, worker  # noqa: F401 (the module's worker)
 

@@ -75,7 +75,12 @@ def test_expire_forgets_hours_before_retention_in_both_parts() -> None:
     assert store.first_offset(1005, "ev-5", 99_999) == 5, "a retained id is still known"
 
 
-def test_the_bloom_filter_passes_every_id_in_the_columns_and_few_others() -> None:
+@pytest.mark.parametrize("merge_at", [64, seen_ids.MERGE_AT])
+def test_the_bloom_filter_passes_every_id_in_the_columns_and_few_others(
+    monkeypatch: pytest.MonkeyPatch, merge_at: int
+) -> None:
+    # Small merges add to the filter in place; large ones also make it grow and be rebuilt.
+    monkeypatch.setattr(seen_ids, "MERGE_AT", merge_at)
     store = SeenIds()
     for i in range(50_000):
         store.first_offset(1000 + i % 24, f"ev-{i}", i)
@@ -107,3 +112,14 @@ def test_a_late_copy_is_looked_up_but_not_remembered() -> None:
     before = len(store)
     store.known_offset("never", 78)
     assert len(store) == before
+
+
+def test_recent_ids_stay_a_small_share_of_the_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seen_ids, "MERGE_AT", 256)
+    store = SeenIds()
+    most = 0
+    for i in range(100_000):
+        store.first_offset(1000, f"ev-{i}", i)
+        most = max(most, len(store.recent) * 16 - len(store.keys))
+    assert len(store) == 100_000
+    assert most <= 16 * 256, "the small dicts grew past a sixteenth of the columns"

@@ -1,11 +1,13 @@
 """Event ids with the offset each was first seen at, expiring by event time, in little memory.
 
 Dedupe has to remember every id within retention (62 days): two million ids in a
-partition is ordinary. A Python dict spends about 110 bytes on each; here new ids go to
+partition is ordinary. A Python dict spends about 150 bytes on each; here new ids go to
 a small dict and are merged, in bulk, into three sorted numpy columns (key, hour, first
-offset) of 20 bytes an id. A lookup misses the small dict and binary-searches the columns,
-unless a Bloom filter over the columns (2 bytes an id) says the id cannot be there, which
-is the common case: most ids are new.
+offset) of 20 bytes an id. The small dict is held to a sixteenth of the columns: a merge
+moves every id in the columns, so that costs 16 moves of 20 bytes an id, and the dict
+stays at a few bytes an id on average. A lookup misses the small dict and binary-searches
+the columns, unless a Bloom filter over the columns (2 to 4 bytes an id) says the id cannot
+be there, which is the common case: most ids are new.
 
 An id is kept as the 64-bit ``hash(event_id)`` (stable within a process; the changelog
 keeps the id itself and restore hashes it again), with the event-time hour of its first
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Merge the small dicts into the columns once they hold this many ids, or a quarter of
-#: the columns' size if that is more, so merging stays linear overall.
+#: Merge the small dicts into the columns once they hold this many ids, or the columns'
+#: size >> MERGE_SHIFT if that is more, so merging stays linear overall.
 MERGE_AT = 1 << 14
+MERGE_SHIFT = 4
 #: Bloom filter bits per id in the columns, and the shift that gives the second probe.
 BLOOM_BITS_PER_ID = 16
 _SECOND_PROBE = 29
@@ -95,7 +98,7 @@ class SeenIds:
                 return first
         recent[key] = offset
         self.recent_hours[key] = hour
-        if len(recent) >= max(MERGE_AT, len(keys) // 4):
+        if len(recent) >= max(MERGE_AT, len(keys) >> MERGE_SHIFT):
             self._merge()
         return offset
 
@@ -105,14 +108,18 @@ class SeenIds:
         return bool(bloom[p >> 3] >> (p & 7) & 1 and bloom[q >> 3] >> (q & 7) & 1)
 
     def _build_bloom(self) -> None:
+        """Size the filter for the columns, and set the bits of every id in them."""
         bits = 8
         while bits < BLOOM_BITS_PER_ID * len(self.keys):
             bits *= 2
-        mask = bits - 1
-        bloom = np.zeros(bits // 8, np.uint8)
-        for probe in (self.keys & mask, (self.keys >> _SECOND_PROBE) & mask):
+        self.bloom, self.bloom_mask = bytearray(bits // 8), bits - 1
+        self._add_to_bloom(self.keys)
+
+    def _add_to_bloom(self, keys: npt.NDArray[np.int64]) -> None:
+        mask = self.bloom_mask
+        bloom = np.frombuffer(self.bloom, np.uint8)  # a view: the bits are set in place
+        for probe in (keys & mask, (keys >> _SECOND_PROBE) & mask):
             np.bitwise_or.at(bloom, probe >> 3, (1 << (probe & 7)).astype(np.uint8))
-        self.bloom, self.bloom_mask = bytearray(bloom.tobytes()), mask
 
     def _merge(self) -> None:
         n = len(self.recent)
@@ -127,7 +134,11 @@ class SeenIds:
         self.offsets = np.insert(self.offsets, where, offsets)
         self.recent.clear()
         self.recent_hours.clear()
-        self._build_bloom()
+        # Merges come often: only a filter that has to grow is built again from all ids.
+        if BLOOM_BITS_PER_ID * len(self.keys) > self.bloom_mask + 1:
+            self._build_bloom()
+        else:
+            self._add_to_bloom(keys)
 
     def expire(self, oldest_hour: int) -> None:
         """Drop hours that left retention; a no-op until the clock enters a new hour."""

@@ -33,6 +33,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExists
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
 from salespulse.streams.hot_path import describe
+from salespulse.streams.pipeline.allocator import fix_mmap_threshold
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
 from salespulse.streams.pipeline.hash_seed import pinned
@@ -242,6 +243,7 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGINT or SIGTERM."""
+    fix_mmap_threshold()  # before any state is built
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     identity = wait_for_broker(settings)
     check_state_dir(settings, identity)

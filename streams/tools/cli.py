@@ -308,7 +308,8 @@ def report(
     locale: str | None,
 ) -> None:
     """Build the KPI digest (HTML with charts, plain text) and optionally email it on a schedule."""
-    from salespulse.streams.report import ReportError, report_command
+    from salespulse.streams.report.command import report_command
+    from salespulse.streams.report.errors import ReportError
 
     try:
         report_command(out_dir, window, workers, email, every, retries, locale=locale)
