@@ -17,7 +17,7 @@ never a torn file. A snapshot is refused, and the partition replays in full, whe
 
 - is missing (a new disk) or does not read back (damaged: the checksum or the image);
 - names another changelog topic (another broker's epoch), another topic id (a recreated
-  changelog), another partition count, hash seed, Python or configuration;
+  changelog), another partition count, hash seed, Python, machine or configuration;
 - covers an offset at or beyond the changelog's end (the changelog is not the one it saw).
 """
 
@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class Snapshots:
             "partitions": self.partitions,
             "hash_probe": hash(_PROBE),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "machine": f"{platform.machine()} {sys.byteorder}",
         }
 
     # -- writing ---------------------------------------------------------------------
