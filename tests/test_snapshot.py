@@ -192,13 +192,28 @@ def test_a_restarted_worker_restores_its_snapshot_replays_only_the_tail_and_coun
     assert_worker_exact(worker, expected(events, NOW), "restarted after a graceful stop")
 
 
+def temporary_images(worker: WorkerProcess) -> list[Path]:
+    """Images taken and not sealed yet (or never, if the worker died first)."""
+    return list((worker.data_dir / "snapshots").glob(".*.tmp"))
+
+
+def kill_mid_image(worker: WorkerProcess, after: float, within: float = 3.0) -> None:
+    """SIGKILL the worker the moment an image is being written, ``after`` seconds on
+    (or at the end of ``within`` seconds if none is seen)."""
+    time.sleep(after)
+    deadline = time.monotonic() + within
+    while not temporary_images(worker) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    worker.kill()
+
+
 def test_sigkill_while_snapshots_are_taken_and_written_loses_nothing_and_counts_nothing_twice(
     spawn_worker, producer
 ) -> None:
     rng = random.Random(2026)
     events = corpus(22, 16_000, duplicate_share=0.02)
-    # An image every 20 ms a partition while events stream in small fetches: most kills land
-    # between an image and its seal, or in the middle of writing one.
+    # An image every 20 ms a partition while events stream in small fetches; each kill waits
+    # for a temporary image file, so it lands between an image and its seal.
     env = {**INFO, "SALESPULSE_SNAPSHOT_INTERVAL": "0.02", "SALESPULSE_FETCH_RECORDS": "500"}
     worker = spawn_worker("snapkill", **env)
     worker.wait_ready()
@@ -211,12 +226,12 @@ def test_sigkill_while_snapshots_are_taken_and_written_loses_nothing_and_counts_
             wait_applied(worker, sent)
             wait_snapshots(worker)
             continue
-        timer = threading.Timer(rng.uniform(0.1, 0.6), worker.kill)
-        timer.start()
+        killer = threading.Thread(target=kill_mid_image, args=(worker, rng.uniform(0.05, 0.3)))
+        killer.start()
         send_all(producer, chunk)
-        timer.join()
+        killer.join()
         sent += len(chunk)
-        unsealed.append(len(list((worker.data_dir / "snapshots").glob(".*.tmp"))))
+        unsealed.append(len(temporary_images(worker)))
         worker = start_again(spawn_worker, worker, "snapkill", sent, env)
         assert restored_partitions(worker) == 4, worker.log_tail()
         assert_worker_exact(worker, expected(events[:sent], NOW), f"after kill {i}")
@@ -256,19 +271,23 @@ def test_a_foreign_stale_or_corrupt_snapshot_is_ignored_and_the_worker_replays_i
     worker.wait_ready()
     send_all(producer, events)
     wait_applied(worker, len(events))
+    # One kind of damage a partition, all in one restart; partition 3's file stays good.
     cases = (
         (damage_topic, "is not this changelog's"),
         (damage_offsets, "beyond the end"),
         (damage_bytes, "checksum differs"),
     )
-    for damage, logged in cases:
-        worker.stop()
-        for path in snapshot_files(worker):
-            damage(path)
-        worker = start_again(spawn_worker, worker, "snapbad", len(events), INFO)
-        log = worker.log_path.read_text()
-        assert logged in log and restored_partitions(worker) == 0, worker.log_tail()
-        assert_worker_exact(worker, ref, f"after {damage.__name__}")
+    worker.stop()
+    files = snapshot_files(worker)
+    assert len(files) == 4, files
+    for path, (damage, _) in zip(files, cases, strict=False):
+        damage(path)
+    worker = start_again(spawn_worker, worker, "snapbad", len(events), INFO)
+    log = worker.log_path.read_text()
+    for _, logged in cases:
+        assert logged in log, worker.log_tail()
+    assert restored_partitions(worker) == 1, worker.log_tail()
+    assert_worker_exact(worker, ref, "after three damaged snapshots and one good one")
     # The full replay made a new snapshot: the next restart uses it again.
     worker.stop()
     worker = start_again(spawn_worker, worker, "snapbad", len(events), INFO)
