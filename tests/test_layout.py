@@ -112,17 +112,22 @@ def test_the_contract_imports_nothing_but_itself() -> None:
     assert _imports_out_of("salespulse.schemas", ("salespulse.schemas",)) == []
 
 
+def _run_away_from_the_repository(code: str, where: Path) -> str:
+    """What ``code`` prints in a fresh interpreter run from ``where``, where the repository's
+    folders are not importable as they are."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=where, env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
 def test_the_installed_distribution_owns_one_import_name(tmp_path: Path) -> None:
-    # Run away from the repository, whose folders would otherwise be importable as they are.
     probe = (
         "import importlib.util as u, salespulse.streams.endpoints.producer, salespulse.agents.base;"
         "print([n for n in ('streams', 'agents', 'schemas') if u.find_spec(n)])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]", out.stdout
+    assert _run_away_from_the_repository(probe, tmp_path) == "[]"
     # Read from site-packages: the build's egg-info in the repository root would answer first.
     (dist,) = importlib.metadata.distributions(name="salespulse", path=[sysconfig.get_paths()["purelib"]])
     assert (dist.read_text("top_level.txt") or "").split() == ["salespulse"]
@@ -139,8 +144,4 @@ def test_a_worker_loads_the_charting_stack_only_to_draw(tmp_path: Path) -> None:
         "import sys, salespulse.streams.pipeline.worker;"
         "print(sorted(m for m in ('matplotlib', 'fontTools', 'PIL') if m in sys.modules))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]", out.stdout
+    assert _run_away_from_the_repository(probe, tmp_path) == "[]"
