@@ -187,6 +187,10 @@ class DetractorState:
         """The latest deal's offset, or -1 without a deal."""
         return self.owner_off[row] if row < len(self.owner_off) else -1
 
+    def _owner(self, row: int) -> str:
+        """The rep of the customer's latest deal, or ``unassigned`` without a deal."""
+        return UNASSIGNED if self._owner_off(row) < 0 else self.names.names[self.owner_rep[row]]
+
     def customer(self, row: int) -> str:
         return self.ids[self.id_ends[row - 1] if row else 0 : self.id_ends[row]].decode("utf-8", _ANY_STR)
 
@@ -201,9 +205,8 @@ class DetractorState:
             return None
         names = self.names.names
         region = ctx.fold("region", names[self.answer_region[row]])
-        rep = UNASSIGNED if self._owner_off(row) < 0 else names[self.owner_rep[row]]
         followed = None if self.follow_off[row] < 0 else self.follow_t[row]
-        return self.answer_t[row], region, ctx.fold("owner", rep), followed
+        return self.answer_t[row], region, ctx.fold("owner", self._owner(row)), followed
 
     def _account(self, c: Contribution | None, sign: int, clock: Clock) -> None:
         if c is None or clock.is_late(c[0]):
@@ -396,7 +399,7 @@ class DetractorState:
             response_id=response,
             region=names[self.answer_region[row]],
             product=names[self.answer_product[row]],
-            owner=UNASSIGNED if self._owner_off(row) < 0 else names[self.owner_rep[row]],
+            owner=self._owner(row),
             followed_up_at=self.follow_t[row] if followed else None,
             channel=names[self.follow_ch[row]] if followed else None,
         )
