@@ -30,7 +30,6 @@ import platform
 import struct
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -211,7 +210,3 @@ class Snapshots:
         if not isinstance(trailer, dict):
             raise ValueError("no trailer")
         return trailer
-
-
-#: Fills a fresh partition state from a restored image; raises ImageMismatch if it does not fit.
-Fill = Callable[[int, Restored], None]

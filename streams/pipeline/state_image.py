@@ -30,7 +30,6 @@ PROTOCOL: Final = 5
 #: The only globals an image may name: the constructors of arrays and numpy arrays.
 _ALLOWED: Final = frozenset(
     {
-        ("array", "_array_reconstructor"),
         ("array", "array"),
         ("numpy", "dtype"),
         ("numpy._core.numeric", "_frombuffer"),
