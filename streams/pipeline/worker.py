@@ -73,28 +73,26 @@ def broker_identity(settings: Settings, admin: KafkaAdminClient | None = None) -
     client = admin or _admin(settings)
     try:
         cluster = client.describe_cluster()
-        existing = set(client.list_topics())
-        topics = {
-            t["name"]: t.get("topic_id")
-            for t in client.describe_topics([n for n in INPUT_TOPICS if n in existing])
-        }
-        return {"cluster_id": cluster.get("cluster_id"), "topics": topics}
+        return {"cluster_id": cluster.get("cluster_id"), "topics": _topic_ids(client, INPUT_TOPICS)}
     finally:
         if admin is None:
             client.close()
 
 
+def _topic_ids(client: KafkaAdminClient, names: Sequence[str]) -> dict[str, Any]:
+    """The broker's id of each of ``names`` that exists: it changes when a topic is recreated."""
+    existing = set(client.list_topics())
+    return {t["name"]: t.get("topic_id") for t in client.describe_topics([n for n in names if n in existing])}
+
+
 def topic_id(settings: Settings, topic: str) -> str | None:
-    """The broker's id of ``topic`` (None if it has none yet): it changes when a topic is recreated."""
+    """The broker's id of ``topic``, or None if it has none yet (or the broker cannot say)."""
     try:
         admin = _admin(settings)
     except (KafkaError, OSError):
         return None
     try:
-        if topic not in set(admin.list_topics()):
-            return None
-        described = admin.describe_topics([topic])
-        found = described[0].get("topic_id") if described else None
+        found = _topic_ids(admin, [topic]).get(topic)
         return None if found is None else str(found)
     except (KafkaError, OSError):
         return None
@@ -254,7 +252,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     BatchConsumer.verify_broker = functools.partial(_still_same_broker, settings, identity)
     BatchConsumer.on_foreign_broker = functools.partial(restart_process)
     # A state image keeps ids as hashes: only a process seeded as its data dir may use one.
-    snapshots = pinned(settings.data_dir)
+    snapshots = settings.snapshot_interval > 0 and pinned(settings.data_dir)
     app, _ = create_app(
         settings,
         epoch=identity_epoch(identity),
