@@ -115,7 +115,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._batch_active = set(assigned)
         await super().on_partitions_assigned(assigned, generation_id)
 
-    def _acker(self, batches: dict[TP, Sequence[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def _acker(self, ends: dict[TP, tuple[int, int]]) -> Callable[[asyncio.Future[Any]], None]:
         """Ack a fetch's offsets once its changelog and dead letters are on the broker.
 
         Writes to one partition complete in order, so acks arrive in offset order. A failed
@@ -129,11 +129,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 log.critical("changelog write failed (%s): exiting to replay", reason)
                 logging.shutdown()
                 os._exit(70)
-            for tp, records in batches.items():
+            for tp, (next_offset, count) in ends.items():
                 if tp in self._batch_active:
                     self._acked.setdefault(tp, [])  # marks tp as having offsets to commit
-                    self._batch_next[tp] = records[-1].offset + 1
-                    self._n_acked += len(records)
+                    self._batch_next[tp] = next_offset
+                    self._n_acked += count
 
         return ack
 
@@ -208,9 +208,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         )
                         self._read_offset[tp] = record.offset
                 if batches and handler is not None:
+                    ends = {tp: (recs[-1].offset + 1, len(recs)) for tp, recs in batches.items()}
                     # One handler call per fetch: one changelog write per partition.
                     written = await handler(batches)
-                    written.add_done_callback(self._acker(batches))
+                    written.add_done_callback(self._acker(ends))
+                # Handled: let the records go now. faust's consumer thread holds on to the
+                # fetch it returned until the next one is in, so two fetches' records (about
+                # 10 MB each at 25,000) would be alive at once.
+                for recs in records.values():
+                    recs.clear()
                 commit_every = self._commit_every
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0

@@ -109,24 +109,23 @@ class Runtime:
         snapshots = self.snapshots
         if snapshots is not None:
             snapshots.applying = True  # until every write is sent (a crash leaves it set)
-        outs: dict[int, Output] = {}
+        # Shielded: a stop that cancels the fetch loop here still applies and sends every
+        # batch, so the changelog gets what the state holds and a graceful stop can take
+        # its images.
+        return await asyncio.shield(self._apply_and_send(batches))
+
+    async def _apply_and_send(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
         counts = self.engine.partition_counts
+        writes = []
         for tp, records in batches.items():
             counts[tp.topic] = self.partition_count(tp.topic)
             out = self.engine.apply(tp.topic, tp.partition, records)
             # Observed before any await, so /progress and the histogram never disagree.
             self.exporter.observe(out)
-            merged = outs.get(tp.partition)
-            if merged is None:
-                outs[tp.partition] = out
-            else:
-                merged.extend(out)
-        # Shielded: a stop that cancels the fetch loop here still sends every write, so the
-        # changelog gets what the state holds and a graceful stop can take its images.
-        return await asyncio.shield(self._send(outs))
-
-    async def _send(self, outs: dict[int, Output]) -> asyncio.Future[Any]:
-        writes = [await self.write(partition, out) for partition, out in outs.items()]
+            # Sent before the next batch is applied, so one batch's changelog records are
+            # held as objects at a time, not a whole fetch's (about 14 MB at 25,000 events).
+            writes.append(await self.write(tp.partition, out))
+            del out
         snapshots = self.snapshots
         if snapshots is not None:
             snapshots.applying = False
