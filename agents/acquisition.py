@@ -22,6 +22,7 @@ from salespulse.agents.base import (
     ratio,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WindowedCounter
 from salespulse.schemas.topics import DEALS, MARKET
 
@@ -35,7 +36,7 @@ class AcquisitionKpi:
     event_types = frozenset({"deal.won", "marketing.spend"})
     topics = frozenset({DEALS, MARKET})
 
-    def new_state(self) -> CountersState:
+    def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState(
             (DEALS, WindowedCounter("acquired", ACQUIRED_LABELS, 1)),
             (MARKET, WindowedCounter("spend", SPEND_LABELS, 1)),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import (
     WINDOW_NAMES,
     WINDOW_SECONDS,
@@ -116,7 +117,9 @@ class Kpi(Protocol):
     event_types: frozenset[str]
     topics: frozenset[str]
 
-    def new_state(self) -> KpiState: ...
+    def new_state(self, customers: CustomerIndex) -> KpiState:
+        """A partition's empty state; ``customers`` is the partition's customer rows, which
+        every per-customer column of its KPIs is indexed by (KPIs of counts ignore it)."""
 
     def apply(self, state: Any, event: Event, ctx: ApplyContext) -> None: ...
 

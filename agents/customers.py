@@ -4,8 +4,12 @@ A partition holds a million customers. As dict entries keyed by ``hash(customer 
 int values, each map costs about 120 bytes a customer (two int objects and the entry);
 a column of ``array('q')`` costs 8. ``CustomerIndex`` is the one dict-like structure left:
 an open-addressing table of row numbers (``array('i')``, at most two thirds full) over a
-column of the rows' 64-bit hashes, about 16 bytes a customer in all. Rows are never
-reused, so every column indexed by row grows by one value a new customer.
+column of the rows' 64-bit hashes, about 16 bytes a customer in all, plus the ids
+themselves (the detractor list shows them). A partition has one, shared by every KPI that
+keeps per-customer columns: each further index of the same customers would cost 16 MB at a
+million.
+Rows are never reused, so a column indexed by row only ever grows, and only as far as the
+last row that has a value in it (``fill_to``).
 
 Customers are told apart by ``hash()`` of their id (stable within a process; the changelog
 keeps the id itself and restore hashes it again), as before: two colliding in one
@@ -19,24 +23,30 @@ from typing import Final
 
 #: Table slots start at this many and double whenever the table would pass 2/3 full.
 _FIRST_SLOTS: Final = 16
+#: Customer ids go to UTF-8 and back whatever they hold, even a lone surrogate.
+_ANY_STR: Final = "surrogatepass"
 
 
 class CustomerIndex:
-    """``hash(customer id)`` to a row number ``0, 1, 2, ...`` in order of first sight."""
+    """Customer ids to row numbers ``0, 1, 2, ...`` in order of first sight, and back."""
 
-    __slots__ = ("hashes", "mask", "table")
+    __slots__ = ("hashes", "id_ends", "ids", "mask", "table")
 
     def __init__(self) -> None:
         self.hashes: array[int] = array("q")
         # row + 1 per slot; 0 is an empty slot.
         self.table: array[int] = array("i", bytes(4 * _FIRST_SLOTS))
         self.mask = _FIRST_SLOTS - 1
+        #: The ids end to end, UTF-8: row ``r``'s is ``ids[id_ends[r - 1]:id_ends[r]]``.
+        self.ids = bytearray()
+        self.id_ends: array[int] = array("q")
 
     def __len__(self) -> int:
         return len(self.hashes)
 
-    def find(self, key: int) -> int:
-        """The row of ``key`` (a customer id's hash), or -1 if it has none."""
+    def find(self, customer: str) -> int:
+        """The customer's row, or -1 if it has none."""
+        key = hash(customer)
         table, hashes, mask = self.table, self.hashes, self.mask
         i = key & mask
         while True:
@@ -45,8 +55,9 @@ class CustomerIndex:
                 return row
             i = (i + 1) & mask
 
-    def row(self, key: int) -> int:
-        """The row of ``key``, given a new one if it has none (see ``__len__`` before and after)."""
+    def row(self, customer: str) -> int:
+        """The customer's row, given a new one (after every other) if it has none."""
+        key = hash(customer)
         table, hashes, mask = self.table, self.hashes, self.mask
         i = key & mask
         while True:
@@ -59,9 +70,16 @@ class CustomerIndex:
         row = len(hashes)
         hashes.append(key)
         table[i] = row + 1
+        self.ids += customer.encode("utf-8", _ANY_STR)
+        self.id_ends.append(len(self.ids))
         if 3 * len(hashes) > 2 * (mask + 1):
             self._grow()
         return row
+
+    def customer(self, row: int) -> str:
+        """The id of the customer at ``row``."""
+        start = self.id_ends[row - 1] if row else 0
+        return self.ids[start : self.id_ends[row]].decode("utf-8", _ANY_STR)
 
     def _grow(self) -> None:
         mask = 2 * (self.mask + 1) - 1
@@ -72,3 +90,11 @@ class CustomerIndex:
                 i = (i + 1) & mask
             table[i] = row + 1
         self.table, self.mask = table, mask
+
+
+def fill_to(column: array[int], row: int, value: int) -> None:
+    """Grow ``column`` with ``value`` until it reaches ``row``: a column of one KPI stops at
+    the last row that has a value there, while other KPIs may have added rows since."""
+    missing = row + 1 - len(column)
+    if missing > 0:
+        column.extend(array(column.typecode, [value]) * missing)

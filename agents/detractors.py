@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, in_window, ratio
-from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.customers import CustomerIndex, fill_to
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, WINDOWS, Clock, WindowedCounter
 from salespulse.schemas.event_time import format_time
 from salespulse.schemas.topics import ACTIVITIES, DEALS, SURVEYS
@@ -54,8 +54,6 @@ _OFFSET_MASK: Final = (1 << _OFFSET_BITS) - 1
 #: An answer's offset column holds ``offset << _SCORE_BITS | score``.
 _SCORE_BITS: Final = 4
 _SCORE_MASK: Final = (1 << _SCORE_BITS) - 1
-#: Customer ids go to UTF-8 and back whatever they hold, even a lone surrogate.
-_ANY_STR: Final = "surrogatepass"
 
 
 def _pack(t: int, offset: int, channel: int) -> int:
@@ -131,20 +129,16 @@ Note = tuple[str | None, str | None]
 class DetractorState:
     """One partition's answers, owners and follow-ups, plus what is derived from them.
 
-    The latest answer and the latest deal are packed columns, one row per customer
-    (``agents/customers.py``; the deal's end at the last customer with one); the customer
-    ids, which the case list shows, are one UTF-8 buffer. So is the earliest activity kept
-    per customer; the later ones, and comments and response ids, are dicts by row, holding
-    only the customers that have any.
+    The latest answer, the latest deal and the earliest activity kept are packed columns by
+    the partition's customer rows (``agents/customers.py``, whose ids the case list shows);
+    each ends at the last row that has a value in it. The later activities, and comments and
+    response ids, are dicts by row, holding only the customers that have any.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, customers: CustomerIndex) -> None:
         self.policy = policy
         self.names = Names()
-        self.index = CustomerIndex()
-        #: Customer ids end to end: row ``r``'s is ``ids[id_ends[r - 1]:id_ends[r]]``.
-        self.ids = bytearray()
-        self.id_ends: array[int] = array("q")
+        self.index = customers
         # The latest answer: time, offset << 4 | score (-1: none yet), region and product name ids.
         self.answer_t: array[int] = array("q")
         self.answer_off: array[int] = array("q")
@@ -171,16 +165,13 @@ class DetractorState:
         self.cases = WindowedCounter("cases", (), len(STAGES), persisted=False)
 
     def _row(self, customer: str) -> int:
-        """The customer's row, added (with no answer and no deal) if new."""
-        new = len(self.index)
-        row = self.index.row(hash(customer))
-        if row == new:
-            self.ids += customer.encode("utf-8", _ANY_STR)
-            self.id_ends.append(len(self.ids))
+        """The customer's row, its columns (no answer, no activity kept) reaching it."""
+        row = self.index.row(customer)
+        if row >= len(self.answer_off):
             for col in (self.answer_t, self.answer_off, self.follow_t, self.follow_off):
-                col.append(-1)
+                fill_to(col, row, -1)
             for names in (self.answer_region, self.answer_product, self.follow_ch):
-                names.append(0)
+                fill_to(names, row, 0)
         return row
 
     def _owner_off(self, row: int) -> int:
@@ -190,9 +181,6 @@ class DetractorState:
     def _owner(self, row: int) -> str:
         """The rep of the customer's latest deal, or ``unassigned`` without a deal."""
         return UNASSIGNED if self._owner_off(row) < 0 else self.names.names[self.owner_rep[row]]
-
-    def customer(self, row: int) -> str:
-        return self.ids[self.id_ends[row - 1] if row else 0 : self.id_ends[row]].decode("utf-8", _ANY_STR)
 
     def _score(self, row: int) -> int:
         """The latest answer's score, or 10 (no case) without an answer."""
@@ -256,11 +244,9 @@ class DetractorState:
         old = self._owner_off(row)
         if old >= 0 and (self.owner_t[row], old) >= (t, offset):
             return False
-        grow = row + 1 - len(self.owner_off)
-        if grow > 0:
-            self.owner_t.extend([-1] * grow)
-            self.owner_off.extend([-1] * grow)
-            self.owner_rep.extend([0] * grow)
+        fill_to(self.owner_t, row, -1)
+        fill_to(self.owner_off, row, -1)
+        fill_to(self.owner_rep, row, 0)
         self.owner_t[row], self.owner_off[row], self.owner_rep[row] = t, offset, rep
         return True
 
@@ -392,7 +378,7 @@ class DetractorState:
         comment, response = self.notes.get(row, (None, None))
         followed = self.follow_off[row] >= 0
         return Case(
-            customer_id=self.customer(row),
+            customer_id=self.index.customer(row),
             t=self.answer_t[row],
             score=score,
             comment=comment,
@@ -406,11 +392,10 @@ class DetractorState:
 
     def note(self, customer: str) -> Note | None:
         """The comment and response id of the customer's latest answer, if it has either."""
-        row = self.index.find(hash(customer))
-        return None if row < 0 else self.notes.get(row)
+        return self.notes.get(self.index.find(customer))
 
     def listed(self, clock: Clock, window: str, status: str) -> Iterator[Case]:
-        for row in range(len(self.index)):
+        for row in range(len(self.answer_off)):
             case = self.case(row)
             if case is None or not in_list_window(clock, case.t, window):
                 continue
@@ -445,8 +430,8 @@ class DetractorsKpi:
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy or Policy()
 
-    def new_state(self) -> DetractorState:
-        return DetractorState(self.policy)
+    def new_state(self, customers: CustomerIndex) -> DetractorState:
+        return DetractorState(self.policy, customers)
 
     def apply(self, state: DetractorState, event: Event, ctx: ApplyContext) -> None:
         d = event.data

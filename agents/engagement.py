@@ -24,6 +24,7 @@ from salespulse.agents.base import (
     merged_window,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WINDOW_NAMES, Clock, LatestTime, WindowedCounter
 from salespulse.schemas.topics import ACTIVITIES, DEALS
 
@@ -72,10 +73,10 @@ class AtRisk:
 
 
 class EngagementState(CountersState):
-    def __init__(self) -> None:
+    def __init__(self, customers: CustomerIndex) -> None:
         super().__init__((ACTIVITIES, WindowedCounter("activities", ("channel",), 1)))
-        self.activity = LatestTime("activity")
-        self.deal = LatestTime("deal")
+        self.activity = LatestTime("activity", customers)
+        self.deal = LatestTime("deal", customers)
         self.engaged = WindowedCounter("engaged", (), 1, persisted=False)
         self.at_risk = AtRisk()
 
@@ -134,8 +135,8 @@ class EngagementKpi:
     event_types = frozenset({"customer.activity", "deal.won"})
     topics = frozenset({ACTIVITIES, DEALS})
 
-    def new_state(self) -> EngagementState:
-        return EngagementState()
+    def new_state(self, customers: CustomerIndex) -> EngagementState:
+        return EngagementState(customers)
 
     def apply(self, state: EngagementState, event: Event, ctx: ApplyContext) -> None:
         d = event.data

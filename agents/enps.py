@@ -25,6 +25,7 @@ from salespulse.agents.base import (
     nps_category,
     score,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WINDOW_NAMES, WindowedCounter
 from salespulse.schemas.topics import SURVEYS
 
@@ -38,7 +39,7 @@ class EnpsKpi:
     event_types = frozenset({"survey.answered"})
     topics = frozenset({SURVEYS})
 
-    def new_state(self) -> CountersState:
+    def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState((SURVEYS, WindowedCounter("responses", ("team",), 3)))
 
     def apply(self, state: CountersState, event: Event, ctx: ApplyContext) -> None:

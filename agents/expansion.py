@@ -21,6 +21,7 @@ from salespulse.agents.base import (
     ratio,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WindowedCounter
 from salespulse.schemas.topics import DEALS
 
@@ -33,7 +34,7 @@ class ExpansionKpi:
     event_types = frozenset({"deal.won"})
     topics = frozenset({DEALS})
 
-    def new_state(self) -> CountersState:
+    def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState(
             (DEALS, WindowedCounter("deals", (), 3)),
             (DEALS, WindowedCounter("amount", ("currency",), 2)),

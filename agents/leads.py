@@ -22,6 +22,7 @@ from salespulse.agents.base import (
     ratio,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WINDOW_NAMES, WindowedCounter
 from salespulse.schemas.topics import LEADS
 
@@ -35,7 +36,7 @@ class LeadsKpi:
     event_types = frozenset({"lead.created", "opportunity.created"})
     topics = frozenset({LEADS})
 
-    def new_state(self) -> CountersState:
+    def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState(
             (LEADS, WindowedCounter("leads", LEAD_LABELS, 1)),
             (LEADS, WindowedCounter("opportunities", OPPORTUNITY_LABELS, 1)),

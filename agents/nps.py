@@ -24,6 +24,7 @@ from salespulse.agents.base import (
     score,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import LatestAnswer, WindowedCounter
 from salespulse.schemas.topics import SURVEYS
 
@@ -33,9 +34,9 @@ NPS_LABELS = ("region", "product")
 class NpsState(CountersState):
     """Windowed answers plus the latest answer per customer."""
 
-    def __init__(self) -> None:
+    def __init__(self, customers: CustomerIndex) -> None:
         super().__init__((SURVEYS, WindowedCounter("responses", NPS_LABELS, 3)))
-        self.latest = LatestAnswer("latest")
+        self.latest = LatestAnswer("latest", customers)
         self.by_category = [0, 0, 0]
 
     def offer_latest(self, customer: str, t: int, offset: int, score_value: int) -> None:
@@ -66,8 +67,8 @@ class NpsKpi:
     event_types = frozenset({"survey.answered"})
     topics = frozenset({SURVEYS})
 
-    def new_state(self) -> NpsState:
-        return NpsState()
+    def new_state(self, customers: CustomerIndex) -> NpsState:
+        return NpsState(customers)
 
     def apply(self, state: NpsState, event: Event, ctx: ApplyContext) -> None:
         d = event.data

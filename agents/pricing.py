@@ -20,6 +20,7 @@ from salespulse.agents.base import (
     micros,
     ratio,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import LatestMap
 from salespulse.schemas.topics import MARKET
 
@@ -52,7 +53,7 @@ class PricingKpi:
     event_types = frozenset({"competitor.price_observed", "product.price_set"})
     topics = frozenset({MARKET})
 
-    def new_state(self) -> PricingState:
+    def new_state(self, customers: CustomerIndex) -> PricingState:
         return PricingState()
 
     def apply(self, state: PricingState, event: Event, ctx: ApplyContext) -> None:

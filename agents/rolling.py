@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.customers import CustomerIndex, fill_to
 
 MINUTE: Final = 60
 HOUR: Final = 3600
@@ -334,31 +334,38 @@ class LatestMap:
 
 
 class CustomerMap:
-    """Per-customer values in packed columns, one row per customer (``agents/customers.py``).
+    """Per-customer values in packed columns, by the partition's customer rows
+    (``agents/customers.py``).
 
     A million customers are held in state (engagement, the NPS profile): as dict entries
     keyed by the id's hash they cost about 120 bytes each, as a row of ``array('q')`` columns
-    8 bytes a column plus the index's 16. The id string is kept only until the batch's
-    changelog records are out (the changelog and restore use ids).
+    8 bytes a column. A row with no value here holds -1. The id string is kept only until the
+    batch's changelog records are out (the changelog and restore use ids).
     """
 
-    __slots__ = ("dirty", "family", "index")
+    __slots__ = ("count", "dirty", "family", "index")
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: str, index: CustomerIndex) -> None:
         self.family = family
-        self.index = CustomerIndex()
+        self.index = index
+        #: Customers with a value here.
+        self.count = 0
         #: row -> customer id, for the changelog records of the rows set since the last drain.
         self.dirty: dict[int, str] = {}
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.count
 
     def __contains__(self, customer: str) -> bool:
-        return self.index.find(hash(customer)) >= 0
+        return self._value(self.index.find(customer)) >= 0
+
+    def _value(self, row: int) -> int:
+        """The row's value in the column that says whether it has one; -1 if it has none."""
+        raise NotImplementedError
 
     def restored(self, customer: str) -> None:
         """A value read back from the changelog is already there: nothing to write again."""
-        self.dirty.pop(self.index.find(hash(customer)), None)
+        self.dirty.pop(self.index.find(customer), None)
 
 
 class LatestTime(CustomerMap):
@@ -370,26 +377,27 @@ class LatestTime(CustomerMap):
 
     __slots__ = ("minutes",)
 
-    def __init__(self, family: str) -> None:
-        super().__init__(family)
+    def __init__(self, family: str, index: CustomerIndex) -> None:
+        super().__init__(family, index)
         self.minutes: array[int] = array("q")
 
+    def _value(self, row: int) -> int:
+        return self.minutes[row] if 0 <= row < len(self.minutes) else -1
+
     def get(self, customer: str) -> int | None:
-        row = self.index.find(hash(customer))
-        return None if row < 0 else self.minutes[row]
+        minute = self._value(self.index.find(customer))
+        return None if minute < 0 else minute
 
     def offer(self, customer: str, minute: int) -> int | None:
         """Record ``minute`` if newer; return the previous minute (-1 if new), else None."""
-        key = hash(customer)
-        row = self.index.find(key)
-        old = -1 if row < 0 else self.minutes[row]
+        row = self.index.row(customer)
+        old = self._value(row)
         if old >= minute:
             return None
-        if row < 0:
-            row = self.index.row(key)
-            self.minutes.append(minute)
-        else:
-            self.minutes[row] = minute
+        if old < 0:
+            fill_to(self.minutes, row, -1)
+            self.count += 1
+        self.minutes[row] = minute
         self.dirty[row] = customer
         return old
 
@@ -412,35 +420,36 @@ class LatestAnswer(CustomerMap):
     SCORE_BITS: Final = 4
     SCORE_MASK: Final = (1 << SCORE_BITS) - 1
 
-    def __init__(self, family: str) -> None:
-        super().__init__(family)
+    def __init__(self, family: str, index: CustomerIndex) -> None:
+        super().__init__(family, index)
         self.times: array[int] = array("q")
         #: offset << SCORE_BITS | score: offsets stay below 2**59, scores below 16.
         self.offsets: array[int] = array("q")
 
+    def _value(self, row: int) -> int:
+        return self.offsets[row] if 0 <= row < len(self.offsets) else -1
+
     def offer(self, customer: str, t: int, offset: int, score: int) -> int | None:
         """Keep the answer if newer; return the score it replaced (-1 if new), else None."""
-        key = hash(customer)
-        row = self.index.find(key)
-        packed = offset << self.SCORE_BITS | score
-        if row < 0:
-            row = self.index.row(key)
-            self.times.append(t)
-            self.offsets.append(packed)
+        row = self.index.row(customer)
+        old = self._value(row)
+        if old < 0:
+            fill_to(self.times, row, 0)
+            fill_to(self.offsets, row, -1)
+            self.count += 1
             old_score = -1
+        elif (self.times[row], old >> self.SCORE_BITS) >= (t, offset):
+            return None
         else:
-            old_t, old = self.times[row], self.offsets[row]
-            if (old_t, old >> self.SCORE_BITS) >= (t, offset):
-                return None
-            self.times[row] = t
-            self.offsets[row] = packed
             old_score = old & self.SCORE_MASK
+        self.times[row] = t
+        self.offsets[row] = offset << self.SCORE_BITS | score
         self.dirty[row] = customer
         return old_score
 
     def get(self, customer: str) -> tuple[int, int, int] | None:
-        row = self.index.find(hash(customer))
-        return None if row < 0 else (self.times[row], *self._offset_score(row))
+        row = self.index.find(customer)
+        return None if self._value(row) < 0 else (self.times[row], *self._offset_score(row))
 
     def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:
         for row, customer in self.dirty.items():

@@ -21,6 +21,7 @@ from salespulse.agents.base import (
     ratio,
     window_samples,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import WindowedCounter
 from salespulse.schemas.topics import DEALS
 
@@ -34,7 +35,7 @@ class SalesKpi:
     event_types = frozenset({"deal.won", "deal.lost"})
     topics = frozenset({DEALS})
 
-    def new_state(self) -> CountersState:
+    def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState(
             (DEALS, WindowedCounter("won", ("region",), len(KINDS))),
             (DEALS, WindowedCounter("lost", ("region",), 1)),

@@ -25,6 +25,7 @@ from salespulse.agents.base import (
     Series,
     nps_category,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, MINUTE, WINDOW_NAMES, Clock
 from salespulse.schemas.event_time import format_time, parse_time
@@ -48,7 +49,7 @@ class Feed:
 
     def __init__(self, kpi: Kpi, *, cap: int = 50, clock: Clock = CLOCK) -> None:
         self.kpi = kpi
-        self.state = kpi.new_state()
+        self.state = kpi.new_state(CustomerIndex())
         self.fold = LabelFolder(cap)
         self.clock = clock
         self.next_offset = 0

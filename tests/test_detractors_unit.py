@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from salespulse.agents.base import ApplyContext, LabelFolder
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import Clock
@@ -200,7 +201,7 @@ def test_the_sdk_contract_keeps_comment_and_response_id_and_never_rejects_a_long
 
 
 def test_the_deal_columns_reach_only_the_last_customer_with_a_deal() -> None:
-    state = DetractorsKpi().new_state()
+    state = DetractorsKpi().new_state(CustomerIndex())
     ctx = ApplyContext(Clock(T), LabelFolder())
     for i in range(3):
         state.offer_answer(f"C-{i}", (T - 60, i, 3, "north", "crm", None, None), ctx)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import (
     HOUR,
     MINUTE,
@@ -269,7 +270,7 @@ def test_latest_map_restore_is_not_written_back() -> None:
 
 
 def test_latest_time_only_moves_forward() -> None:
-    lt = LatestTime("activity")
+    lt = LatestTime("activity", CustomerIndex())
     assert lt.offer("C-1", 50) == -1
     assert lt.offer("C-1", 40) is None
     assert lt.offer("C-1", 50) is None

@@ -37,6 +37,7 @@ from salespulse.agents.base import (
     Sample,
     Series,
 )
+from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.detractors import order_cases
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
@@ -200,7 +201,8 @@ class PartitionState:
 
     def __init__(self, partition: int, kpis: Sequence[Kpi]) -> None:
         self.partition = partition
-        self.kpis: dict[str, KpiState] = {kpi.name: kpi.new_state() for kpi in kpis}
+        self.customers = CustomerIndex()
+        self.kpis: dict[str, KpiState] = {kpi.name: kpi.new_state(self.customers) for kpi in kpis}
         # Keyed by source topic; a topic outside the contract only ever yields dead letters.
         self.meta: defaultdict[str, TopicMeta] = defaultdict(TopicMeta)
         self.seen: defaultdict[str, SeenIds] = defaultdict(SeenIds)

@@ -40,7 +40,8 @@ from salespulse.streams.pipeline import state_image
 
 log = logging.getLogger(__name__)
 
-FORMAT: Final = 1
+#: 2: one customer index per partition, shared by the KPIs (an image of 1 does not fit).
+FORMAT: Final = 2
 SUFFIX: Final = ".state"
 #: The trailer's length, after the trailer itself.
 _LENGTH: Final = struct.Struct(">Q")
