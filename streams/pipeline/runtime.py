@@ -7,7 +7,8 @@ importing the app: the app is the composition root and imports the views, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -15,10 +16,22 @@ from faust.types import TP
 
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.metrics import Exporter
-from salespulse.streams.pipeline.engine import Engine, Output
+from salespulse.streams.pipeline.engine import DeadLetter, Engine, Forward, Output
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import Ownership, StateTable
 from salespulse.streams.settings import Settings
+
+
+@dataclass
+class Writes:
+    """A partition's writes: forwards, dead letters, and changelog records in the
+    producer's batches (``last_count`` of them in the last)."""
+
+    partition: int
+    forwards: list[Forward] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    changelog: list[Any] = field(default_factory=list)
+    last_count: int = 0
 
 
 class Runtime:
@@ -58,7 +71,28 @@ class Runtime:
         partitions = consumer._client.cluster.partitions_for_topic(topic)
         return len(partitions) if partitions else self.settings.partitions
 
-    async def write(self, partition: int, out: Output) -> asyncio.Future[Any]:
+    def pack(self, writes: Writes, out: Output) -> None:
+        """Add what a batch produced to its partition's writes. Changelog records go into the
+        producer's batches at once: as bytes in a batch a record takes about half the memory
+        of its key and value objects, and a fetch's writes are all held until they are sent.
+        A fetch makes one set of writes a partition: each send to a partition waits until
+        the one before it has gone out."""
+        writes.forwards += out.forwards
+        writes.deadletters += out.deadletters
+        if not out.changelog:
+            return
+        producer = self.kafka_producer()
+        batches = writes.changelog
+        if not batches:
+            batches.append(producer.create_batch())
+        for key, value in out.changelog:
+            if batches[-1].append(key=key, value=value, timestamp=None) is None:
+                batches.append(producer.create_batch())
+                writes.last_count = 0
+                batches[-1].append(key=key, value=value, timestamp=None)
+            writes.last_count += 1
+
+    async def send(self, writes: Writes) -> asyncio.Future[Any]:
         """Send forwards, then dead letters and changelog records; the future resolves once
         all are acked, and only then are the source offsets acked.
 
@@ -67,7 +101,7 @@ class Runtime:
         forward it again. Only batches that hold a wrong-partition record pay the wait.
         """
         producer = self.kafka_producer()
-        if out.forwards:
+        if writes.forwards:
             sent = [
                 await producer.send(
                     fw.topic,
@@ -77,55 +111,50 @@ class Runtime:
                     timestamp_ms=fw.timestamp,
                     headers=fw.headers,
                 )
-                for fw in out.forwards
+                for fw in writes.forwards
             ]
             await asyncio.gather(*sent)
         futures = []
-        for dl in out.deadletters:
+        for dl in writes.deadletters:
             futures.append(await producer.send(DEADLETTER, dl.value, key=dl.key, headers=dl.headers()))
-        if out.changelog:
+        if writes.changelog:
             assert self.table is not None
             topic = self.table.changelog_topic.get_topic_name()
-            batch = producer.create_batch()
-            count = 0
-            for key, value in out.changelog:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch, count = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)
-                count += 1
-            last = await producer.send_batch(batch, topic, partition=partition)
-            futures.append(last)
+            for batch in writes.changelog:
+                futures.append(await producer.send_batch(batch, topic, partition=writes.partition))
             if self.snapshots is not None:
-                self.snapshots.sent(partition, last, count)
+                self.snapshots.sent(writes.partition, futures[-1], writes.last_count)
         return asyncio.gather(*futures)
 
     async def persist(self, partition: int, out: Output) -> None:
         """Write what a batch produced and wait until the broker has it."""
-        await (await self.write(partition, out))
+        writes = Writes(partition)
+        self.pack(writes, out)
+        await (await self.send(writes))
 
     async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
         """The batch path: apply a fetch's batches and start writing what they produced."""
         snapshots = self.snapshots
         if snapshots is not None:
             snapshots.applying = True  # until every write is sent (a crash leaves it set)
-        # Shielded: a stop that cancels the fetch loop here still applies and sends every
-        # batch, so the changelog gets what the state holds and a graceful stop can take
-        # its images.
-        return await asyncio.shield(self._apply_and_send(batches))
-
-    async def _apply_and_send(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
+        prepared: dict[int, Writes] = {}
         counts = self.engine.partition_counts
-        writes = []
         for tp, records in batches.items():
             counts[tp.topic] = self.partition_count(tp.topic)
             out = self.engine.apply(tp.topic, tp.partition, records)
             # Observed before any await, so /progress and the histogram never disagree.
             self.exporter.observe(out)
-            # Sent before the next batch is applied, so one batch's changelog records are
-            # held as objects at a time, not a whole fetch's (about 14 MB at 25,000 events).
-            writes.append(await self.write(tp.partition, out))
-            del out
+            writes = prepared.get(tp.partition)
+            if writes is None:
+                writes = prepared[tp.partition] = Writes(tp.partition)
+            self.pack(writes, out)
+            del out  # its changelog records are in the producer's batches now
+        # Shielded: a stop that cancels the fetch loop here still sends every write, so the
+        # changelog gets what the state holds and a graceful stop can take its images.
+        return await asyncio.shield(self._send(prepared.values()))
+
+    async def _send(self, prepared: Iterable[Writes]) -> asyncio.Future[Any]:
+        writes = [await self.send(w) for w in prepared]
         snapshots = self.snapshots
         if snapshots is not None:
             snapshots.applying = False
