@@ -123,3 +123,21 @@ def test_recent_ids_stay_a_small_share_of_the_columns(monkeypatch: pytest.Monkey
         most = max(most, len(store.recent) * 16 - len(store.keys))
     assert len(store) == 100_000
     assert most <= 16 * 256, "the small dicts grew past a sixteenth of the columns"
+
+
+def test_offsets_past_32_bits_and_late_hours_survive_the_small_dict_and_the_merge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(seen_ids, "MERGE_AT", 64)
+    store = SeenIds()
+    base = 1 << 40  # a long-lived partition's offsets
+    far_hour = 70_000_000  # about the year 9955, still a valid event time
+    for i in range(100):
+        store.first_offset(far_hour if i % 2 else 1000, f"ev-{i}", base + i)
+    assert len(store.keys) and store.recent, "some ids merged, some still recent"
+    assert all(store.known_offset(f"ev-{i}", base + 500) == base + i for i in range(100))
+    assert store.first_offset(1000, "ev-99", base - 1) == base - 1, "an earlier copy in the small dict"
+    store.expire(1001)  # hour 1000 leaves retention; the far hour stays
+    assert all(store.known_offset(f"ev-{i}", 7) == 7 for i in range(0, 100, 2))
+    assert store.known_offset("ev-1", base + 500) == base + 1
+    assert store.known_offset("ev-99", base + 500) == base - 1

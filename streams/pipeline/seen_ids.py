@@ -24,23 +24,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Merge the small dicts into the columns once they hold this many ids, or the columns'
+#: Merge the small dict into the columns once they hold this many ids, or the columns'
 #: size >> MERGE_SHIFT if that is more, so merging stays linear overall.
 MERGE_AT = 1 << 14
 MERGE_SHIFT = 4
 #: Bloom filter bits per id in the columns, and the shift that gives the second probe.
 BLOOM_BITS_PER_ID = 16
 _SECOND_PROBE = 29
+#: A recent id's value is ``first offset << _HOUR_BITS | hour``: event-time hours since 1970
+#: stay below 2**32 until past the year 9999 the contract allows, offsets below 2**63.
+_HOUR_BITS = 32
+_HOUR_MASK = (1 << _HOUR_BITS) - 1
 
 
 class SeenIds:
     """Ids of one source topic partition; ``pending`` is what the changelog must still get."""
 
     def __init__(self) -> None:
-        # Ids not yet merged into the columns: first offset, and the hour they expire with
-        # (two dicts filled and emptied together, so they iterate in the same order).
+        # Ids not yet merged into the columns: first offset << 32 | the hour they expire with.
+        # One dict of one int an id: two dicts of an int each cost about 70 bytes an id more.
         self.recent: dict[int, int] = {}
-        self.recent_hours: dict[int, int] = {}
         self.keys: npt.NDArray[np.int64] = np.empty(0, np.int64)
         self.hours: npt.NDArray[np.int32] = np.empty(0, np.int32)
         self.offsets: npt.NDArray[np.int64] = np.empty(0, np.int64)
@@ -68,7 +71,8 @@ class SeenIds:
     def known_offset(self, event_id: str, offset: int) -> int:
         """The offset ``event_id`` was first seen at, or ``offset`` if unknown; records nothing."""
         key = hash(event_id)
-        first = self.recent.get(key)
+        packed = self.recent.get(key)
+        first = None if packed is None else packed >> _HOUR_BITS
         if first is None and self._maybe_in_columns(key):
             i = int(self.keys.searchsorted(key))
             if i < len(self.keys) and self.keys[i] == key:
@@ -79,12 +83,13 @@ class SeenIds:
         """Record ``offset`` if it is the first seen; ``changed`` says whether it was."""
         self.changed = True
         recent = self.recent
-        first = recent.get(key)
-        if first is not None:
+        packed = recent.get(key)
+        if packed is not None:
+            first = packed >> _HOUR_BITS
             if first > offset:
-                recent[key] = first = offset
-            else:
-                self.changed = False
+                recent[key] = offset << _HOUR_BITS | packed & _HOUR_MASK
+                return offset
+            self.changed = False
             return first
         keys = self.keys
         if self._maybe_in_columns(key):
@@ -96,8 +101,7 @@ class SeenIds:
                 else:
                     self.changed = False
                 return first
-        recent[key] = offset
-        self.recent_hours[key] = hour
+        recent[key] = offset << _HOUR_BITS | hour
         if len(recent) >= max(MERGE_AT, len(keys) >> MERGE_SHIFT):
             self._merge()
         return offset
@@ -124,8 +128,9 @@ class SeenIds:
     def _merge(self) -> None:
         n = len(self.recent)
         keys = np.fromiter(self.recent.keys(), np.int64, n)
-        offsets = np.fromiter(self.recent.values(), np.int64, n)
-        hours = np.fromiter(self.recent_hours.values(), np.int32, n)
+        # Unpacked one by one: a packed value passes 64 bits once an offset passes 2**32.
+        offsets = np.fromiter((v >> _HOUR_BITS for v in self.recent.values()), np.int64, n)
+        hours = np.fromiter((v & _HOUR_MASK for v in self.recent.values()), np.int32, n)
         order = keys.argsort()
         keys, hours, offsets = keys[order], hours[order], offsets[order]
         where = self.keys.searchsorted(keys)
@@ -133,7 +138,6 @@ class SeenIds:
         self.hours = np.insert(self.hours, where, hours)
         self.offsets = np.insert(self.offsets, where, offsets)
         self.recent.clear()
-        self.recent_hours.clear()
         # Merges come often: only a filter that has to grow is built again from all ids.
         if BLOOM_BITS_PER_ID * len(self.keys) > self.bloom_mask + 1:
             self._build_bloom()
@@ -145,8 +149,8 @@ class SeenIds:
         if oldest_hour == self.oldest_hour:
             return
         self.oldest_hour = oldest_hour
-        for key in [k for k, hour in self.recent_hours.items() if hour < oldest_hour]:
-            del self.recent[key], self.recent_hours[key]
+        for key in [k for k, packed in self.recent.items() if packed & _HOUR_MASK < oldest_hour]:
+            del self.recent[key]
         if len(self.hours) and int(self.hours.min()) < oldest_hour:
             keep = self.hours >= oldest_hour
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
