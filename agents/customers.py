@@ -96,5 +96,7 @@ def fill_to(column: array[int], row: int, value: int) -> None:
     """Grow ``column`` with ``value`` until it reaches ``row``: a column of one KPI stops at
     the last row that has a value there, while other KPIs may have added rows since."""
     missing = row + 1 - len(column)
-    if missing > 0:
+    if missing == 1:
+        column.append(value)  # the common case: a customer seen for the first time
+    elif missing > 0:
         column.extend(array(column.typecode, [value]) * missing)
