@@ -145,13 +145,6 @@ class Output:
     timestamps: list[int] = field(default_factory=list)
     applied_ms: float = 0.0
 
-    def extend(self, other: Output) -> None:
-        self.changelog += other.changelog
-        self.deadletters += other.deadletters
-        self.forwards += other.forwards
-        self.timestamps += other.timestamps
-        self.applied_ms = max(self.applied_ms, other.applied_ms)
-
     def latencies(self) -> list[float]:
         """Event-to-state latency of each applied event, in seconds."""
         return [max(0.0, self.applied_ms - ts) / 1000.0 for ts in self.timestamps]
