@@ -92,6 +92,12 @@ class CustomerIndex:
         self.table, self.mask = table, mask
 
 
+def value_at(column: array[int], row: int) -> int:
+    """The row's value in a column that may stop short of it (``fill_to``): -1 where it does,
+    and for row -1, a customer the index does not have."""
+    return column[row] if 0 <= row < len(column) else -1
+
+
 def fill_to(column: array[int], row: int, value: int) -> None:
     """Grow ``column`` with ``value`` until it reaches ``row``: a column of one KPI stops at
     the last row that has a value there, while other KPIs may have added rows since."""

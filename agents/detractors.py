@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, in_window, ratio
-from salespulse.agents.customers import CustomerIndex, fill_to
+from salespulse.agents.customers import CustomerIndex, fill_to, value_at
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, WINDOWS, Clock, WindowedCounter
 from salespulse.schemas.event_time import format_time
 from salespulse.schemas.topics import ACTIVITIES, DEALS, SURVEYS
@@ -174,13 +174,9 @@ class DetractorState:
                 fill_to(names, row, 0)
         return row
 
-    def _owner_off(self, row: int) -> int:
-        """The latest deal's offset, or -1 without a deal."""
-        return self.owner_off[row] if row < len(self.owner_off) else -1
-
     def _owner(self, row: int) -> str:
         """The rep of the customer's latest deal, or ``unassigned`` without a deal."""
-        return UNASSIGNED if self._owner_off(row) < 0 else self.names.names[self.owner_rep[row]]
+        return UNASSIGNED if value_at(self.owner_off, row) < 0 else self.names.names[self.owner_rep[row]]
 
     def _score(self, row: int) -> int:
         """The latest answer's score, or 10 (no case) without an answer."""
@@ -241,7 +237,7 @@ class DetractorState:
         return True
 
     def _set_owner(self, row: int, t: int, offset: int, rep: int) -> bool:
-        old = self._owner_off(row)
+        old = value_at(self.owner_off, row)  # -1 without a deal
         if old >= 0 and (self.owner_t[row], old) >= (t, offset):
             return False
         fill_to(self.owner_t, row, -1)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from salespulse.agents.customers import CustomerIndex, fill_to
+from salespulse.agents.customers import CustomerIndex, fill_to, value_at
 
 MINUTE: Final = 60
 HOUR: Final = 3600
@@ -339,8 +339,9 @@ class CustomerMap:
 
     A million customers are held in state (engagement, the NPS profile): as dict entries
     keyed by the id's hash they cost about 120 bytes each, as a row of ``array('q')`` columns
-    8 bytes a column. A row with no value here holds -1. The id string is kept only until the
-    batch's changelog records are out (the changelog and restore use ids).
+    8 bytes a column. A row with no value here holds -1 or lies past the column's end
+    (``value_at``). The id string is kept only until the batch's changelog records are out
+    (the changelog and restore use ids).
     """
 
     __slots__ = ("count", "dirty", "family", "index")
@@ -355,13 +356,6 @@ class CustomerMap:
 
     def __len__(self) -> int:
         return self.count
-
-    def __contains__(self, customer: str) -> bool:
-        return self._value(self.index.find(customer)) >= 0
-
-    def _value(self, row: int) -> int:
-        """The row's value in the column that says whether it has one; -1 if it has none."""
-        raise NotImplementedError
 
     def restored(self, customer: str) -> None:
         """A value read back from the changelog is already there: nothing to write again."""
@@ -381,17 +375,17 @@ class LatestTime(CustomerMap):
         super().__init__(family, index)
         self.minutes: array[int] = array("q")
 
-    def _value(self, row: int) -> int:
-        return self.minutes[row] if 0 <= row < len(self.minutes) else -1
+    def __contains__(self, customer: str) -> bool:
+        return self.get(customer) is not None
 
     def get(self, customer: str) -> int | None:
-        minute = self._value(self.index.find(customer))
+        minute = value_at(self.minutes, self.index.find(customer))
         return None if minute < 0 else minute
 
     def offer(self, customer: str, minute: int) -> int | None:
         """Record ``minute`` if newer; return the previous minute (-1 if new), else None."""
         row = self.index.row(customer)
-        old = self._value(row)
+        old = value_at(self.minutes, row)
         if old >= minute:
             return None
         if old < 0:
@@ -426,13 +420,10 @@ class LatestAnswer(CustomerMap):
         #: offset << SCORE_BITS | score: offsets stay below 2**59, scores below 16.
         self.offsets: array[int] = array("q")
 
-    def _value(self, row: int) -> int:
-        return self.offsets[row] if 0 <= row < len(self.offsets) else -1
-
     def offer(self, customer: str, t: int, offset: int, score: int) -> int | None:
         """Keep the answer if newer; return the score it replaced (-1 if new), else None."""
         row = self.index.row(customer)
-        old = self._value(row)
+        old = value_at(self.offsets, row)
         if old < 0:
             fill_to(self.times, row, 0)
             fill_to(self.offsets, row, -1)
@@ -449,7 +440,7 @@ class LatestAnswer(CustomerMap):
 
     def get(self, customer: str) -> tuple[int, int, int] | None:
         row = self.index.find(customer)
-        return None if self._value(row) < 0 else (self.times[row], *self._offset_score(row))
+        return None if value_at(self.offsets, row) < 0 else (self.times[row], *self._offset_score(row))
 
     def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:
         for row, customer in self.dirty.items():
