@@ -2,14 +2,14 @@
 
 The same seed gives the same events; they are all pre-loaded into a fresh embedded broker
 before any clock starts. In the same run it measures the reference paths, raw consume and
-decode (aiokafka + orjson) and a naive per-event faust agent, and prints the worker's
+decode (aiokafka + orjson) and a naive per-event faust agent, each in its own process as
+the worker is, and prints the worker's
 throughput as ratios to them, because absolute numbers on a shared 2-core machine are
 noisy. At the end the worker's numbers are checked against a plain count.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import shutil
@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
-from salespulse.schemas.topics import INPUT_TOPICS, route
+from salespulse.schemas.topics import route
 from salespulse.streams.hot_path import describe
 from salespulse.streams.pipeline.worker import ensure_topics
 from salespulse.streams.settings import Settings
@@ -95,29 +94,28 @@ def _load(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
     producer.close()
 
 
-async def _raw_consume(bootstrap: str, count: int, partitions: int) -> float:
-    """Reference path 1: fetch and orjson-decode every event, nothing else."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
+def _raw_rate(bootstrap: str, count: int, partitions: int) -> float:
+    """Reference path 1, in its own process (streams/tools/raw.py): events/s."""
+    raw = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salespulse.streams.tools.raw",
+            "--broker",
+            bootstrap,
+            "--count",
+            str(count),
+            "--partitions",
+            str(partitions),
+        ],
+        capture_output=True,
+        timeout=1800,
+        check=False,
     )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in range(partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        loads = orjson.loads
-        seen = 0
-        started = time.perf_counter()
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
-            for records in batches.values():
-                for record in records:
-                    loads(record.value)
-                seen += len(records)
-        return count / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
+    if raw.returncode != 0:
+        raise RuntimeError(f"the raw reference path failed: {raw.stderr.decode()[-2000:]}")
+    result = orjson.loads(raw.stdout.splitlines()[-1])
+    return float(result["events"]) / float(result["seconds"])
 
 
 def _get(url: str) -> bytes:
@@ -228,7 +226,7 @@ def run_bench(
         check_seconds = _partition_check_seconds([k for _, k, _, _ in corpus], partitions)
 
         log("raw consume + decode...")
-        raw_rate = asyncio.run(_raw_consume(broker.bootstrap, total_deliveries, partitions))
+        raw_rate = _raw_rate(broker.bootstrap, total_deliveries, partitions)
 
         log("worker with all eight KPIs...")
         worker, address = _start_worker(broker.bootstrap, workdir, "worker", partitions)
