@@ -11,6 +11,7 @@ ahead of the changelog is ignored for a full replay.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import pickle
@@ -26,9 +27,10 @@ import pytest
 from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import route
-from salespulse.streams.pipeline import state_image
+from salespulse.streams.pipeline import snapshot_writer, state_image
 from salespulse.streams.pipeline.engine import Engine, PartitionState
 from salespulse.streams.pipeline.snapshot import Snapshots
+from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_image import ImageMismatch
 from tests.conftest import FIXED_NOW, WorkerProcess
 from tests.reference import expected, partition_of
@@ -129,6 +131,34 @@ def test_a_sealed_snapshot_loads_back_only_for_its_changelog_and_within_its_end(
     other.attach("salespulse-state-x-changelog", "id-2")  # the changelog topic was recreated
     assert other.load(0, end=100) is None
     assert Snapshots(tmp_path, partitions=8, interval=1.0).load(0, end=100) is None
+
+
+def test_a_graceful_stop_takes_its_images_once_the_batchs_writes_are_out_and_not_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = applied_engine(corpus(34, 500))
+    snapshots = Snapshots(tmp_path, partitions=4, interval=1.0)
+    snapshots.attach("salespulse-state-x-changelog", "id-1")
+
+    async def stop_while_applying(release_after: float | None) -> bool:
+        writer = SnapshotWriter(snapshots, engine, lambda: [0])
+        writer.recovered(0, 41, from_snapshot=None)
+        writer.applying = True
+        stopping = asyncio.ensure_future(writer.stop())
+        await asyncio.sleep(0.2)
+        waited = not stopping.done() and not snapshots.path(0).exists()
+        if release_after is not None:
+            writer.applying = False
+        await stopping
+        return waited
+
+    assert asyncio.run(stop_while_applying(release_after=0.2)), "it waited for the writes"
+    restored = snapshots.load(0, end=42)
+    assert restored is not None and restored.covered == 41
+    snapshots.path(0).unlink()
+    monkeypatch.setattr(snapshot_writer, "STOP_WAIT_SECONDS", 0.5)
+    assert asyncio.run(stop_while_applying(release_after=None))
+    assert not snapshots.path(0).exists(), "writes never sent: no image"
 
 
 @pytest.mark.parametrize("where", [0.1, 0.5, 0.95])

@@ -16,6 +16,7 @@ only when it changed; a graceful stop takes the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +28,8 @@ from salespulse.streams.pipeline.snapshot import Snapshots
 
 log = logging.getLogger(__name__)
 
-#: A graceful stop waits at most this many 10 ms ticks for a fetch's writes to go out.
-STOP_WAIT_TICKS = 500
+#: A graceful stop waits at most this long for a fetch's writes to go out.
+STOP_WAIT_SECONDS = 5.0
 
 
 class SnapshotWriter:
@@ -38,8 +39,9 @@ class SnapshotWriter:
         self.snapshots = snapshots
         self.engine = engine
         self.active = active
-        #: Set while a batch is applied and its writes are not all sent yet: no image then.
-        self.applying = False
+        #: Clear while a batch is applied and its writes are not all sent yet: no image then.
+        self._idle = asyncio.Event()
+        self._idle.set()
         #: Per partition: the future of its last changelog batch sent, and that batch's size.
         self._last_sent: dict[int, tuple[asyncio.Future[Any], int]] = {}
         #: Per partition: the changelog offset its recovery read up to (-1: nothing).
@@ -49,6 +51,18 @@ class SnapshotWriter:
         self._sealing: dict[int, asyncio.Task[None]] = {}
 
     # -- what the worker tells it ----------------------------------------------------
+    @property
+    def applying(self) -> bool:
+        """Whether a batch is being applied or its writes are still being sent."""
+        return not self._idle.is_set()
+
+    @applying.setter
+    def applying(self, value: bool) -> None:
+        if value:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
     def sent(self, partition: int, future: asyncio.Future[Any], count: int) -> None:
         """A changelog batch of ``count`` records went out; acks come back in order."""
         self._last_sent[partition] = (future, count)
@@ -79,10 +93,8 @@ class SnapshotWriter:
 
     async def stop(self) -> None:
         """A graceful stop: take every changed partition now and wait until all are sealed."""
-        for _ in range(STOP_WAIT_TICKS):  # a fetch's writes still going out (they are shielded)
-            if not self.applying:
-                break
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):  # a fetch's writes still going out (shielded)
+            await asyncio.wait_for(self._idle.wait(), STOP_WAIT_SECONDS)
         await asyncio.gather(*self._sealing.values(), return_exceptions=True)
         if self.applying or not self.snapshots.attached:
             log.warning("stopping with a batch's writes unsent: no images taken")
