@@ -140,24 +140,24 @@ def test_a_graceful_stop_takes_its_images_once_the_batchs_writes_are_out_and_not
     snapshots = Snapshots(tmp_path, partitions=4, interval=1.0)
     snapshots.attach("salespulse-state-x-changelog", "id-1")
 
-    async def stop_while_applying(release_after: float | None) -> bool:
+    async def stop_while_applying(writes_go_out: bool) -> bool:
         writer = SnapshotWriter(snapshots, engine, lambda: [0])
         writer.recovered(0, 41, from_snapshot=None)
         writer.applying = True
         stopping = asyncio.ensure_future(writer.stop())
         await asyncio.sleep(0.2)
         waited = not stopping.done() and not snapshots.path(0).exists()
-        if release_after is not None:
+        if writes_go_out:
             writer.applying = False
         await stopping
         return waited
 
-    assert asyncio.run(stop_while_applying(release_after=0.2)), "it waited for the writes"
+    assert asyncio.run(stop_while_applying(writes_go_out=True)), "it waited for the writes"
     restored = snapshots.load(0, end=42)
     assert restored is not None and restored.covered == 41
     snapshots.path(0).unlink()
     monkeypatch.setattr(snapshot_writer, "STOP_WAIT_SECONDS", 0.5)
-    assert asyncio.run(stop_while_applying(release_after=None))
+    assert asyncio.run(stop_while_applying(writes_go_out=False))
     assert not snapshots.path(0).exists(), "writes never sent: no image"
 
 
