@@ -30,7 +30,7 @@ _ANY_STR: Final = "surrogatepass"
 class CustomerIndex:
     """Customer ids to row numbers ``0, 1, 2, ...`` in order of first sight, and back."""
 
-    __slots__ = ("hashes", "id_ends", "ids", "mask", "table")
+    __slots__ = ("_last_id", "_last_row", "hashes", "id_ends", "ids", "mask", "table")
 
     def __init__(self) -> None:
         self.hashes: array[int] = array("q")
@@ -40,23 +40,34 @@ class CustomerIndex:
         #: The ids end to end, UTF-8: row ``r``'s is ``ids[id_ends[r - 1]:id_ends[r]]``.
         self.ids = bytearray()
         self.id_ends: array[int] = array("q")
+        # The last id found and its row: every KPI an event feeds looks its customer up, with
+        # the same string object, so one identity check spares the table probes after the first.
+        self._last_id: str | None = None
+        self._last_row = -1
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     def find(self, customer: str) -> int:
         """The customer's row, or -1 if it has none."""
+        if customer is self._last_id:
+            return self._last_row
         key = hash(customer)
         table, hashes, mask = self.table, self.hashes, self.mask
         i = key & mask
         while True:
             row = table[i] - 1
-            if row < 0 or hashes[row] == key:
+            if row < 0:
+                return row
+            if hashes[row] == key:
+                self._last_id, self._last_row = customer, row
                 return row
             i = (i + 1) & mask
 
     def row(self, customer: str) -> int:
         """The customer's row, given a new one (after every other) if it has none."""
+        if customer is self._last_id:
+            return self._last_row
         key = hash(customer)
         table, hashes, mask = self.table, self.hashes, self.mask
         i = key & mask
@@ -65,6 +76,7 @@ class CustomerIndex:
             if row < 0:
                 break
             if hashes[row] == key:
+                self._last_id, self._last_row = customer, row
                 return row
             i = (i + 1) & mask
         row = len(hashes)
@@ -74,6 +86,7 @@ class CustomerIndex:
         self.id_ends.append(len(self.ids))
         if 3 * len(hashes) > 2 * (mask + 1):
             self._grow()
+        self._last_id, self._last_row = customer, row
         return row
 
     def customer(self, row: int) -> str:

@@ -24,6 +24,23 @@ def test_rows_are_dense_in_order_of_first_sight_and_stable_across_growth() -> No
     assert index.find("C-none") == -1
 
 
+def test_a_lookup_repeated_with_the_same_string_or_an_equal_one_gives_the_same_row() -> None:
+    index = CustomerIndex()
+    rng = random.Random(11)
+    expected: dict[str, int] = {}
+    # Each event's KPIs look its customer up one after another, with the same string object;
+    # other events bring equal strings that are other objects, and unknown ones in between.
+    for _ in range(20_000):
+        customer = f"C-{rng.randrange(3_000)}"
+        assert index.find(customer) == expected.get(customer, -1)
+        expected.setdefault(customer, len(expected))
+        assert index.row(customer) == index.find(customer) == index.row(customer) == expected[customer]
+        assert index.find(f"unknown-{rng.getrandbits(32)}") == -1
+        equal = "".join(["C-", customer[2:]])
+        assert equal is not customer and index.row(equal) == expected[customer]
+    assert len(index) == len(expected)
+
+
 def test_customers_that_share_a_slot_get_their_own_rows() -> None:
     index = CustomerIndex()
     # Equal low 10 bits of the hash: all start probing at the same slot while the table
