@@ -72,12 +72,10 @@ class SeenIds:
         """The offset ``event_id`` was first seen at, or ``offset`` if unknown; records nothing."""
         key = hash(event_id)
         packed = self.recent.get(key)
-        first = None if packed is None else packed >> _HOUR_BITS
-        if first is None and self._maybe_in_columns(key):
-            i = int(self.keys.searchsorted(key))
-            if i < len(self.keys) and self.keys[i] == key:
-                first = int(self.offsets[i])
-        return offset if first is None else min(first, offset)
+        if packed is not None:
+            return min(packed >> _HOUR_BITS, offset)
+        i = self._column(key)
+        return offset if i < 0 else min(int(self.offsets[i]), offset)
 
     def _offer(self, hour: int, key: int, offset: int) -> int:
         """Record ``offset`` if it is the first seen; ``changed`` says whether it was."""
@@ -91,20 +89,26 @@ class SeenIds:
                 return offset
             self.changed = False
             return first
-        keys = self.keys
-        if self._maybe_in_columns(key):
-            i = int(keys.searchsorted(key))
-            if i < len(keys) and keys[i] == key:
-                first = int(self.offsets[i])
-                if first > offset:
-                    self.offsets[i] = first = offset
-                else:
-                    self.changed = False
-                return first
+        i = self._column(key)
+        if i >= 0:
+            first = int(self.offsets[i])
+            if first > offset:
+                self.offsets[i] = first = offset
+            else:
+                self.changed = False
+            return first
         recent[key] = offset << _HOUR_BITS | hour
-        if len(recent) >= max(MERGE_AT, len(keys) >> MERGE_SHIFT):
+        if len(recent) >= max(MERGE_AT, len(self.keys) >> MERGE_SHIFT):
             self._merge()
         return offset
+
+    def _column(self, key: int) -> int:
+        """The id's position in the merged columns, or -1 if it is not there."""
+        if not self._maybe_in_columns(key):
+            return -1
+        keys = self.keys
+        i = int(keys.searchsorted(key))
+        return i if i < len(keys) and keys[i] == key else -1
 
     def _maybe_in_columns(self, key: int) -> bool:
         bloom, mask = self.bloom, self.bloom_mask
