@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from salespulse.streams.tools.bench import run_bench, run_memory
 
 
@@ -22,8 +24,14 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     assert result.peak_rss_mb > 0
 
 
-def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot() -> None:
+def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fetches smaller than the 6,000 events, so each worker applies them over several; the
+    # result names the fetch size its workers inherited.
+    monkeypatch.setenv("SALESPULSE_FETCH_RECORDS", "2500")
     result = run_memory(customers=3_000, log=lambda message: None)
+    assert result.fetch_records == 2_500
     assert result.exact_after_restart, result.detail
     assert result.exact_after_snapshot_restart, result.detail
     assert result.events == 6_000

@@ -10,9 +10,9 @@ from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.settings import Settings, SettingsError
 
 
-def test_fetch_records_defaults_to_25000_and_reaches_faust(tmp_path: Path) -> None:
+def test_fetch_records_defaults_to_15000_and_reaches_faust(tmp_path: Path) -> None:
     settings = Settings.from_env({"SALESPULSE_DATA_DIR": str(tmp_path)})
-    assert settings.fetch_records == 25_000
+    assert settings.fetch_records == 15_000
     small = Settings.from_env({"SALESPULSE_DATA_DIR": str(tmp_path), "SALESPULSE_FETCH_RECORDS": "2000"})
     app, _ = create_app(small)
     assert app.conf.broker_max_poll_records == 2000

@@ -65,6 +65,8 @@ class BenchResult:
     #: The wrong-partition check alone, per event, and its share of the worker's time.
     partition_check_us: float = 0.0
     partition_check_share: float = 0.0
+    #: Most records a fetch handed the worker (``SALESPULSE_FETCH_RECORDS``).
+    fetch_records: int = 0
 
 
 def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
@@ -92,6 +94,12 @@ def _load(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
         producer.send(topic, value, key=key)
     producer.flush(600)
     producer.close()
+
+
+def _fetch_records() -> int:
+    """The fetch size the workers ran with: they inherit this process's environment, and
+    memory and speed both depend on it."""
+    return Settings.from_env().fetch_records
 
 
 def _reference(module: str, *args: str) -> float:
@@ -298,6 +306,7 @@ def run_bench(
             hot_path=describe(),
             partition_check_us=round(check_seconds * 1e6, 3),
             partition_check_share=round(check_seconds * rate, 4),
+            fetch_records=_fetch_records(),
         )
     finally:
         if worker is not None and worker.poll() is None:
@@ -331,6 +340,8 @@ class MemoryResult:
     empty_start_seconds: float
     detail: str
     hot_path: str = ""
+    #: Most records a fetch handed the workers (``SALESPULSE_FETCH_RECORDS``).
+    fetch_records: int = 0
 
 
 def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
@@ -502,6 +513,7 @@ def run_memory(
             empty_start_seconds=round(empty_start, 2),
             detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
             hot_path=describe(),
+            fetch_records=_fetch_records(),
         )
         return result
     finally:

@@ -355,7 +355,8 @@ def bench(
                 f"{memory.restart_snapshot_seconds:.1f}s from the snapshot (peak RSS "
                 f"{memory.restart_snapshot_peak_rss_mb:,.0f} MB, exact: "
                 f"{memory.exact_after_snapshot_restart}); a worker with nothing to recover is ready in "
-                f"{memory.empty_start_seconds:.1f}s ({memory.detail}); hot path: {memory.hot_path}"
+                f"{memory.empty_start_seconds:.1f}s ({memory.detail}); hot path: {memory.hot_path}; "
+                f"fetches of up to {memory.fetch_records:,} records"
             )
         sys.exit(0 if memory.exact_after_restart and memory.exact_after_snapshot_restart else 1)
 
@@ -392,6 +393,6 @@ def bench(
             f"partition check: {result.partition_check_us:.2f} µs an event "
             f"({result.partition_check_share:.1%} of the worker's time an event)"
         )
-        out.print(f"hot path: {result.hot_path}")
+        out.print(f"hot path: {result.hot_path}; fetches of up to {result.fetch_records:,} records")
     if not result.exact:
         sys.exit(1)
