@@ -124,7 +124,7 @@ class Settings:
     #: changelog write per partition: the larger, the more events share a bucket record.
     #: 25,000 against 2,000 lifted the bench by a quarter; larger gained nothing. 15,000
     #: measured the same `vs_raw` as 25,000, and a fetch's records, changelog records and
-    #: producer batches, alive together, peak about 8 MB lower at a million customers.
+    #: producer batches, alive together, peak 8-11 MB lower at a million customers.
     fetch_records: int = 15_000
     #: Seconds between commits of consumed offsets. Longer means more records replayed
     #: (and skipped by their applied offsets) after a crash, never a lost one.
