@@ -22,6 +22,9 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     assert result.latency_p99_s is not None and result.latency_p50_s is not None
     assert result.latency_p50_s <= result.latency_p99_s
     assert result.peak_rss_mb > 0
+    # The no-KPI reference must have applied and dropped what the worker did: a mismatch
+    # (so not exact) otherwise.
+    assert result.no_kpis_events_per_s > 0 and result.no_kpis_vs_raw > 0
 
 
 def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot(

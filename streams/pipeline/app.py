@@ -83,6 +83,7 @@ def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
+    kpis: tuple[Kpi, ...] | None = None,
     epoch: str = "",
     topic_id: Callable[[str], str | None] | None = None,
 ) -> tuple[SalesPulseApp, Runtime]:
@@ -93,6 +94,7 @@ def create_app(
     and those stale records must land in a topic the new state never reads. ``topic_id``
     looks up a topic's id on the broker; given it (a worker whose hash seed is its data
     directory's), the state has a local snapshot unless ``SALESPULSE_SNAPSHOT_INTERVAL`` is 0.
+    ``kpis`` replaces the configured eight (the benchmark's no-KPI reference worker).
     """
     engine = engine or Engine(
         clock=settings.clock,
@@ -100,7 +102,7 @@ def create_app(
         max_event_bytes=settings.max_event_bytes,
         targets=load_targets(settings.targets_file),
         partitions=settings.partitions,
-        kpis=configured_kpis(settings),
+        kpis=configured_kpis(settings) if kpis is None else kpis,
     )
     app = SalesPulseApp(
         settings.app_id,

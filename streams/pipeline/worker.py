@@ -30,6 +30,7 @@ from aiohttp import web as aioweb
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
+from salespulse.agents.base import Kpi
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
 from salespulse.streams.hot_path import describe
@@ -239,8 +240,8 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     return worker
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run one worker until SIGINT or SIGTERM."""
+def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...] | None = None) -> None:
+    """Run one worker until SIGINT or SIGTERM; ``kpis`` replaces the configured eight."""
     fix_mmap_threshold()  # before any state is built
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     identity = wait_for_broker(settings)
@@ -255,6 +256,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     snapshots = settings.snapshot_interval > 0 and pinned(settings.data_dir)
     app, _ = create_app(
         settings,
+        kpis=kpis,
         epoch=identity_epoch(identity),
         topic_id=functools.partial(topic_id, settings) if snapshots else None,
     )

@@ -41,6 +41,9 @@ NAIVE_TOPIC = "bench.naive"
 #: The embedded broker's group session timeout (streams/pipeline/app.py), plus a margin.
 GROUP_SESSION_SECONDS = 6.5
 BENCH_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+#: How the bench starts a worker, and the same worker with no KPI work.
+WORKER = ("-m", "salespulse.streams", "worker", "--loglevel", "warning")
+NO_KPIS_WORKER = ("-m", "salespulse.streams.tools.no_kpis")
 
 
 @dataclass
@@ -67,6 +70,11 @@ class BenchResult:
     partition_check_share: float = 0.0
     #: Most records a fetch handed the worker (``SALESPULSE_FETCH_RECORDS``).
     fetch_records: int = 0
+    #: The same worker with no KPI work (streams/tools/no_kpis.py), over the same events.
+    no_kpis_events_per_s: float = 0.0
+    no_kpis_vs_raw: float = 0.0
+    #: The eight KPIs' share of the full worker's time an event.
+    kpi_share: float = 0.0
 
 
 def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
@@ -240,6 +248,15 @@ def run_bench(
             str(partitions),
         )
 
+        log("worker with no KPI work...")
+        worker, address = _start_worker(
+            broker.bootstrap, workdir, "no-kpis", partitions, command=NO_KPIS_WORKER
+        )
+        ready_at = _wait_applied(worker, address, total_deliveries, 3600, workdir / "no-kpis.log")
+        no_kpis_rate = total_deliveries / (time.perf_counter() - ready_at)
+        no_kpis_applied = _applied(address)
+        _stop(worker)
+
         log("worker with all eight KPIs...")
         worker, address = _start_worker(broker.bootstrap, workdir, "worker", partitions)
         ready_at = _wait_applied(worker, address, total_deliveries, 3600, workdir / "worker.log")
@@ -247,6 +264,8 @@ def run_bench(
         rate = total_deliveries / seconds
         view = orjson.loads(_get(f"http://{address}/kpis"))
         mismatches = _check(view, expected)
+        if _applied(address) != no_kpis_applied:
+            mismatches.append(f"no-KPI reference applied {no_kpis_applied}, the worker {_applied(address)}")
 
         log(f"latency at {latency_rate:,.0f} events/s offered for {latency_seconds:.0f}s...")
         before = _latency_buckets(address)
@@ -272,6 +291,7 @@ def run_bench(
         after = _latency_buckets(address)
         delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
         peak_rss = _peak_rss_mb(worker.pid)
+        _stop(worker)
 
         log(f"naive per-event faust agent over {naive_n:,} events...")
         naive_rate = _reference(
@@ -307,15 +327,29 @@ def run_bench(
             partition_check_us=round(check_seconds * 1e6, 3),
             partition_check_share=round(check_seconds * rate, 4),
             fetch_records=_fetch_records(),
+            no_kpis_events_per_s=round(no_kpis_rate),
+            no_kpis_vs_raw=round(no_kpis_rate / raw_rate, 4),
+            kpi_share=round(1 - rate / no_kpis_rate, 4),
         )
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            _stop(worker)
         broker.stop()
+
+
+def _applied(address: str) -> tuple[int, int, int]:
+    """Events applied, duplicates dropped and records rejected, as ``/progress`` has them."""
+    progress = orjson.loads(_get(f"http://{address}/progress"))
+    return progress["events"], progress["duplicates"], progress["rejected"]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def as_json(result: BenchResult | MemoryResult) -> bytes:
@@ -377,7 +411,12 @@ def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]
 
 
 def _start_worker(
-    broker: str, workdir: Path, name: str, partitions: int, data: str | None = None
+    broker: str,
+    workdir: Path,
+    name: str,
+    partitions: int,
+    data: str | None = None,
+    command: tuple[str, ...] = WORKER,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -389,7 +428,7 @@ def _start_worker(
         "SALESPULSE_PARTITIONS": str(partitions),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "salespulse.streams", "worker", "--loglevel", "warning"],
+        [sys.executable, *command],
         env=env,
         stdout=(workdir / f"{name}.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -433,8 +472,7 @@ def _time_to_ready(broker: str, workdir: Path, partitions: int) -> float:
         _wait_applied(process, address, 0, 120, workdir / "empty.log")
         return time.perf_counter() - started
     finally:
-        process.terminate()
-        process.wait(60)
+        _stop(process)
 
 
 def _customers_counted(view: dict[str, Any]) -> tuple[float, float]:

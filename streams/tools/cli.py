@@ -381,6 +381,11 @@ def bench(
             f"(worker = {result.vs_raw:.1%} of it)"
         )
         out.print(
+            f"worker, no KPI work:    {result.no_kpis_events_per_s:,.0f} events/s "
+            f"({result.no_kpis_vs_raw:.1%} of raw)"
+        )
+        out.print(f"the eight KPIs' work:   {result.kpi_share:.0%} of the worker's time an event")
+        out.print(
             f"naive per-event agent:  {result.naive_events_per_s:,.0f} events/s over "
             f"{result.naive_events:,} (worker = {result.vs_naive:.1f}x)"
         )
