@@ -2,10 +2,10 @@
 
 The same seed gives the same events; they are all pre-loaded into a fresh embedded broker
 before any clock starts. In the same run it measures the reference paths, raw consume and
-decode (aiokafka + orjson) and a naive per-event faust agent, each in its own process as
-the worker is, and prints the worker's throughput as ratios to them, because absolute
-numbers on a shared 2-core machine are noisy. At the end the worker's numbers are checked
-against a plain count.
+decode (aiokafka + orjson), the same worker with no KPI work and a naive per-event faust
+agent, each in its own process as the worker is, and prints the worker's throughput as
+ratios to them, because absolute numbers on a shared 2-core machine are noisy. At the end
+the worker's numbers are checked against a plain count.
 """
 
 from __future__ import annotations
