@@ -82,7 +82,6 @@ def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
 def create_app(
     settings: Settings,
     *,
-    engine: Engine | None = None,
     kpis: tuple[Kpi, ...] | None = None,
     epoch: str = "",
     topic_id: Callable[[str], str | None] | None = None,
@@ -96,7 +95,7 @@ def create_app(
     directory's), the state has a local snapshot unless ``SALESPULSE_SNAPSHOT_INTERVAL`` is 0.
     ``kpis`` replaces the configured eight (the benchmark's no-KPI reference worker).
     """
-    engine = engine or Engine(
+    engine = Engine(
         clock=settings.clock,
         label_cap=settings.label_cap,
         max_event_bytes=settings.max_event_bytes,
