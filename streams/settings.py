@@ -113,6 +113,8 @@ class Settings:
     data_dir: Path = Path("data")
     ingest_token: str = ""
     partitions: int = 4
+    #: Replicas of every topic SalesPulse creates; None: 1 on the embedded broker, else 3.
+    replication_factor: int | None = None
     targets_file: Path | None = None
     #: The connectors' mapping file (owners, regions, sources, kinds, ...); None: built-in defaults.
     connectors_file: Path | None = None
@@ -191,6 +193,17 @@ class Settings:
         )
 
     @property
+    def replication(self) -> int:
+        """``SALESPULSE_REPLICATION_FACTOR``, else 1 on the embedded broker and 3 on a cluster.
+
+        A real cluster loses a single replica's data with its broker, and managed Kafka
+        services refuse topics with fewer than 3 replicas.
+        """
+        if self.replication_factor is not None:
+            return self.replication_factor
+        return 1 if self.embedded else 3
+
+    @property
     def faust_broker(self) -> str:
         """faust wants one URL with hosts joined by ``;``."""
         return "kafka://" + ";".join(self.brokers)
@@ -235,6 +248,9 @@ class Settings:
             data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
+            replication_factor=_int(env, "SALESPULSE_REPLICATION_FACTOR", 0)
+            if env.get("SALESPULSE_REPLICATION_FACTOR")
+            else None,
             targets_file=Path(targets) if targets else None,
             connectors_file=Path(connectors) if connectors else None,
             workers=tuple(w.strip() for w in workers.split(",") if w.strip())
@@ -280,6 +296,8 @@ class Settings:
         )
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
+        if settings.replication_factor is not None and settings.replication_factor < 1:
+            raise SettingsError("SALESPULSE_REPLICATION_FACTOR must be at least 1")
         if settings.end_offsets not in {"auto", "fetch", "listoffsets"}:
             raise SettingsError("SALESPULSE_END_OFFSETS must be auto, fetch or listoffsets")
         if settings.label_cap < 1:

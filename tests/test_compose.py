@@ -315,6 +315,7 @@ def test_worker_environment(config: dict[str, Any]) -> None:
     assert env["SALESPULSE_WEB_PORT"] == str(WORKER_PORT)
     assert env["SALESPULSE_DATA_DIR"] == "/var/lib/salespulse"
     assert env["SALESPULSE_PARTITIONS"] == "4"
+    assert env["SALESPULSE_REPLICATION_FACTOR"] == "1", "the bundled Kafka is a single broker"
     # The targets file is the read-only mount of the example in the repo.
     targets = env["SALESPULSE_TARGETS"]
     (mount,) = [v for v in bind_mounts(worker) if v["target"] == targets]
@@ -390,6 +391,14 @@ def test_kafka_init_creates_every_topic_once(config: dict[str, Any]) -> None:
     assert "--if-not-exists" in script
     assert "--partitions 4" in script
     assert init.get("restart", "no") == "no"
+
+
+def test_replication_factor_is_one_setting_for_the_init_step_and_every_container() -> None:
+    """1 for the bundled single broker; raised once, for a real cluster, it reaches them all."""
+    three = resolved_config("generator", "vtiger", SALESPULSE_REPLICATION_FACTOR="3")["services"]
+    assert "--replication-factor 3" in " ".join(three["kafka-init"]["command"])
+    for name in ("worker", "generator", "vtiger-connector"):
+        assert three[name]["environment"]["SALESPULSE_REPLICATION_FACTOR"] == "3", name
 
 
 def test_partition_count_is_one_setting(config: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from kafka import TopicPartition
 
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, StateStore
-from salespulse.streams.pipeline.offsets import true_end_offsets
+from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port
 from tests.conftest import REPO, http, wait_until

@@ -10,7 +10,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.partitioner.default import murmur2
 
 from salespulse.schemas.topics import route
-from salespulse.streams.pipeline.offsets import listoffsets_is_short, true_end_offsets
+from salespulse.streams.kafka.offsets import listoffsets_is_short, true_end_offsets
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, wait_until
 
@@ -28,7 +28,7 @@ def test_listoffsets_answers_short_after_a_multi_record_batch_and_fetch_does_not
     consumer.close()
     assert listed == 1, "Tansu reports the last batch's base offset + 1"
     assert true_end_offsets(client, [tp]) == {("ten", 0): 10}
-    assert listoffsets_is_short(client) is True
+    assert listoffsets_is_short(settings) is True
 
 
 def partition_of(event: dict[str, Any]) -> int:

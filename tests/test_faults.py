@@ -33,7 +33,8 @@ from kafka import KafkaConsumer
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS, route
 from salespulse.streams.endpoints.cluster import merge
 from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
-from salespulse.streams.pipeline.worker import _watch_identity, broker_identity, ensure_topics
+from salespulse.streams.kafka.admin import broker_identity, ensure_topics, input_topics
+from salespulse.streams.pipeline.worker import _watch_identity
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
@@ -587,7 +588,8 @@ def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_co
     replacement = start_broker(port)  # empty, new topic ids, same address
     try:
         new_settings = Settings.from_env({"SALESPULSE_BROKER": replacement.bootstrap})
-        ensure_topics(new_settings)  # as the deployment's init step would; 4 partitions
+        # As the deployment's init step would; 4 partitions.
+        ensure_topics(new_settings, input_topics(new_settings))
         with EventProducer(new_settings) as fresh:
             # Part of the new stream arrives before the worker has noticed anything.
             send_all(fresh, new_corpus[:600])
@@ -620,7 +622,7 @@ def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_co
 def test_a_worker_started_on_state_of_another_broker_wipes_it_logs_it_and_counts_exactly(
     settings: Settings, spawn_worker, tmp_path: Path
 ) -> None:
-    ensure_topics(settings)
+    ensure_topics(settings, input_topics(settings))
     data_dir = tmp_path / "foreign"
     data_dir.mkdir()
     (data_dir / "broker-identity.json").write_bytes(orjson.dumps(broker_identity(settings)))
@@ -691,7 +693,7 @@ def test_a_worker_never_carries_stale_state_into_a_replaced_broker_while_events_
     replacement = start_broker(port)
     try:
         new_settings = Settings.from_env({"SALESPULSE_BROKER": replacement.bootstrap})
-        ensure_topics(new_settings)
+        ensure_topics(new_settings, input_topics(new_settings))
         with EventProducer(new_settings) as fresh:
             send_all(fresh, new_corpus[:3_000])  # past the old offsets at once
             for batch in chunked(new_corpus[3_000:], 100):  # then about 1,000 events/s

@@ -112,6 +112,22 @@ def test_the_contract_imports_nothing_but_itself() -> None:
     assert _imports_out_of("salespulse.schemas", ("salespulse.schemas",)) == []
 
 
+def test_kafka_administration_sits_below_the_pipeline_and_the_endpoints() -> None:
+    """Topics and end offsets are one room that the worker, the connectors and the CLI share."""
+    allowed = ("salespulse.streams.kafka", "salespulse.streams.settings", "salespulse.schemas")
+    assert _imports_out_of("salespulse.streams.kafka", allowed) == []
+    graph = _graph()
+    for user in (
+        "salespulse.streams.pipeline.worker",
+        "salespulse.streams.endpoints.connectors.vtiger.service",
+    ):
+        assert "salespulse.streams.kafka.admin" in graph[user]
+    connectors = set().union(
+        *(t for n, t in graph.items() if n.startswith("salespulse.streams.endpoints.connectors"))
+    )
+    assert "salespulse.streams.pipeline.worker" not in connectors
+
+
 def _run_away_from_the_repository(code: str, where: Path) -> str:
     """What ``code`` prints in a fresh interpreter run from ``where``, where the repository's
     folders are not importable as they are."""

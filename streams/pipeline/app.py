@@ -21,6 +21,7 @@ from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.endpoints.web import install_views
+from salespulse.streams.kafka.admin import state_table
 from salespulse.streams.pipeline.consumer import BatchConsumer, BatchTransport, pass_parsed_records
 from salespulse.streams.pipeline.engine import Engine, MessageRecord
 from salespulse.streams.pipeline.runtime import Runtime
@@ -30,8 +31,6 @@ from salespulse.streams.pipeline.state_table import PromptTableManager, StateTab
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-STATE_TABLE = "state"
 
 
 def load_targets(path: Path | None) -> dict[tuple[str, str], float]:
@@ -110,7 +109,7 @@ def create_app(
         datadir=str(settings.data_dir),
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication,
         table_standby_replicas=1,
         web_enabled=True,
         web_bind=settings.web_host,
@@ -141,7 +140,7 @@ def create_app(
         ownership=runtime.ownership,
         snapshots=runtime.snapshots,
         topic_id=topic_id,
-        name=f"{STATE_TABLE}-{epoch}" if epoch else STATE_TABLE,
+        name=state_table(epoch),
         partitions=settings.partitions,
         beacon=app.beacon,
     )

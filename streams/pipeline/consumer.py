@@ -22,7 +22,7 @@ from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from salespulse.streams.pipeline.offsets import true_end_offsets
+from salespulse.streams.kafka.offsets import true_end_offsets
 
 log = logging.getLogger(__name__)
 

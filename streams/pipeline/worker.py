@@ -2,7 +2,8 @@
 
 A worker started before its broker must not crash: it answers ``/healthz`` (alive) and
 ``/readyz`` (503) while it retries with a clear log line. Before faust starts it creates
-the topics, probes the broker for the short ListOffsets answer, and checks that the state
+and checks the topics (a cluster that cannot hold them stops it once, with one message
+and no retry), probes the broker for the short ListOffsets answer, and checks that the state
 it keeps belongs to this broker; a watchdog re-checks that while the worker runs, and a
 worker that finds itself on a different broker (or on recreated topics) starts over from
 empty state instead of trusting stale offsets.
@@ -11,7 +12,6 @@ empty state instead of trusting stale offsets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import hashlib
@@ -21,84 +21,34 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 from aiohttp import web as aioweb
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaConfigurationError, KafkaError
 
 from salespulse.agents.base import Kpi
-from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
 from salespulse.streams.hot_path import describe
+from salespulse.streams.kafka.admin import (
+    admin_client,
+    broker_identity,
+    changelog_topic,
+    ensure_topics,
+    input_topics,
+    leader_topic,
+    topic_id,
+)
+from salespulse.streams.kafka.offsets import listoffsets_is_short
 from salespulse.streams.pipeline.allocator import fix_mmap_threshold
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
 from salespulse.streams.pipeline.hash_seed import pinned
-from salespulse.streams.pipeline.offsets import listoffsets_is_short
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger("salespulse.worker")
-
-
-def _admin(settings: Settings) -> KafkaAdminClient:
-    ms = int(settings.broker_timeout * 1000)
-    return KafkaAdminClient(**settings.kafka_python_config, request_timeout_ms=ms, bootstrap_timeout_ms=ms)
-
-
-def ensure_topics(settings: Settings, extra: Sequence[NewTopic] = ()) -> None:
-    """Create the input topics and the dead-letter topic with the configured partitions.
-
-    ``extra`` names more topics to create with their own layout (a connector's state topic).
-    """
-    admin = _admin(settings)
-    try:
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(name, settings.partitions, 1)
-            for name in (*INPUT_TOPICS, DEADLETTER)
-            if name not in existing
-        ] + [topic for topic in extra if topic.name not in existing]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(new)
-    finally:
-        admin.close()
-
-
-def broker_identity(settings: Settings, admin: KafkaAdminClient | None = None) -> dict[str, Any]:
-    """Cluster id plus the ids of the input topics our state is derived from."""
-    client = admin or _admin(settings)
-    try:
-        cluster = client.describe_cluster()
-        return {"cluster_id": cluster.get("cluster_id"), "topics": _topic_ids(client, INPUT_TOPICS)}
-    finally:
-        if admin is None:
-            client.close()
-
-
-def _topic_ids(client: KafkaAdminClient, names: Sequence[str]) -> dict[str, Any]:
-    """The broker's id of each of ``names`` that exists: it changes when a topic is recreated."""
-    existing = set(client.list_topics())
-    return {t["name"]: t.get("topic_id") for t in client.describe_topics([n for n in names if n in existing])}
-
-
-def topic_id(settings: Settings, topic: str) -> str | None:
-    """The broker's id of ``topic``, or None if it has none yet (or the broker cannot say)."""
-    try:
-        admin = _admin(settings)
-    except (KafkaError, OSError):
-        return None
-    try:
-        found = _topic_ids(admin, [topic]).get(topic)
-        return None if found is None else str(found)
-    except (KafkaError, OSError):
-        return None
-    finally:
-        admin.close()
 
 
 def identity_epoch(identity: dict[str, Any]) -> str:
@@ -149,7 +99,11 @@ async def _serve_not_ready(settings: Settings) -> aioweb.AppRunner:
 
 
 def wait_for_broker(settings: Settings) -> dict[str, Any]:
-    """Retry until the broker answers, serving 503 on /readyz meanwhile."""
+    """Retry until the broker answers and the topics are ready, serving 503 on /readyz meanwhile.
+
+    Returns the broker identity. A cluster or a topic that cannot hold the state raises
+    :class:`~salespulse.streams.kafka.admin.TopicsRefused` at once: no retry fixes it.
+    """
     loop = asyncio.new_event_loop()
     # Alive (and not ready) from the first moment, however long the broker takes.
     runner = loop.run_until_complete(_serve_not_ready(settings))
@@ -157,8 +111,13 @@ def wait_for_broker(settings: Settings) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
-                ensure_topics(settings)
-                return broker_identity(settings)
+                ensure_topics(settings, input_topics(settings))
+                identity = broker_identity(settings)
+                # Created here rather than by faust, so the changelog is compacted and checked
+                # before a record is written; faust finds both topics and leaves them be.
+                epoch = identity_epoch(identity)
+                ensure_topics(settings, [changelog_topic(settings, epoch), leader_topic(settings)])
+                return identity
             except KafkaConfigurationError:
                 raise
             except (KafkaError, OSError) as exc:
@@ -194,7 +153,7 @@ def _watch_identity(settings: Settings, identity: dict[str, Any], interval: floa
     while True:
         time.sleep(interval)
         try:
-            admin = admin or _admin(settings)
+            admin = admin or admin_client(settings)
             current = broker_identity(settings, admin)
         except (KafkaError, OSError):
             if admin is not None:
@@ -247,7 +206,7 @@ def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...]
     identity = wait_for_broker(settings)
     check_state_dir(settings, identity)
     BatchConsumer.end_offsets_from_fetch = settings.end_offsets == "fetch" or (
-        settings.end_offsets == "auto" and listoffsets_is_short(settings.kafka_python_config)
+        settings.end_offsets == "auto" and listoffsets_is_short(settings)
     )
     # partial objects, not functions: stored on the class they must not become methods.
     BatchConsumer.verify_broker = functools.partial(_still_same_broker, settings, identity)

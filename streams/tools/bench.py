@@ -32,7 +32,7 @@ from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
 from salespulse.streams.hot_path import describe
-from salespulse.streams.pipeline.worker import ensure_topics
+from salespulse.streams.kafka.admin import ensure_topics, input_topics
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
@@ -225,7 +225,7 @@ def run_bench(
         settings = Settings.from_env(
             {"SALESPULSE_BROKER": broker.bootstrap, "SALESPULSE_PARTITIONS": str(partitions)}
         )
-        ensure_topics(settings)
+        ensure_topics(settings, input_topics(settings))
         log(f"generating {events:,} events (seed {seed}, {customers:,} customers)...")
         corpus = _corpus(events, seed, customers)
         log("pre-loading the broker (not timed)...")
@@ -496,7 +496,8 @@ def run_memory(
     processes: list[subprocess.Popen[bytes]] = []
     result: MemoryResult | None = None
     try:
-        ensure_topics(Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap}))
+        broker_settings = Settings.from_env({"SALESPULSE_BROKER": broker.bootstrap})
+        ensure_topics(broker_settings, input_topics(broker_settings))
         log("starting a worker with nothing to recover...")
         empty_start = _time_to_ready(broker.bootstrap, workdir, partitions)
         log(f"pre-loading {2 * customers:,} events for {customers:,} distinct customers (not timed)...")

@@ -6,6 +6,7 @@ set, everything talks to the embedded broker on 127.0.0.1:9092.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -22,7 +23,13 @@ from rich.progress import Progress
 
 from salespulse.streams.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from salespulse.streams.kafka.admin import Topic, TopicsRefused
+
 console = Console(stderr=True)
+#: sysexits' EX_CONFIG: the configuration or the cluster needs fixing, and a restart will
+#: not do it (systemd's RestartPreventExitStatus=78 stops restarting on it).
+EXIT_CONFIG = 78
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -35,6 +42,12 @@ def _settings(**overrides: Any) -> Settings:
 broker_option = click.option(
     "--broker", "brokers", help="Broker host:port, comma-separated (SALESPULSE_BROKER)."
 )
+
+
+def _refuse_to_start(exc: TopicsRefused) -> NoReturn:
+    """One log line and one exit: a cluster that cannot hold the topics is not retried."""
+    logging.getLogger("salespulse").error("not starting: %s", exc)
+    sys.exit(EXIT_CONFIG)
 
 
 @click.group()
@@ -86,13 +99,17 @@ def worker(loglevel: str, **overrides: Any) -> None:
         pin(settings.data_dir)  # re-executes this command with the data dir's hash seed
 
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
+    from salespulse.streams.kafka.admin import TopicsRefused
     from salespulse.streams.pipeline.worker import run_worker
 
     try:
         load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
     except MappingError as exc:
         raise click.UsageError(f"SALESPULSE_CONNECTORS: {exc}") from None
-    run_worker(settings, loglevel)
+    try:
+        run_worker(settings, loglevel)
+    except TopicsRefused as exc:
+        _refuse_to_start(exc)
 
 
 @main.command()
@@ -231,10 +248,10 @@ def connect() -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def connect_vtiger(once: bool, loglevel: str, brokers: str | None) -> None:
     """Poll vtiger CRM (SALESPULSE_VTIGER_*) and produce what changed, exactly once."""
-    import logging
     import threading
 
     from salespulse.streams.endpoints.connectors.vtiger.service import ConnectorConfigError, run_vtiger
+    from salespulse.streams.kafka.admin import TopicsRefused
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -245,7 +262,76 @@ def connect_vtiger(once: bool, loglevel: str, brokers: str | None) -> None:
         code = run_vtiger(_settings(brokers=brokers), once=once, stop=stop)
     except ConnectorConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    except TopicsRefused as exc:
+        _refuse_to_start(exc)
     sys.exit(code)
+
+
+@main.group()
+def topics() -> None:
+    """The Kafka topics SalesPulse creates."""
+
+
+@topics.command("plan")
+@broker_option
+@click.option("--partitions", type=int, help="Partitions per input topic (SALESPULSE_PARTITIONS).")
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    help="Replicas of every topic (SALESPULSE_REPLICATION_FACTOR; default 1 on a loopback broker, else 3).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def topics_plan(
+    brokers: str | None, partitions: int | None, replication_factor: int | None, as_json: bool
+) -> None:
+    """Print every topic with its partitions, replication, cleanup policy and retention.
+
+    For clusters where operators create the topics: create these before the first start.
+    Workers and connectors create what is missing themselves, with the same layout, and
+    refuse to start on topics with fewer replicas than the setting, or on a changelog
+    that is not compacted. Reads only the settings: no broker is contacted.
+    """
+    from salespulse.streams.kafka.admin import EPOCH_PLACEHOLDER, plan
+
+    settings = _settings(brokers=brokers, partitions=partitions, replication_factor=replication_factor)
+    layout = plan(settings)
+    if as_json:
+        rows = [
+            {
+                "topic": t.name,
+                "partitions": t.partitions,
+                "replication": t.replication,
+                "configs": dict(t.configs),
+                "holds": t.holds,
+            }
+            for t in layout
+        ]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(_plan_table(layout))
+    click.echo(
+        f"\n{EPOCH_PLACEHOLDER}: 12 hex digits from the cluster id and the crm.* topics' ids, which tie"
+        "\nthe state to its broker. A worker creates the changelog at its first start, or, without the"
+        "\nright to, stops and names it. Compacted topics keep the newest record per key: no retention."
+    )
+
+
+def _plan_table(layout: list[Topic]) -> str:
+    def retention(topic: Topic) -> str:
+        if topic.compacted:
+            return "compacted"
+        ms = topic.configs.get("retention.ms")
+        return "broker default" if ms is None else f"{ms} ms ({int(ms) // 3_600_000}h)"
+
+    rows = [("topic", "partitions", "replication", "cleanup.policy", "retention", "holds")]
+    rows += [
+        (t.name, str(t.partitions), str(t.replication), t.configs["cleanup.policy"], retention(t), t.holds)
+        for t in layout
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 @main.command()

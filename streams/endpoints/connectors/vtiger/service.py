@@ -30,9 +30,9 @@ from salespulse.streams.endpoints.connectors.vtiger.records import (
     crm_account,
     to_vtiger_time,
 )
-from salespulse.streams.endpoints.connectors.vtiger.state import StateStore, state_topic
+from salespulse.streams.endpoints.connectors.vtiger.state import StateStore
 from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
-from salespulse.streams.pipeline.worker import ensure_topics
+from salespulse.streams.kafka.admin import connector_state_topic, ensure_topics, input_topics
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger("salespulse.connect.vtiger")
@@ -66,7 +66,7 @@ class Connection:
     """A producer, a vtiger session and the stored state, opened together and dropped together."""
 
     def __init__(self, settings: Settings, translator: Translator, metrics: ConnectorMetrics) -> None:
-        ensure_topics(settings, extra=[state_topic()])
+        ensure_topics(settings, [*input_topics(settings), connector_state_topic(settings)])
         self.producer = EventProducer(settings)
         try:
             client = VtigerClient(settings.vtiger_url, settings.vtiger_user, settings.vtiger_access_key)

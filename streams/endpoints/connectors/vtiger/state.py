@@ -24,20 +24,11 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
 
 from salespulse.streams.endpoints.producer import EventProducer
-from salespulse.streams.pipeline.offsets import true_end_offsets
+from salespulse.streams.kafka.admin import CONNECTOR_STATE_TOPIC as STATE_TOPIC
+from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
-
-STATE_TOPIC = "salespulse-connector-state"
-#: Compaction keeps the newest record per key: the state, never its history.
-STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
-
-
-def state_topic() -> NewTopic:
-    """The compacted topic, one partition so every record of a CRM stays in order."""
-    return NewTopic(STATE_TOPIC, 1, 1, topic_configs=STATE_TOPIC_CONFIG)
 
 
 @dataclass(frozen=True)

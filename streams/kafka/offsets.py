@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+
+from salespulse.streams.kafka.admin import PROBE_TOPIC, ensure_topics, probe_topic
+from salespulse.streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROBE_TOPIC = "salespulse-probe"
 
 
 def true_end_offsets(
@@ -61,18 +60,10 @@ def true_end_offsets(
         consumer.close()
 
 
-def listoffsets_is_short(client: dict[str, Any]) -> bool:
-    """Probe: does ListOffsets(latest) disagree with the Fetch high watermark?
-
-    ``client`` holds kafka-python connection keywords, ``bootstrap_servers`` included.
-    """
-    admin = KafkaAdminClient(**client)
-    try:
-        admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
+def listoffsets_is_short(settings: Settings) -> bool:
+    """Probe: does ListOffsets(latest) disagree with the Fetch high watermark?"""
+    ensure_topics(settings, [probe_topic(settings)])
+    client = settings.kafka_python_config
     producer = KafkaProducer(linger_ms=100, **client)
     try:
         # Two records sent together leave in one batch: the case the bug gets wrong.
