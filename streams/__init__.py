@@ -1,2 +1,3 @@
 """Everything that moves data, by role: ``pipeline`` (every event's path through a worker),
-``endpoints`` (HTTP, SDK, metrics), ``tools`` (CLI, demo, bench) and ``report`` (the digest)."""
+``endpoints`` (HTTP, SDK, metrics), ``kafka`` (topics and end offsets, below both),
+``tools`` (CLI, demo, bench) and ``report`` (the digest)."""

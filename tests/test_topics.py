@@ -438,3 +438,11 @@ def test_topics_plan_help_says_what_it_is_for_and_that_it_needs_no_broker() -> N
     assert "operators create the topics" in text and "no broker is contacted" in text
     assert "--replication-factor" in text and "SALESPULSE_REPLICATION_FACTOR" in text
     assert "plan" in CliRunner().invoke(main, ["topics", "--help"]).output
+
+
+def test_the_plan_shown_in_the_operations_guide_is_what_the_command_prints() -> None:
+    guide = (REPO / "docs" / "operations.md").read_text()
+    command = "$ SALESPULSE_BROKER=b1:9093 SALESPULSE_PARTITIONS=12 salespulse topics plan\n"
+    shown = guide[guide.index(command) + len(command) :].split("```", 1)[0]
+    printed = plan_output(SALESPULSE_BROKER="b1:9093", SALESPULSE_PARTITIONS="12")
+    assert printed.startswith(shown)
