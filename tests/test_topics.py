@@ -213,6 +213,19 @@ def test_a_topic_with_fewer_replicas_than_the_setting_is_refused_naming_topic_an
     assert "crm.leads" not in message
 
 
+def test_a_topic_with_min_insync_replicas_above_its_replicas_is_refused_as_writes_would_fail() -> None:
+    one = Settings.from_env({"SALESPULSE_BROKER": CLUSTER, "SALESPULSE_REPLICATION_FACTOR": "1"})
+    changelog = changelog_topic(one, "0123456789ab")
+    configs = described_configs(changelog.name, {"cleanup.policy": "compact", "min.insync.replicas": "2"})
+
+    with pytest.raises(TopicsRefused) as refused:
+        check_topics(one, [changelog], [described(changelog.name, [2])], configs)
+
+    assert f"{changelog.name} has min.insync.replicas=2 but 1 replica" in str(refused.value)
+    assert "SALESPULSE_REPLICATION_FACTOR" in str(refused.value)
+    check_topics(one, [changelog], [described(changelog.name, [2, 3])], configs)
+
+
 def test_a_broker_listing_itself_once_per_replica_asked_for_counts_as_one_replica() -> None:
     # The embedded broker accepts replication 3 and lists its one node three times.
     leader = leader_topic(CLUSTER_SETTINGS)

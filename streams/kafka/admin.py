@@ -128,8 +128,8 @@ def ensure_topics(settings: Settings, topics: Sequence[Topic]) -> None:
         _create_missing(admin, topics)
         # Every config of the topic, by name none (Tansu drops the connection when asked for
         # named keys); and "all", as kafka-python's default leaves out inherited values.
-        compacted = [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics if t.compacted]
-        configs = admin.describe_configs(compacted, config_filter="all") if compacted else {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics]
+        configs = admin.describe_configs(resources, config_filter="all")
         check_topics(settings, topics, admin.describe_topics([t.name for t in topics]), configs)
     finally:
         admin.close()
@@ -189,7 +189,8 @@ def check_topics(
     described: Sequence[Mapping[str, Any]],
     configs: Mapping[str, Any],
 ) -> None:
-    """Refuse topics with fewer replicas than the setting, and a compacted topic whose
+    """Refuse topics with fewer replicas than the setting or than their
+    ``min.insync.replicas`` (every write would fail), and a compacted topic whose
     ``cleanup.policy`` is not ``compact``; warn when the broker does not tell the policy.
 
     ``described`` and ``configs`` are kafka-python's ``describe_topics`` and
@@ -212,6 +213,13 @@ def check_topics(
                 f"topic {topic.name} has {replicas} replica{'' if replicas == 1 else 's'}, fewer than"
                 f" {_setting(settings)}: add replicas to it (kafka-reassign-partitions.sh), or lower"
                 f" {REPLICATION_SETTING}"
+            )
+        in_sync = configs.get("topic", {}).get(topic.name, {}).get("min.insync.replicas", {}).get("value")
+        if in_sync is not None and int(in_sync) > replicas:
+            problems.append(
+                f"topic {topic.name} has min.insync.replicas={in_sync} but {replicas} replica"
+                f"{'' if replicas == 1 else 's'}: every write to it would fail; raise"
+                f" {REPLICATION_SETTING} and the topic's replicas, or lower its min.insync.replicas"
             )
         if topic.compacted:
             problems += _policy_problems(topic.name, configs)
