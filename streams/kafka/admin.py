@@ -126,7 +126,7 @@ def ensure_topics(settings: Settings, topics: Sequence[Topic]) -> None:
         # by some brokers, silently kept with fewer.
         check_cluster(settings, admin.describe_cluster())
         _create_missing(admin, topics)
-        # Every config of the topic, by name none (Tansu drops the connection when asked for
+        # Every config of each topic, naming none (Tansu drops the connection when asked for
         # named keys); and "all", as kafka-python's default leaves out inherited values.
         resources = [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics]
         configs = admin.describe_configs(resources, config_filter="all")
