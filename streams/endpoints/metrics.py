@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from salespulse.streams.endpoints.exposition import exposition
 from salespulse.streams.pipeline.engine import Engine, Output
 
 HELP = {
@@ -209,8 +210,9 @@ class Exporter:
     def observe(self, out: Output) -> None:
         self.latency.observe(out.timestamps, out.applied_ms)
 
-    def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+    def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+        """The ``/metrics`` answer in the format and encoding the request's headers ask for."""
+        return exposition(self.registry, accept, accept_encoding)
 
     def value(self, name: str, labels: dict[str, Any] | None = None) -> float | None:
         value = self.registry.get_sample_value(name, labels or {})

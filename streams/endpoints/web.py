@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
     from salespulse.streams.pipeline.runtime import Runtime
 
-CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
-
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
@@ -39,9 +37,11 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Any:
-            return aioweb.Response(
-                body=runtime.exporter.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            headers = request.headers
+            body, answer = runtime.exporter.render(
+                headers.get("Accept", ""), headers.get("Accept-Encoding", "")
             )
+            return aioweb.Response(body=body, headers=answer)
 
     @app.page("/kpis")
     class Kpis(View):

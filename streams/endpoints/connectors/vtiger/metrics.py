@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from salespulse.streams.endpoints.exposition import exposition
 
 OUTCOMES = ("success", "failure")
 
@@ -94,8 +96,9 @@ class ConnectorMetrics:
     def skip(self, reason: str) -> None:
         self.skipped.labels(self.connector, reason).inc()
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+        """The ``/metrics`` answer in the format and encoding the request's headers ask for."""
+        return exposition(self.registry, accept, accept_encoding)
 
 
 def serve(metrics: ConnectorMetrics, host: str, port: int) -> ThreadingHTTPServer:
@@ -104,15 +107,19 @@ def serve(metrics: ConnectorMetrics, host: str, port: int) -> ThreadingHTTPServe
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] == "/metrics":
-                self._answer(200, metrics.render(), CONTENT_TYPE_LATEST)
+                body, headers = metrics.render(
+                    self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                )
+                self._answer(200, body, headers)
             elif self.path.split("?", 1)[0] == "/healthz":
                 self._answer(200, orjson.dumps({"status": "alive", "connector": metrics.connector}))
             else:
                 self._answer(404, orjson.dumps({"error": "not found; try /metrics or /healthz"}))
 
-        def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
+            for name, value in (headers or {"Content-Type": "application/json"}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
