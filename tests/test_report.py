@@ -15,6 +15,7 @@ import base64
 import logging
 import os
 import re
+import ssl
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 
 from salespulse.streams.endpoints.producer import EventProducer
@@ -102,11 +104,25 @@ class Inbox:
         return out
 
 
-def smtp_server(port: int) -> tuple[Controller, Inbox]:
+def smtp_server(port: int, **tls: Any) -> tuple[Controller, Inbox]:
+    """A local SMTP server; ``ssl_context=`` for implicit TLS, ``tls_context=`` for STARTTLS."""
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **tls)
     controller.start()
     return controller, inbox
+
+
+@pytest.fixture(scope="module")
+def certificate_authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    """A CA of the test's own and a server context with its certificate for 127.0.0.1: a
+    client that verifies against the CA's file trusts the server, one that uses the system's
+    CAs does not."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server, ca_file
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -231,37 +247,31 @@ def chart_pixels(screenshot: Path) -> int:
     return int((abs(rgb - [0x2B, 0x6C, 0xB0]).max(axis=2) <= 8).sum())
 
 
-def test_cli_exits_non_zero_with_a_clear_message_when_smtp_is_unreachable(
-    worker: Any, tmp_path: Path
-) -> None:
-    port = free_port()  # nothing listens here
+def mail_with_the_cli(out: Path, worker: Any, port: int, retries: int, **smtp: str) -> Any:
+    """``salespulse report --email ops@example.com`` in a subprocess, to an SMTP server on ``port``."""
     env = {
         **os.environ,
         "SALESPULSE_SMTP_HOST": "127.0.0.1",
         "SALESPULSE_SMTP_PORT": str(port),
         "SALESPULSE_SMTP_FROM": "salespulse@example.com",
+        **smtp,
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salespulse.streams",
-            "report",
-            "--out",
-            str(tmp_path),
-            "--workers",
-            worker.address,
-            "--email",
-            "ops@example.com",
-            "--retries",
-            "2",
-        ],
+    command = [sys.executable, "-m", "salespulse.streams", "report", "--out", str(out), "--workers"]
+    return subprocess.run(
+        [*command, worker.address, "--email", "ops@example.com", "--retries", str(retries)],
         capture_output=True,
         text=True,
         env=env,
         cwd=REPO,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_cli_exits_non_zero_with_a_clear_message_when_smtp_is_unreachable(
+    worker: Any, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens here
+    done = mail_with_the_cli(tmp_path, worker, port, retries=2)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
     want = f"could not deliver the digest to ops@example.com via 127.0.0.1:{port} after 2 attempts"
@@ -281,6 +291,51 @@ def test_report_command_raises_a_clear_error_when_smtp_is_unreachable(worker: An
     )
     assert f"kept in {tmp_path / 'outbox'}" in message
     assert len(pending_messages(tmp_path)) == 1 and (tmp_path / "digest.html").exists()
+
+
+def test_the_cli_mails_the_digest_over_implicit_tls_verifying_the_server_against_the_given_ca(
+    worker: Any, tmp_path: Path, certificate_authority: tuple[ssl.SSLContext, Path]
+) -> None:
+    server_context, ca_file = certificate_authority
+    port = free_port()
+    controller, inbox = smtp_server(port, ssl_context=server_context)
+    try:
+        done = mail_with_the_cli(
+            tmp_path,
+            worker,
+            port,
+            retries=1,
+            SALESPULSE_SMTP_TLS="implicit",
+            SALESPULSE_SMTP_CA_FILE=str(ca_file),
+        )
+    finally:
+        controller.stop()
+    assert done.returncode == 0, done.stderr
+    assert "sent 1 digest(s) to ops@example.com" in done.stderr
+    [msg] = inbox.messages()
+    assert "7d digest" in str(msg["Subject"]) and msg.get_content_type() == "multipart/alternative"
+    assert [e.rcpt_tos for e in inbox.envelopes] == [["ops@example.com"]]
+    assert pending_messages(tmp_path) == []
+
+
+def test_tls_to_the_smtp_server_verifies_its_certificate_with_starttls_and_implicit_alike(
+    worker: Any, certificate_authority: tuple[ssl.SSLContext, Path]
+) -> None:
+    server_context, ca_file = certificate_authority
+    digest = build_digest([worker.address], "24h")
+    servers = {"implicit": {"ssl_context": server_context}, "starttls": {"tls_context": server_context}}
+    for mode, tls in servers.items():
+        port = free_port()
+        controller, inbox = smtp_server(port, **tls)
+        trusted = SmtpSettings(host="127.0.0.1", port=port, tls=mode, ca_file=str(ca_file), timeout=10)
+        untrusted = SmtpSettings(host="127.0.0.1", port=port, tls=mode, timeout=10)  # the system's CAs
+        try:
+            assert send_digest(digest, ["ops@example.com"], trusted, retries=1) == 1
+            with pytest.raises(DigestDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+                send_digest(digest, ["ops@example.com"], untrusted, retries=1)
+        finally:
+            controller.stop()
+        assert len(inbox.envelopes) == 1, mode  # the untrusted client sent nothing
 
 
 def test_send_digest_raises_a_clear_error(worker: Any) -> None:
@@ -386,18 +441,38 @@ def test_settings_and_options() -> None:
             "SALESPULSE_SMTP_FROM": "kpis@example.com",
         }
     )
-    assert (smtp.host, smtp.port, smtp.starttls, smtp.user, smtp.sender) == (
+    assert (smtp.host, smtp.port, smtp.tls, smtp.user, smtp.sender) == (
         "mail.example.com",
         587,
-        True,
+        "starttls",
         "digest",
         "kpis@example.com",
     )
     assert smtp.password == "s3cret" and "s3cret" not in repr(smtp) and "***" in repr(smtp)
     defaults = SmtpSettings.from_env({})
-    assert (defaults.host, defaults.port, defaults.starttls) == ("localhost", 25, False)
+    assert (defaults.host, defaults.port, defaults.tls, defaults.ca_file) == ("localhost", 25, "none", "")
     with pytest.raises(ValueError, match="SALESPULSE_SMTP_PORT"):
         SmtpSettings.from_env({"SALESPULSE_SMTP_PORT": "twenty-five"})
+    # Implicit TLS when asked, or on port 465 alone; STARTTLS or plain when asked, on any port.
+    tls = {
+        "SALESPULSE_SMTP_TLS=implicit": "implicit",
+        "SALESPULSE_SMTP_TLS=IMPLICIT SALESPULSE_SMTP_PORT=2465": "implicit",
+        "SALESPULSE_SMTP_PORT=465": "implicit",
+        "SALESPULSE_SMTP_PORT=465 SALESPULSE_SMTP_TLS=none": "none",
+        "SALESPULSE_SMTP_PORT=465 SALESPULSE_SMTP_STARTTLS=1": "starttls",
+        "SALESPULSE_SMTP_TLS=starttls SALESPULSE_SMTP_STARTTLS=1": "starttls",
+        "SALESPULSE_SMTP_PORT=587": "none",
+    }
+    for variables, mode in tls.items():
+        assert SmtpSettings.from_env(dict(v.split("=") for v in variables.split())).tls == mode, variables
+    refused = {
+        "SALESPULSE_SMTP_TLS=ssl": "SALESPULSE_SMTP_TLS='ssl' is not one of none, starttls, implicit",
+        "SALESPULSE_SMTP_TLS=implicit SALESPULSE_SMTP_STARTTLS=1": "SALESPULSE_SMTP_STARTTLS=1 contradicts",
+        "SALESPULSE_SMTP_CA_FILE=/no/ca.pem": "SALESPULSE_SMTP_CA_FILE='/no/ca.pem' is not a file",
+    }
+    for variables, error in refused.items():
+        with pytest.raises(ValueError, match=re.escape(error)):
+            SmtpSettings.from_env(dict(v.split("=") for v in variables.split()))
     assert [parse_duration(d) for d in ("30m", "24h", "7d", "90s")] == [1800, 86400, 604800, 90]
     for bad in ("", "7", "0h", "-1d", "1y"):
         with pytest.raises(ReportError):

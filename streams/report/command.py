@@ -11,12 +11,15 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 from salespulse.agents.rolling import HOUR
 from salespulse.streams.report.catalogue import UnknownLocale, catalogue
+from salespulse.streams.report.cron import CronSchedule
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.outbox import OUTBOX, pending_messages
 from salespulse.streams.report.schedule import run_once, run_schedule
@@ -60,6 +63,7 @@ def report_command(
     smtp: SmtpSettings | None = None,
     echo: Callable[[str], object] | None = None,
     locale: str | None = None,
+    cron: str | None = None,
 ) -> None:
     """What ``salespulse report`` does. Raises :class:`ReportError` with a clear message.
 
@@ -75,7 +79,14 @@ def report_command(
         raise ReportError(f"--window must be one of {', '.join(DIGEST_WINDOWS)}, not {window!r}")
     if retries < 1:
         raise ReportError("--retries must be at least 1")
+    if every is not None and cron is not None:
+        raise ReportError("give --every or --cron, not both")
     to = _addresses(email)
+    when: float | CronSchedule | None = None  # None: once
+    if every is not None:
+        when = parse_duration(every)
+    elif cron is not None:
+        when = CronSchedule(cron)
     try:
         settings = Settings.from_env()
         if isinstance(workers, str):
@@ -88,7 +99,7 @@ def report_command(
             smtp = SmtpSettings.from_env()
     except (SettingsError, UnknownLocale) as exc:
         raise ReportError(str(exc)) from None
-    if every is None:
+    if when is None:
         digest, outbox = run_once(names, out, window=window, to=to, smtp=smtp, retries=retries, locale=locale)
         echo(f"wrote {out / 'digest.html'}, {out / 'digest.txt'} and {len(digest.images)} charts")
         if outbox is not None:
@@ -101,7 +112,6 @@ def report_command(
                 raise ReportError(f"{outbox.error}. The digest is in {out}; {where}.")
             echo(f"sent {len(outbox.delivered)} digest(s) to {', '.join(to)}")
         return
-    period = parse_duration(every)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -109,10 +119,15 @@ def report_command(
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT) if _main_thread()}
-    echo(f"building the {window} digest every {every} into {out}" + (f" for {', '.join(to)}" if to else ""))
+    if isinstance(when, CronSchedule):
+        first = datetime.fromtimestamp(when.next_after(time.time()), UTC).strftime("%Y-%m-%d %H:%M UTC")
+        times = f"at the times of {when.expression!r} (UTC; next {first})"
+    else:
+        times = f"every {every}"
+    echo(f"building the {window} digest {times} into {out}" + (f" for {', '.join(to)}" if to else ""))
     try:
         result = run_schedule(
-            period,
+            when,
             names,
             out,
             window=window,

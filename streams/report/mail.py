@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -73,11 +72,17 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
+    if smtp.tls == "implicit":
+        return smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=smtp.ssl_context())
+    return smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+
+
 def _send_once(msg: EmailMessage, smtp: SmtpSettings) -> None:
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+    with _connect(smtp) as client:
         client.ehlo()
-        if smtp.starttls:
-            client.starttls(context=ssl.create_default_context())
+        if smtp.tls == "starttls":
+            client.starttls(context=smtp.ssl_context())
             client.ehlo()
         if smtp.user:
             client.login(smtp.user, smtp.password)
@@ -99,8 +104,8 @@ def deliver(
     Returns the number of attempts used. Raises :class:`DigestDeliveryError` when every
     attempt failed, or at once on a permanent (5xx) refusal.
     """
-    if smtp.user and not smtp.starttls and smtp.host not in {"localhost", "127.0.0.1", "::1"}:
-        log.warning("sending SMTP credentials to %s without STARTTLS", smtp.address)
+    if smtp.user and smtp.tls == "none" and smtp.host not in {"localhost", "127.0.0.1", "::1"}:
+        log.warning("sending SMTP credentials to %s without TLS", smtp.address)
     to = str(msg["To"])
     attempts = max(1, retries)
     for attempt in range(1, attempts + 1):

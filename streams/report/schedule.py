@@ -2,7 +2,9 @@
 
 A long-running schedule must survive unreachable workers, an unreachable SMTP server
 and unexpected bugs in a single run; this module holds that loop and the single run it
-repeats, with the clock, sleep and stop event injectable for tests.
+repeats, with the clocks, sleep and stop event injectable for tests. The loop runs either
+every period (``--every``, the first run at once) or at the fixed times of a cron
+expression (``--cron``, the first run at the next of them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from salespulse.streams.report.catalogue import DEFAULT_LOCALE, catalogue
+from salespulse.streams.report.cron import CronSchedule
 from salespulse.streams.report.digest import build_digest
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.files import write_digest
@@ -24,6 +27,9 @@ from salespulse.streams.report.outbox import OutboxResult, flush_outbox, queue_m
 from salespulse.streams.report.smtp import SmtpSettings
 
 log = logging.getLogger("salespulse.report")
+#: The longest a wait for a cron time sleeps at once: a wall clock that jumps (a suspended
+#: machine, an NTP step) is noticed within this, and the run is not a period late.
+CRON_NAP = 60.0
 
 
 @dataclass
@@ -75,8 +81,19 @@ def run_once(
     return digest, flush_outbox(out_dir, smtp, retries, backoff, sleep)
 
 
+def _wait_until(
+    due: float, clock: Callable[[], float], sleep: Callable[[float], object], stop: threading.Event | None
+) -> bool:
+    """Sleep until the wall clock reaches ``due``; False when ``stop`` is set first."""
+    while (left := due - clock()) > 0:
+        if stop is not None and stop.is_set():
+            return False
+        sleep(min(left, CRON_NAP))
+    return stop is None or not stop.is_set()
+
+
 def run_schedule(
-    every_seconds: float,
+    when: float | CronSchedule,
     workers: Sequence[str],
     out_dir: Path,
     *,
@@ -89,20 +106,26 @@ def run_schedule(
     sleep: Callable[[float], object] = time.sleep,
     stop: threading.Event | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
     locale: str = DEFAULT_LOCALE,
 ) -> ScheduleResult:
-    """Build (and send) a digest every ``every_seconds`` until ``stop`` is set or ``max_runs``.
+    """Build (and send) a digest every ``when`` seconds, or at the times of the cron schedule
+    ``when``, until ``stop`` is set or ``max_runs``.
 
     A run that cannot reach the workers or the SMTP server is logged and does not end the
     loop. Unsent digests stay in ``out_dir/outbox`` and go out first on the next run, even
     when that run cannot build its own digest.
     """
-    if every_seconds <= 0:
+    cron, period = (when, 0.0) if isinstance(when, CronSchedule) else (None, float(when))
+    if cron is None and period <= 0:
         raise ReportError("the schedule period must be positive")
     if to and smtp is None:
         smtp = SmtpSettings.from_env()
     result = ScheduleResult()
+    due = None if cron is None else cron.next_after(clock())
     while max_runs is None or result.runs < max_runs:
+        if due is not None and not _wait_until(due, clock, sleep, stop):
+            break
         if stop is not None and stop.is_set():
             break
         started = monotonic()
@@ -127,5 +150,8 @@ def run_schedule(
             break
         if stop is not None and stop.is_set():
             break
-        sleep(max(0.0, every_seconds - (monotonic() - started)))
+        if cron is not None and due is not None:
+            due = cron.next_after(max(clock(), due))  # a run that overran skips the times it missed
+        else:
+            sleep(max(0.0, period - (monotonic() - started)))
     return result

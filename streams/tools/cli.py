@@ -382,6 +382,7 @@ def demo(rate: float | None, duration: float | None, backfill: int, with_prometh
 @click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
 @click.option("--email", help="Mail the digest to ADDR[,ADDR] via SALESPULSE_SMTP_* settings.")
 @click.option("--every", help="Repeat every period (30m, 24h, 7d) until Ctrl-C or SIGTERM.")
+@click.option("--cron", help='Instead, at fixed times: a cron expression in UTC, e.g. "0 8 * * mon".')
 @click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True, help="SMTP attempts.")
 @click.option("--locale", help="Language of the digest: en or fa (default SALESPULSE_LOCALE, else en).")
 def report(
@@ -390,6 +391,7 @@ def report(
     workers: str | None,
     email: str | None,
     every: str | None,
+    cron: str | None,
     retries: int,
     locale: str | None,
 ) -> None:
@@ -398,7 +400,7 @@ def report(
     from salespulse.streams.report.errors import ReportError
 
     try:
-        report_command(out_dir, window, workers, email, every, retries, locale=locale)
+        report_command(out_dir, window, workers, email, every, retries, locale=locale, cron=cron)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
 
