@@ -7,7 +7,8 @@
 #   docker run --rm -e SALESPULSE_BROKER=kafka:9092 salespulse generate --rate 200
 #
 # Runtime dependencies only: the package's wheel without extras, so no test or dev
-# tooling ends up in the image. The build context is trimmed by .dockerignore.
+# tooling ends up in the image. The build context is trimmed by .dockerignore. The
+# Persian digest's font is inside the wheel (streams/report/typefaces), so no font package.
 #
 # The hot path is compiled with mypyc (setup.py), which needs a C compiler: build the
 # wheel in a stage that has one, and install only the wheel in the runtime image.

@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench venv system-deps fonts clean
+.PHONY: demo test lint typecheck unit bench venv system-deps clean
 
 # The package is installed as a built wheel (its hot path compiled with mypyc, setup.py),
 # not in editable mode, so the tests import `salespulse.*` exactly as users get it. The
 # install is redone whenever a file of the package changes, in any subfolder.
-PACKAGE_FILES := $(shell find streams agents schemas -type f \( -name '*.py' -o -name '*.json' -o -name '*.toml' \))
+PACKAGE_FILES := $(shell find streams agents schemas -type f \( -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.ttf' -o -name '*.txt' \))
 $(STAMP): pyproject.toml setup.py $(PACKAGE_FILES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -19,14 +19,13 @@ $(STAMP): pyproject.toml setup.py $(PACKAGE_FILES)
 
 venv: $(STAMP)
 
-# Prometheus (with promtool) and Alertmanager (with amtool) come from Debian, and so do
-# the headless Chromium the digest test renders the HTML report in and the Persian font
-# (Noto Sans Arabic, in fonts-noto-core) the Persian digest draws its charts with and embeds.
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager chromium fonts-dejavu-core fonts-noto-core
-PERSIAN_FONT := /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf
+# Prometheus (with promtool) and Alertmanager (with amtool) come from Debian, and so does
+# the headless Chromium the digest test renders the HTML report in. The Persian digest's
+# font ships inside the package (streams/report/typefaces).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager chromium fonts-dejavu-core
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null \
-		&& command -v chromium >/dev/null && test -f $(PERSIAN_FONT); then :; \
+		&& command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing Debian packages: $(DEBIAN_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
@@ -36,17 +35,7 @@ system-deps:
 		exit 1; \
 	fi
 
-# The demo serves /report in Persian too, so it needs the font; without root it only says how.
-fonts:
-	@if test -f $(PERSIAN_FONT); then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Debian package fonts-noto-core (the Persian digest's font)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-core >/dev/null; \
-	else \
-		echo "The Persian digest needs its font: sudo apt-get install -y --no-install-recommends fonts-noto-core"; \
-	fi
-
-demo: $(STAMP) fonts
+demo: $(STAMP)
 	$(BIN)/salespulse demo
 
 lint: $(STAMP)

@@ -1,15 +1,19 @@
-"""The fonts a language's digest needs: found on the system, used by the charts, embedded in the HTML.
+"""The fonts a language's digest needs: found, used by the charts, embedded in the HTML.
 
 matplotlib's default font has no Persian letters, and a reader's machine may lack them too.
-A catalogue names its font files (``font_files``); this module finds them among the
-system's fonts (Debian's ``fonts-noto-core`` for Persian, installed by ``make``), draws the
-charts with them and embeds them, cut down to the characters the page uses, in the HTML,
-so the page stays one self-contained file.
+A catalogue names its font files (``font_files``); this module finds each among the
+system's fonts first (an operator who installs a fuller or newer cut overrides ours), else
+in the package itself (``typefaces/``: Noto Sans Arabic cut to the digest's scripts, under
+the SIL Open Font License in ``typefaces/OFL.txt``), so a plain ``pip install`` or the
+Docker image writes the Persian digest with no system package. It draws the charts with
+them and embeds them, cut down to the characters the page uses, in the HTML, so the page
+stays one self-contained file.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,26 +30,32 @@ from salespulse.streams.report.errors import ReportError
 
 #: The font family the HTML declares for embedded fonts.
 EMBEDDED_FAMILY = "SalesPulse Text"
+#: The font files that ship inside the package, with their license.
+PACKAGED = Path(__file__).with_name("typefaces")
 #: matplotlib's settings are process-wide; charts in different languages take turns.
 _CHART_LOCK = threading.Lock()
 _WEIGHTS = {"Bold": "bold"}
+# The subsetter reports each table it prunes, and each character the font lacks (Latin, which
+# falls back), at INFO: hundreds of lines a page in the digest's log, none of them news.
+logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 
 
 @cache
 def font_paths(files: tuple[str, ...]) -> tuple[Path, ...]:
-    """The system font files with these names, in that order."""
+    """The font files with these names, in that order: a system font, else the package's."""
     if not files:
         return ()
-    found = {Path(p).name: Path(p) for p in font_manager.findSystemFonts()}
-    missing = [name for name in files if name not in found]
+    system = {Path(p).name: Path(p) for p in font_manager.findSystemFonts()}
+    found = {name: system.get(name) or PACKAGED / name for name in files}
+    missing = [name for name, path in found.items() if not path.is_file()]
     if missing:
         raise ReportError(
-            f"font {', '.join(missing)} not found among the system fonts: install Debian's "
-            "fonts-noto-core (apt-get install -y --no-install-recommends fonts-noto-core)"
+            f"font {', '.join(missing)} is neither among the system fonts nor in the package "
+            f"({PACKAGED}): reinstall salespulse, or install the font"
         )
-    for name in files:
-        font_manager.fontManager.addfont(str(found[name]))
-    return tuple(found[name] for name in files)
+    for path in found.values():
+        font_manager.fontManager.addfont(str(path))
+    return tuple(found.values())
 
 
 @contextmanager
