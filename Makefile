@@ -39,11 +39,13 @@ demo: $(STAMP)
 	$(BIN)/salespulse demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams agents schemas tests setup.py
-	$(BIN)/ruff format --check streams agents schemas tests setup.py
+	$(BIN)/ruff check streams agents schemas tests dashboards setup.py
+	$(BIN)/ruff format --check streams agents schemas tests dashboards setup.py
 
+# The package, then the dashboards' builder (mypy takes a package or files, not both).
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy dashboards/build_dashboards.py
 
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -1,12 +1,19 @@
 """Build the SalesPulse Grafana dashboards (dashboards/*.json) from this file.
 
+    pip install '.[dashboards]'                    # grafana-foundation-sdk, in the test extra too
     python dashboards/build_dashboards.py          # rewrite the JSON files
     python dashboards/build_dashboards.py --check  # exit 1 if they are out of date
 
 The JSON files are what Grafana provisions and what the tests read; this script is
 their source. Edit the panels here and re-run it, rather than editing the JSON (or
 export from Grafana and port the change back here). tests/test_dashboards_static.py
-fails when the JSON and this script disagree.
+fails when the JSON and this script disagree, and when the JSON holds a key Grafana's
+schema does not.
+
+The panels are made with grafana-foundation-sdk's typed builders, the build for the
+Grafana that docker-compose.yml runs (pinned in pyproject's ``dashboards`` extra). They
+are generated from Grafana's own schemas, so every option is a method and every choice an
+enum that mypy checks (``make typecheck``): a misspelled option or value does not build.
 
 Conventions:
 - Every panel and target uses the datasource uid ``salespulse-prometheus``.
@@ -22,11 +29,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
+
+from grafana_foundation_sdk.builders import bargauge, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common as options
+from grafana_foundation_sdk.builders import dashboard as build
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
 
 HERE = Path(__file__).resolve().parent
-DATASOURCE = {"type": "prometheus", "uid": "salespulse-prometheus"}
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="salespulse-prometheus")
 RUNBOOK = "https://github.com/salespulse/salespulse/blob/main/docs/alerts.md#"
 WINDOWS = ("1h", "24h", "7d", "30d")
 
@@ -35,18 +51,29 @@ W = 'window="$window"'
 WR = 'window="$window", region=~"$region"'
 WRR = 'window="$window", region=~"$region", rep=~"$rep"'
 
-Json = dict[str, Any]
+Panel = stat.Panel | bargauge.Panel | timeseries.Panel
+Section = tuple[str | None, list[Panel]]
 
 
-def runbook(alert: str) -> Json:
-    return {"title": f"Runbook: {alert}", "url": RUNBOOK + alert.lower(), "targetBlank": True}
+class Percent(TypedDict):
+    unit: str
+    decimals: int
 
 
-def steps(*pairs: tuple[str, float | None]) -> Json:
-    return {
-        "mode": "absolute",
-        "steps": [{"color": color, "value": value} for color, value in pairs],
-    }
+#: A 0..1 ratio shown as a percentage with one decimal.
+PCT: Percent = {"unit": "percentunit", "decimals": 1}
+
+
+def runbook(alert: str) -> build.DashboardLink:
+    return build.DashboardLink(f"Runbook: {alert}").url(RUNBOOK + alert.lower()).target_blank(True)
+
+
+def steps(*pairs: tuple[str, float | None]) -> build.ThresholdsConfig:
+    return (
+        build.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(color=color, value=value) for color, value in pairs])
+    )
 
 
 NEUTRAL = steps(("blue", None))
@@ -56,19 +83,76 @@ HIGHER_IS_BETTER = steps(("red", None), ("orange", 0.5), ("green", 0.8))
 SCORE = steps(("red", None), ("orange", 0), ("green", 30))
 
 
-def target(expr: str, legend: str = "", ref: int = 0, instant: bool = False) -> Json:
-    return {
-        "datasource": DATASOURCE,
-        "refId": chr(ord("A") + ref),
-        "expr": expr,
-        "legendFormat": legend,
-        "range": not instant,
-        "instant": instant,
-    }
+def target(expr: str, legend: str = "", ref: int = 0, instant: bool = False) -> prometheus.Dataquery:
+    query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + ref))
+    query = query.datasource(DATASOURCE)
+    return query.instant() if instant else query.range()
+
+
+def last_value() -> options.ReduceDataOptions:
+    return options.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
+
+
+def stat_panel() -> stat.Panel:
+    return (
+        stat.Panel()
+        .reduce_options(last_value())
+        .color_mode(common.BigValueColorMode.VALUE)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .justify_mode(common.BigValueJustifyMode.AUTO)
+        .orientation(common.VizOrientation.AUTO)
+        .text_mode(common.BigValueTextMode.AUTO)
+    )
+
+
+def bargauge_panel() -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .reduce_options(last_value())
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .show_unfilled(True)
+        .value_mode(common.BarGaugeValueMode.COLOR)
+        .min_viz_height(16)
+        .min_viz_width(8)
+        .max_viz_height(300)
+        .name_placement(common.BarGaugeNamePlacement.AUTO)
+        .sizing(common.BarGaugeSizing.AUTO)
+    )
+
+
+def timeseries_panel() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .draw_style(common.GraphDrawStyle.LINE)
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .thresholds_style(options.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.OFF))
+        .legend(
+            options.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            options.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+    )
+
+
+KINDS: dict[str, Callable[[], Panel]] = {
+    "stat": stat_panel,
+    "bargauge": bargauge_panel,
+    "timeseries": timeseries_panel,
+}
 
 
 def panel(
-    kind: str,
+    kind: Literal["stat", "bargauge", "timeseries"],
     title: str,
     exprs: list[tuple[str, str]],
     *,
@@ -76,213 +160,161 @@ def panel(
     description: str,
     w: int,
     h: int = 7,
-    thresholds: Json = NEUTRAL,
+    thresholds: build.ThresholdsConfig = NEUTRAL,
     decimals: int | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    links: list[Json] | None = None,
-) -> Json:
-    instant = kind == "bargauge"
-    defaults: Json = {
-        "unit": unit,
-        "thresholds": thresholds,
-        "color": {"mode": "thresholds" if kind != "timeseries" else "palette-classic"},
-        "mappings": [],
-    }
-    for key, value in (("decimals", decimals), ("min", vmin), ("max", vmax)):
-        if value is not None:
-            defaults[key] = value
-    reduce = {"calcs": ["lastNotNull"], "fields": "", "values": False}
-    options: Json
-    if kind == "stat":
-        options = {
-            "reduceOptions": reduce,
-            "colorMode": "value",
-            "graphMode": "area",
-            "justifyMode": "auto",
-            "orientation": "auto",
-            "textMode": "auto",
-        }
-    elif kind == "bargauge":
-        options = {
-            "reduceOptions": reduce,
-            "displayMode": "gradient",
-            "orientation": "horizontal",
-            "showUnfilled": True,
-            "valueMode": "color",
-            "minVizHeight": 16,
-            "minVizWidth": 8,
-            "maxVizHeight": 300,
-            "namePlacement": "auto",
-            "sizing": "auto",
-        }
-    else:
-        defaults["custom"] = {
-            "drawStyle": "line",
-            "lineWidth": 1,
-            "fillOpacity": 10,
-            "showPoints": "never",
-            "spanNulls": False,
-            "thresholdsStyle": {"mode": "off"},
-        }
-        options = {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        }
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": {"w": w, "h": h},
-        "targets": [target(expr, legend, i, instant) for i, (expr, legend) in enumerate(exprs)],
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": options,
-        "links": links or [],
-    }
+    links: list[build.DashboardLink] | None = None,
+) -> Panel:
+    instant = kind == "bargauge"  # a bar per series, of its latest value
+    colors = (
+        model.FieldColorModeId.PALETTE_CLASSIC if kind == "timeseries" else model.FieldColorModeId.THRESHOLDS
+    )
+    made = (
+        KINDS[kind]()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .span(w)
+        .height(h)
+        .targets([target(expr, legend, i, instant) for i, (expr, legend) in enumerate(exprs)])
+        .unit(unit)
+        .thresholds(thresholds)
+        .color_scheme(build.FieldColor().mode(colors))
+        .mappings([])
+        .links(list(links or []))
+    )
+    if decimals is not None:
+        made = made.decimals(decimals)
+    if vmin is not None:
+        made = made.min(vmin)
+    if vmax is not None:
+        made = made.max(vmax)
+    return made
 
 
-def layout(sections: list[tuple[str | None, list[Json]]]) -> list[Json]:
-    """Place panels left to right in rows of 24 columns; give every panel an id."""
-    out: list[Json] = []
-    y = 0
-    next_id = 1
+def layout(board: build.Dashboard, sections: Sequence[Section]) -> build.Dashboard:
+    """Place panels left to right in rows of 24 columns, under their row; give each an id."""
+    y, next_id = 0, 1
     for title, panels in sections:
         if title is not None:
-            out.append(
-                {
-                    "type": "row",
-                    "title": title,
-                    "id": next_id,
-                    "collapsed": False,
-                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-                    "panels": [],
-                }
-            )
-            next_id += 1
-            y += 1
+            board = board.with_row(build.Row(title).id(next_id).grid_pos(model.GridPos(h=1, w=24, x=0, y=y)))
+            next_id, y = next_id + 1, y + 1
         x, row_h = 0, 0
-        for p in panels:
-            w, h = p["gridPos"]["w"], p["gridPos"]["h"]
-            if x + w > 24:
+        for made in panels:
+            size = made.build().grid_pos  # what span() and height() set
+            assert size is not None
+            if x + size.w > 24:
                 x, y, row_h = 0, y + row_h, 0
-            p["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
-            p["id"] = next_id
-            next_id += 1
-            out.append(p)
-            x += w
-            row_h = max(row_h, h)
+            board = board.with_panel(made.id(next_id).grid_pos(model.GridPos(h=size.h, w=size.w, x=x, y=y)))
+            next_id, x, row_h = next_id + 1, x + size.w, max(row_h, size.h)
         y += row_h
-    return out
-
-
-def query_variable(name: str, label: str, query: str) -> Json:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": DATASOURCE,
-        "definition": query,
-        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "refresh": 2,
-        "regex": "",
-        "sort": 1,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "hide": 0,
-    }
-
-
-def window_variable() -> Json:
-    options = [{"selected": w == "24h", "text": w, "value": w} for w in WINDOWS]
-    return {
-        "name": "window",
-        "label": "Window",
-        "type": "custom",
-        "query": ",".join(WINDOWS),
-        "current": {"selected": True, "text": "24h", "value": "24h"},
-        "options": options,
-        "multi": False,
-        "includeAll": False,
-        "hide": 0,
-        "description": "Rolling KPI window, ending now (event time).",
-    }
-
-
-def dashboard(uid: str, title: str, description: str, panels: list[Json], **extra: Any) -> Json:
-    board: Json = {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["salespulse"],
-        "timezone": "browser",
-        "editable": True,
-        "graphTooltip": 1,
-        "schemaVersion": 39,
-        "version": 1,
-        "time": {"from": "now-24h", "to": "now"},
-        "refresh": "1m",
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "templating": {"list": []},
-        "links": [],
-        "panels": panels,
-    }
-    board.update(extra)
     return board
 
 
-def dashboard_links(alerts: list[str]) -> list[Json]:
-    links: list[Json] = [
-        {
-            "title": "SalesPulse dashboards",
-            "type": "dashboards",
-            "tags": ["salespulse"],
-            "asDropdown": True,
-            "includeVars": True,
-            "keepTime": True,
-            "icon": "external link",
-            "targetBlank": False,
-        }
+def query_variable(name: str, label: str, query: str) -> build.QueryVariable:
+    return (
+        build.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query({"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"})
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .regex("")
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .options([])
+        .hide(model.VariableHide.DONT_HIDE)
+    )
+
+
+def window_variable() -> build.CustomVariable:
+    return (
+        build.CustomVariable("window")
+        .label("Window")
+        .values(",".join(WINDOWS))
+        .current(model.VariableOption(selected=True, text="24h", value="24h"))
+        .options([model.VariableOption(selected=w == "24h", text=w, value=w) for w in WINDOWS])
+        .multi(False)
+        .include_all(False)
+        .hide(model.VariableHide.DONT_HIDE)
+        .description("Rolling KPI window, ending now (event time).")
+    )
+
+
+def dashboard_links(alerts: list[str]) -> list[Builder[model.DashboardLink]]:
+    boards = (
+        build.DashboardLink("SalesPulse dashboards")
+        .type(model.DashboardLinkType.DASHBOARDS)
+        .tags(["salespulse"])
+        .as_dropdown(True)
+        .include_vars(True)
+        .keep_time(True)
+        .icon("external link")
+        .target_blank(False)
+    )
+    return [
+        boards,
+        *(
+            runbook(alert)
+            .type(model.DashboardLinkType.LINK)
+            .icon("doc")
+            .tooltip(f"What {alert} means and what to do")
+            .as_dropdown(False)
+            .include_vars(False)
+            .keep_time(False)
+            .tags([])
+            for alert in alerts
+        ),
     ]
-    for alert in alerts:
-        links.append(
-            {
-                "title": f"Runbook: {alert}",
-                "type": "link",
-                "url": RUNBOOK + alert.lower(),
-                "icon": "doc",
-                "tooltip": f"What {alert} means and what to do",
-                "targetBlank": True,
-                "asDropdown": False,
-                "includeVars": False,
-                "keepTime": False,
-                "tags": [],
-            }
-        )
-    return links
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    sections: Sequence[Section],
+    *,
+    alerts: list[str],
+    variables: Sequence[build.QueryVariable | build.CustomVariable] = (),
+    since: str = "now-24h",
+    refresh: str = "1m",
+) -> model.Dashboard:
+    grafana_annotations = (
+        build.AnnotationQuery()
+        .name("Annotations & Alerts")
+        .datasource(model.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+        .enable(True)
+        .hide(True)
+        .icon_color("rgba(0, 211, 255, 1)")
+        .type("dashboard")
+        .built_in(1)
+    )
+    board = (
+        build.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["salespulse"])
+        .timezone("browser")
+        .editable()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .version(1)
+        .time(since, "now")
+        .refresh(refresh)
+        .annotation(grafana_annotations)
+        .variables(list(variables))
+        .links(dashboard_links(alerts))
+    )
+    return layout(board, sections).build()
 
 
 # --------------------------------------------------------------------- KPI board
 
 
-def kpi_dashboard() -> Json:
-    pct = {"unit": "percentunit", "decimals": 1}
-    sections: list[tuple[str | None, list[Json]]] = [
+def kpi_dashboard() -> model.Dashboard:
+    sections: list[Section] = [
         (
             "1. New leads and opportunities",
             [
@@ -318,7 +350,7 @@ def kpi_dashboard() -> Json:
                     "(monthly target x window / 30d), over the selected (region, rep) pairs "
                     "that have a target.",
                     links=[runbook("SalesPulseLeadsBelowTarget")],
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "bargauge",
@@ -337,7 +369,7 @@ def kpi_dashboard() -> Json:
                     description="salespulse:attainment:ratio. SalesPulseLeadsBelowTarget "
                     "fires below 70% over 7 days.",
                     links=[runbook("SalesPulseLeadsBelowTarget")],
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "timeseries",
@@ -386,7 +418,7 @@ def kpi_dashboard() -> Json:
                     w=4,
                     thresholds=HIGHER_IS_BETTER,
                     description="Customers acquired / leads in the window, selected regions and reps.",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "stat",
@@ -411,7 +443,7 @@ def kpi_dashboard() -> Json:
                     "SalesPulseConversionOutlier fires for a rep below half of all reps "
                     "together over 30 days.",
                     links=[runbook("SalesPulseConversionOutlier")],
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "bargauge",
@@ -423,7 +455,7 @@ def kpi_dashboard() -> Json:
                     vmax=1,
                     thresholds=HIGHER_IS_BETTER,
                     description="salespulse:conversion:ratio_by_source, all regions and reps.",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "bargauge",
@@ -476,7 +508,7 @@ def kpi_dashboard() -> Json:
                     w=4,
                     thresholds=HIGHER_IS_BETTER,
                     description="Won / (won + lost) in the window, selected regions.",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "stat",
@@ -501,7 +533,7 @@ def kpi_dashboard() -> Json:
                     vmax=1,
                     thresholds=HIGHER_IS_BETTER,
                     description="salespulse:win_rate:ratio: won / (won + lost).",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "timeseries",
@@ -611,7 +643,7 @@ def kpi_dashboard() -> Json:
                     description="Share of known customers with no activity and no deal "
                     "won in 30 days. SalesPulseCustomersAtRisk fires above 20%.",
                     links=[runbook("SalesPulseCustomersAtRisk")],
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "bargauge",
@@ -706,7 +738,7 @@ def kpi_dashboard() -> Json:
                     thresholds=NEUTRAL,
                     description="(upsell + cross_sell deals) / all deals won "
                     "(salespulse:expansion_rate:ratio).",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "bargauge",
@@ -716,7 +748,7 @@ def kpi_dashboard() -> Json:
                     vmin=0,
                     vmax=1,
                     description="Share of all deals won that are upsell or cross_sell.",
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "timeseries",
@@ -780,7 +812,7 @@ def kpi_dashboard() -> Json:
                     "SalesPulseDetractorSpike compares the 1h share with the 7 days "
                     "before that hour.",
                     links=[runbook("SalesPulseDetractorSpike")],
-                    **pct,
+                    **PCT,
                 ),
                 panel(
                     "timeseries",
@@ -838,28 +870,26 @@ def kpi_dashboard() -> Json:
                     description="Of the detractor cases answered in the window, the share followed "
                     "up at all and within the target (salespulse:detractors:follow_up_rate).",
                     links=[runbook("SalesPulseDetractorsUnanswered")],
-                    **pct,
+                    **PCT,
                 ),
             ],
         ),
     ]
-    board = dashboard(
+    return dashboard(
         "salespulse-kpis",
         "SalesPulse - Sales KPIs",
         "The eight sales KPIs, cluster-wide, from the SalesPulse recording rules.",
-        layout(sections),
-    )
-    board["templating"]["list"] = [
-        window_variable(),
-        query_variable("region", "Region", 'label_values(salespulse_leads{window="$window"}, region)'),
-        query_variable(
-            "rep",
-            "Rep",
-            'label_values(salespulse_leads{window="$window", region=~"$region"}, rep)',
-        ),
-    ]
-    board["links"] = dashboard_links(
-        [
+        sections,
+        variables=[
+            window_variable(),
+            query_variable("region", "Region", 'label_values(salespulse_leads{window="$window"}, region)'),
+            query_variable(
+                "rep",
+                "Rep",
+                'label_values(salespulse_leads{window="$window", region=~"$region"}, rep)',
+            ),
+        ],
+        alerts=[
             "SalesPulseLeadsBelowTarget",
             "SalesPulseConversionOutlier",
             "SalesPulseCompetitorUndercut",
@@ -868,16 +898,15 @@ def kpi_dashboard() -> Json:
             "SalesPulseNPSLow",
             "SalesPulseDetractorSpike",
             "SalesPulseDetractorsUnanswered",
-        ]
+        ],
     )
-    return board
 
 
 # ---------------------------------------------------------------- pipeline board
 
 
-def pipeline_dashboard() -> Json:
-    sections: list[tuple[str | None, list[Json]]] = [
+def pipeline_dashboard() -> model.Dashboard:
+    sections: list[Section] = [
         (
             "Workers",
             [
@@ -1065,24 +1094,21 @@ def pipeline_dashboard() -> Json:
             ],
         ),
     ]
-    board = dashboard(
+    return dashboard(
         "salespulse-pipeline",
         "SalesPulse - Pipeline health",
         "Workers, throughput, dead letters, consumer lag and latency of the SalesPulse stream processors, "
         "and the CRM connectors that feed them.",
-        layout(sections),
-    )
-    board["time"] = {"from": "now-6h", "to": "now"}
-    board["refresh"] = "30s"
-    board["links"] = dashboard_links(
-        [
+        sections,
+        since="now-6h",
+        refresh="30s",
+        alerts=[
             "SalesPulseWorkerDown",
             "SalesPulseConsumerLagHigh",
             "SalesPulseDeadLetters",
             "SalesPulseConnectorStalled",
-        ]
+        ],
     )
-    return board
 
 
 BOARDS = {
@@ -1091,16 +1117,16 @@ BOARDS = {
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+def render(make: Callable[[], model.Dashboard]) -> str:
+    return json.dumps(make(), cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, build in BOARDS.items():
+    for name, make in BOARDS.items():
         path = HERE / name
-        text = render(build)
+        text = render(make)
         if check:
             if not path.exists() or path.read_text() != text:
                 stale.append(name)

@@ -2,25 +2,35 @@
 
 Grafana itself is not installable here; a live test runs every panel query (see
 tests/dashboard_queries.py) against a real Prometheus. These checks need no server,
-except that the PromQL of every panel is parsed by promtool.
+except that the PromQL of every panel is parsed by promtool. Every key of the JSON is
+checked against Grafana's own schema, as grafana-foundation-sdk's typed models (the
+build for the Grafana in docker-compose.yml) read it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from grafana_foundation_sdk.cog import runtime
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard as GrafanaDashboard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dashboard_queries import VARIABLES, iter_panels, panel_queries
+
+register_default_plugins()  # the SDK's models of every core panel type and datasource query
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
@@ -197,8 +207,9 @@ def test_kpi_dashboard_has_a_row_per_kpi_and_the_variables() -> None:
         assert v["type"] == "query", name
         assert v["datasource"] == DATASOURCE, name
         assert v["includeAll"] is True and v["allValue"] == ".*", name
-        assert "label_values(" in v["definition"] and v["definition"].endswith(f", {name})")
-        assert v["query"]["query"] == v["definition"]
+        # Grafana's schema has no "definition" (its editor writes one on save): the query holds it.
+        query = v["query"]["query"]
+        assert "label_values(" in query and query.endswith(f", {name})"), query
     types = {p["type"] for p in panels(board)}
     assert types >= UNIT_PANELS, types
 
@@ -226,6 +237,83 @@ def test_dashboard_promql_parses(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def through_grafanas_schema(board: dict[str, Any]) -> Any:
+    """The board read into the SDK's typed models and written back: keys the schema lacks are gone.
+
+    Panel options and field config are read by the model of the panel's type, queries by
+    that of their datasource's type, so ``colorMode`` is checked against the stat panel's
+    options and ``fillOpacity`` against the time series' field config.
+    """
+    return json.loads(json.dumps(GrafanaDashboard.from_json(board), cls=JSONEncoder))
+
+
+def unknown_keys(given: Any, kept: Any, path: str = "") -> list[str]:
+    """The paths of the keys in ``given`` that ``kept`` lost."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        return [
+            lost
+            for key, value in given.items()
+            for lost in (
+                [f"{path}.{key}"] if key not in kept else unknown_keys(value, kept[key], f"{path}.{key}")
+            )
+        ]
+    if isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        return [
+            lost
+            for i, (a, b) in enumerate(zip(given, kept, strict=True))
+            for lost in unknown_keys(a, b, f"{path}[{i}]")
+        ]
+    return []
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_option_name_is_one_grafanas_schema_knows(path: Path) -> None:
+    board = load_board(path)
+    for panel in panels(board):
+        # A type the SDK has no model for would pass its options through unchecked.
+        assert runtime.panelcfg_config(panel["type"]) is not None, panel["type"]
+        assert all(t["datasource"]["type"] in runtime.Runtime().dataquery_variants for t in panel["targets"])
+    assert unknown_keys(board, through_grafanas_schema(board)) == []
+
+
+def test_the_sdk_is_pinned_to_the_build_for_the_grafana_compose_runs() -> None:
+    [image] = re.findall(r"image:\s*grafana/grafana:(\S+)", (REPO / "docker-compose.yml").read_text())
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    [pin] = extras["dashboards"]
+    name, _, version = pin.partition("==")
+    epoch, _, grafana = version.partition("!")
+    assert (name, grafana) == ("grafana-foundation-sdk", image) and epoch.isdigit(), pin
+    assert importlib.metadata.version(name) == version  # what the tests and the builder run with
+    assert "salespulse[dashboards]" in extras["test"]
+
+
+def test_a_misspelled_option_name_fails_the_schema_check() -> None:
+    board = load_board(REPO / "dashboards" / "salespulse-kpis.json")
+    where = {p["type"]: i for i, p in reversed(list(enumerate(board["panels"])))}  # the first of each type
+    row, single, bars, series = (board["panels"][where[t]] for t in ("row", "stat", "bargauge", "timeseries"))
+    row["colapsed"] = row.pop("collapsed")
+    single["options"]["colourMode"] = single["options"].pop("colorMode")
+    bars["options"]["reduceOptions"]["calc"] = bars["options"]["reduceOptions"].pop("calcs")
+    series["fieldConfig"]["defaults"]["custom"]["fillOpacty"] = series["fieldConfig"]["defaults"][
+        "custom"
+    ].pop("fillOpacity")
+    series["fieldConfig"]["defaults"]["unitt"] = series["fieldConfig"]["defaults"].pop("unit")
+    series["targets"][0]["legendFromat"] = series["targets"][0].pop("legendFormat")
+    board["templating"]["list"][0]["inclueAll"] = board["templating"]["list"][0].pop("includeAll")
+
+    assert sorted(unknown_keys(board, through_grafanas_schema(board))) == sorted(
+        [
+            f".panels[{where['row']}].colapsed",
+            f".panels[{where['stat']}].options.colourMode",
+            f".panels[{where['bargauge']}].options.reduceOptions.calc",
+            f".panels[{where['timeseries']}].fieldConfig.defaults.custom.fillOpacty",
+            f".panels[{where['timeseries']}].fieldConfig.defaults.unitt",
+            f".panels[{where['timeseries']}].targets[0].legendFromat",
+            ".templating.list[0].inclueAll",
+        ]
+    )
 
 
 # -------------------------------------------------------------------- provisioning
