@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -27,11 +28,16 @@ SECRET_FIELDS = frozenset(
         "hubspot_client_secret",
         "hubspot_token",
         "pipedrive_password",
+        "salesforce_secret",
         "delighted_api_key",
         "typeform_secret",
         "vtiger_access_key",
     }
 )
+
+
+#: A secret that is a URL path segment as it is: unreserved characters only, long enough.
+SALESFORCE_SECRET = re.compile(r"[A-Za-z0-9._~-]{24,}")
 
 
 class SettingsError(ValueError):
@@ -150,6 +156,8 @@ class Settings:
     hubspot_token: str = ""
     hubspot_api: str = "https://api.hubapi.com"
     salesforce_org_id: str = ""
+    #: The last segment of the Outbound Message URL (``/webhooks/salesforce/<secret>``).
+    salesforce_secret: str = field(default="", repr=False)
     pipedrive_user: str = ""
     pipedrive_password: str = ""
     delighted_api_key: str = ""
@@ -273,6 +281,7 @@ class Settings:
             hubspot_token=env.get("SALESPULSE_HUBSPOT_TOKEN", ""),
             hubspot_api=env.get("SALESPULSE_HUBSPOT_API") or defaults.hubspot_api,
             salesforce_org_id=env.get("SALESPULSE_SALESFORCE_ORG_ID", ""),
+            salesforce_secret=env.get("SALESPULSE_SALESFORCE_SECRET", "").strip(),
             pipedrive_user=env.get("SALESPULSE_PIPEDRIVE_USER", ""),
             pipedrive_password=env.get("SALESPULSE_PIPEDRIVE_PASSWORD", ""),
             delighted_api_key=env.get("SALESPULSE_DELIGHTED_API_KEY", ""),
@@ -312,6 +321,11 @@ class Settings:
             raise SettingsError("SALESPULSE_SNAPSHOT_INTERVAL must be 0 (off) or more seconds")
         if settings.commit_interval <= 0:
             raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
+        if settings.salesforce_secret and not SALESFORCE_SECRET.fullmatch(settings.salesforce_secret):
+            raise SettingsError(
+                "SALESPULSE_SALESFORCE_SECRET must be at least 24 letters, digits, '-', '_', '.' or '~' "
+                "(it is a URL path segment): generate one with `openssl rand -hex 32`"
+            )
         if settings.vtiger_poll <= 0:
             raise SettingsError("SALESPULSE_VTIGER_POLL must be above 0 seconds")
         try:

@@ -37,6 +37,8 @@ teams:
   lT4Z3j: sales-emea
 customer_fields:
   pipedrive: person_id
+kind_fields:
+  pipedrive: 3e9bb7da4983ebebda9e19851cc6828af134e3c8
 vtiger:
   won: [Closed Won, Won - Paid]
   lost: Closed Lost
@@ -60,6 +62,8 @@ def test_without_a_file_every_lookup_has_its_documented_default() -> None:
     assert mapping.team("any-form") is None
     assert mapping.customer_field("salesforce") == "AccountId"
     assert mapping.customer_field("pipedrive") == "org_id"
+    assert mapping.kind_field("pipedrive") == ""  # no stock field: every Pipedrive win is new
+    assert mapping.kind_field("vtiger") == "opportunity_type"
     assert mapping.vtiger_outcome("Closed Won") == "won"
     assert mapping.vtiger_outcome("closed lost") == "lost"
     assert mapping.vtiger_outcome("Negotiation/Review") is None
@@ -97,6 +101,8 @@ def test_a_full_file_is_read_into_typed_lookups(tmp_path: Path) -> None:
     assert (mapping.currency, mapping.product) == ("EUR", "crm-pro")
     assert mapping.team("lT4Z3j") == "sales-emea"
     assert mapping.customer_field("pipedrive") == "person_id"
+    assert mapping.kind_field("pipedrive") == "3e9bb7da4983ebebda9e19851cc6828af134e3c8"
+    assert mapping.kind_field("salesforce") == "Type"  # the built-in where the file names none
     assert mapping.vtiger_outcome("Won - Paid") == "won" and mapping.vtiger_outcome("Closed Won") == "won"
     assert mapping.vtiger_lost == ("Closed Lost",)
 
@@ -116,6 +122,7 @@ def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
         ("reps:\n  r1: {name: x}\n", "reps.r1", "must be a string, not dict"),
         ("owners:\n  a: b\n", "owners", "is not a section"),
         ("customer_fields:\n  zoho: Account\n", "customer_fields.zoho", "is not one of hubspot"),
+        ("kind_fields:\n  zoho: Type\n", "kind_fields.zoho", "is not one of hubspot"),
         ("vtiger:\n  won: []\n", "vtiger.won", "at least one sales stage"),
         ("vtiger:\n  closed: [x]\n", "vtiger.closed", "is not one of lost, won"),
         ("- just\n- a list\n", "$", "must be a mapping of sections"),

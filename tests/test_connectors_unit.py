@@ -8,12 +8,13 @@ import base64
 import orjson
 import pytest
 
-from salespulse.streams.endpoints.connectors.base import Unmappable, WebhookRequest
+from salespulse.schemas.topics import route
+from salespulse.streams.endpoints.connectors.base import Refused, Unmappable, WebhookRequest, customer_of
 from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
 from salespulse.streams.endpoints.connectors.delighted import map_payload as map_delighted
 from salespulse.streams.endpoints.connectors.delighted import signature as delighted_signature
 from salespulse.streams.endpoints.connectors.hubspot import classify, signature_v3
-from salespulse.streams.endpoints.connectors.hubspot_api import stage_outcome
+from salespulse.streams.endpoints.connectors.hubspot_api import association_precedence, stage_outcome
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.pipedrive import PipedriveConnector
 from salespulse.streams.endpoints.connectors.pipedrive import map_payload as map_pipedrive
@@ -30,6 +31,7 @@ from salespulse.streams.pipeline.codec import check_event
 from tests import vendor_payloads as v
 
 DEFAULTS = ConnectorMapping()
+SF_SECRET = "3f9c2a7e1b6d4f08a5c3e9b7d1f2a6c4"
 
 
 def test_hubspot_v3_signature_matches_the_published_example() -> None:
@@ -128,10 +130,24 @@ def test_salesforce_org_ids_match_in_either_length_and_nothing_else() -> None:
     assert same_org("00D5g000004Xyz1", "00D5g000004Xyz1EAC")
     assert not same_org("00D5g000004XYZ1EAC", "00D5g000004Xyz1EAC")  # the 15-character form is case-sensitive
     assert not same_org("", "00D5g000004Xyz1EAC")
-    connector = SalesforceConnector("00D5g000004Xyz1", DEFAULTS)
+    connector = SalesforceConnector("00D5g000004Xyz1", SF_SECRET, DEFAULTS)
     foreign = v.salesforce_envelope(v.SF_WON, org="00D000000000062EAA")
-    assert connector.refusal(WebhookRequest("POST", "http://x/", {}, foreign)) is not None
+    assert connector.refusal(WebhookRequest("POST", "http://x/", {}, foreign, SF_SECRET)) is None
+    with pytest.raises(Refused, match="OrganizationId"):
+        asyncio.run(connector.translate(foreign))
     assert connector.reply(map_notifications(*notifications_of(foreign), DEFAULTS))[1] == ACK
+
+
+def test_salesforce_refuses_a_missing_or_wrong_secret_before_reading_the_body() -> None:
+    connector = SalesforceConnector(v.SF_ORG, SF_SECRET, DEFAULTS)
+    not_xml = b"<<< not even XML"  # were it parsed, it would be a 400, not a 401
+    for tail in ("", SF_SECRET[:-1], SF_SECRET + "x", SF_SECRET.upper()):
+        refusal = connector.refusal(WebhookRequest("POST", "http://x/", {}, not_xml, tail))
+        assert refusal is not None and "SALESPULSE_SALESFORCE_SECRET" in refusal
+        assert tail not in refusal or not tail
+    assert connector.refusal(WebhookRequest("POST", "http://x/", {}, not_xml, SF_SECRET)) is None
+    assert SalesforceConnector(v.SF_ORG, "", DEFAULTS).missing() == "SALESPULSE_SALESFORCE_SECRET"
+    assert connector.body_limit == 1024 * 1024
 
 
 def test_a_salesforce_won_opportunity_without_an_amount_is_unmappable_and_the_rest_still_maps() -> None:
@@ -173,15 +189,20 @@ def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() 
     assert check_event(lead)["data"]["lead_id"] == v.PD_LEAD["id"] and lead["data"]["source"] == "other"
 
 
-def test_a_pipedrive_lost_deal_and_a_won_deal_without_a_customer() -> None:
+def test_a_pipedrive_lost_deal_and_won_deals_whose_customer_is_the_person_or_the_deal_itself() -> None:
     lost = {**v.PD_DEAL, "status": "lost", "lost_time": "2026-11-26T10:46:00Z", "lost_reason": "Price"}
     (event,) = map_pipedrive(
         orjson.loads(v.pipedrive("change", "deal", lost, {"status": "open"})), DEFAULTS
     ).events
     assert check_event(event)["type"] == "deal.lost" and event["data"]["reason"] == "Price"
-    orphan = {**v.PD_WON, "org_id": None, "person_id": None}
-    with pytest.raises(Unmappable, match="no customer"):
-        map_pipedrive(orjson.loads(v.pipedrive("change", "deal", orphan, {"status": "open"})), DEFAULTS)
+    for deal, customer, fallback in (
+        ({**v.PD_WON, "org_id": None}, "176578", "contact"),
+        ({**v.PD_WON, "org_id": None, "person_id": None}, "deal:4711", "deal"),
+    ):
+        out = map_pipedrive(orjson.loads(v.pipedrive("change", "deal", deal, {"status": "open"})), DEFAULTS)
+        (won,) = out.events
+        assert check_event(won)["data"]["customer_id"] == customer
+        assert out.fallbacks == {won["event_id"]: fallback}
 
 
 def test_pipedrive_basic_credentials_must_both_match() -> None:
@@ -254,3 +275,103 @@ def test_typeform_score_customer_comment_and_an_enps_form() -> None:
                 v.typeform("t", 6, "C")
             )
         )
+
+
+def test_a_deals_customer_is_its_organisation_else_its_contacts_else_the_contact_else_the_deal() -> None:
+    assert customer_of("D-1", "ORG-1", "ORG-2", "C-1") == ("ORG-1", None)
+    assert customer_of("D-1", "", "ORG-2", "C-1") == ("ORG-2", "contact_organisation")
+    assert customer_of("D-1", None, None, "C-1") == ("C-1", "contact")
+    assert customer_of("D-1", " ", "", None) == ("deal:D-1", "deal")
+    assert customer_of("4711", 5063) == ("5063", None)  # vendor ids that are numbers
+
+
+def test_hubspot_picks_the_primary_association_else_the_lowest_id_whatever_the_order() -> None:
+    plain = [{"toObjectId": n, "associationTypes": [{"typeId": 3, "label": None}]} for n in (907, 88, 1200)]
+    primary = {"toObjectId": 1500, "associationTypes": [{"typeId": 5, "label": "Primary"}]}
+    for targets in (plain, plain[::-1], [plain[2], plain[0], plain[1]]):
+        assert min(targets, key=association_precedence)["toObjectId"] == 88
+        assert min([*targets, primary], key=association_precedence)["toObjectId"] == 1500
+        assert min([primary, *targets], key=association_precedence)["toObjectId"] == 1500
+
+
+def _later(body: bytes, old: str, new: str) -> bytes:
+    assert old.encode() in body
+    return body.replace(old.encode(), new.encode())
+
+
+@pytest.mark.parametrize("vendor", ["salesforce", "pipedrive"])
+def test_a_deal_won_again_63_days_later_names_the_same_deal_and_customer_so_one_partition(
+    vendor: str,
+) -> None:
+    """The connector half of "a deal's outcome counts once for life": whatever the later copy's
+    time and event id, it names the deal and the customer as the first did, so it meets the
+    first on the same partition, where the worker remembers the outcome."""
+    if vendor == "salesforce":
+        first = v.salesforce_envelope(v.SF_WON)
+        again = _later(first, "2026-11-26T10:30:00.000Z", "2027-01-28T09:12:00.000Z")
+        events = [map_notifications(*notifications_of(body), DEFAULTS).events[0] for body in (first, again)]
+    else:
+        first = v.pipedrive("change", "deal", v.PD_WON, {"status": "open"})
+        again = _later(first, "2026-11-26T10:45:00Z", "2027-01-28T09:12:00Z").replace(
+            b'"previous":{"status":"open"}', b'"previous":{"status":"lost"}'
+        )
+        events = [map_pipedrive(orjson.loads(body), DEFAULTS).events[0] for body in (first, again)]
+    won, won_again = (check_event(e) for e in events)
+    assert won["type"] == won_again["type"] == "deal.won"
+    assert won["occurred_at"] != won_again["occurred_at"]
+    assert won_again["data"]["deal_id"] == won["data"]["deal_id"]
+    assert won_again["data"]["customer_id"] == won["data"]["customer_id"]
+    assert route(won_again) == route(won)  # crm.deals, keyed by the customer: the same partition
+
+
+def test_a_delighted_answer_updated_63_days_later_names_the_same_response_and_customer() -> None:
+    first = map_delighted(orjson.loads(v.delighted("survey_response.created", 9, None, v.T0_S)), DEFAULTS)
+    later = v.delighted("survey_response.updated", 6, "Slower now", v.T0_S + 63 * 86400)
+    again = map_delighted(orjson.loads(later), DEFAULTS)
+    (a,), (b,) = first.events, again.events
+    assert a["event_id"] != b["event_id"] and a["occurred_at"] != b["occurred_at"]
+    assert (a["data"]["response_id"], a["data"]["customer_id"]) == (
+        b["data"]["response_id"],
+        b["data"]["customer_id"],
+    )
+    assert route(a) == route(b)
+
+
+def test_pipedrive_reads_the_deal_kind_from_the_field_the_mapping_file_names() -> None:
+    field = "3e9bb7da4983ebebda9e19851cc6828af134e3c8"
+    won = {**v.PD_WON, "custom_fields": {field: {"id": 4581, "type": "enum"}, "other": None}}
+    body = orjson.loads(v.pipedrive("change", "deal", won, {"status": "open"}))
+    named = ConnectorMapping(kind_fields={"pipedrive": field}, kinds={"4581": "renewal", "4582": "upsell"})
+    assert map_pipedrive(body, named).events[0]["data"]["kind"] == "renewal"
+    assert map_pipedrive(body, DEFAULTS).events[0]["data"]["kind"] == "new"  # no field named: new
+    text = {**won, "custom_fields": {field: {"value": "Cross-sell", "type": "varchar"}}}
+    body = orjson.loads(v.pipedrive("change", "deal", text, {"status": "open"}))
+    mapping = ConnectorMapping(kind_fields={"pipedrive": field}, kinds={"cross-sell": "cross_sell"})
+    assert map_pipedrive(body, mapping).events[0]["data"]["kind"] == "cross_sell"
+
+
+def test_an_unmappable_part_names_its_module_record_and_cause() -> None:
+    account = v.sf_object("Account", Id="0015g00000XyZ12AAB", Name="Acme")
+    no_amount = v.SF_WON.replace("<sf:Amount>48000.0</sf:Amount>", "")
+    out = map_notifications(*notifications_of(v.salesforce_envelope(account, no_amount)), DEFAULTS)
+    assert [(u.module, u.record, u.cause) for u in out.unmappable] == [
+        ("Account", "0015g00000XyZ12AAB", "unknown_object"),
+        ("Opportunity", "0065g00000AbCdEAAV", "unreadable"),
+    ]
+    with pytest.raises(Unmappable) as failure:
+        map_pipedrive(orjson.loads(v.pipedrive("create", "mailbox", {"id": 9}, None)), DEFAULTS)
+    assert (failure.value.module, failure.value.record, failure.value.cause) == (
+        "mailbox",
+        "9",
+        "unknown_object",
+    )
+    nobody = orjson.loads(v.delighted("survey_response.created", 9, None, v.T0_S))
+    nobody["event_data"]["person"] = None
+    nobody["event_data"]["person_properties"] = {}
+    with pytest.raises(Unmappable) as failure:
+        map_delighted(nobody, DEFAULTS)
+    assert (failure.value.module, failure.value.record, failure.value.cause) == (
+        "survey_response",
+        "5435",
+        "unreadable",
+    )

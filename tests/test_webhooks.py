@@ -30,6 +30,9 @@ HS_SECRET = "hs-client-secret"
 PD_USER, PD_PASSWORD = "pipedrive-hook", "pd-pass"
 DELIGHTED_KEY = "dl-api-key"
 TF_SECRET = "tf-secret"
+SF_SECRET = "7c1e5a9f3b2d8e6a4c0f1b3d5e7a9c2f"
+#: Where each vendor posts: Salesforce's endpoint URL ends with SalesPulse's secret.
+PATHS = {"salesforce": f"salesforce/{SF_SECRET}"}
 
 
 def _stage(sid: str, closed: str, probability: str) -> dict[str, Any]:
@@ -141,6 +144,7 @@ def vendor_env(api: FakeHubSpot) -> dict[str, str]:
         "SALESPULSE_HUBSPOT_TOKEN": "pat-na1-test",
         "SALESPULSE_HUBSPOT_API": f"http://127.0.0.1:{api.port}",
         "SALESPULSE_SALESFORCE_ORG_ID": v.SF_ORG[:15],
+        "SALESPULSE_SALESFORCE_SECRET": SF_SECRET,
         "SALESPULSE_PIPEDRIVE_USER": PD_USER,
         "SALESPULSE_PIPEDRIVE_PASSWORD": PD_PASSWORD,
         "SALESPULSE_DELIGHTED_API_KEY": DELIGHTED_KEY,
@@ -211,7 +215,7 @@ def test_bad_signatures_stale_timestamps_wrong_credentials_and_foreign_orgs_get_
         ),
         "pipedrive no credentials": ("pipedrive", v.pipedrive("create", "deal", v.PD_DEAL, None), {}),
         "salesforce foreign org": (
-            "salesforce",
+            PATHS["salesforce"],
             v.salesforce_envelope(v.SF_WON, org="00D000000000062EAA"),
             {},
         ),
@@ -242,7 +246,8 @@ def test_a_webhook_without_its_settings_answers_404_naming_them(spawn_worker: An
     worker.wait_ready()
     for vendor, setting in (
         ("hubspot", "SALESPULSE_HUBSPOT_CLIENT_SECRET"),
-        ("salesforce", "SALESPULSE_SALESFORCE_ORG_ID"),
+        ("salesforce", "SALESPULSE_SALESFORCE_SECRET and SALESPULSE_SALESFORCE_ORG_ID"),
+        (f"salesforce/{SF_SECRET}", "SALESPULSE_SALESFORCE_SECRET"),
         ("pipedrive", "SALESPULSE_PIPEDRIVE_USER"),
         ("delighted", "SALESPULSE_DELIGHTED_API_KEY"),
         ("typeform", "SALESPULSE_TYPEFORM_SECRET"),
@@ -292,7 +297,9 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     deliveries.append(("typeform", tf, {"Typeform-Signature": typeform_signature(TF_SECRET, tf)}))
     for _ in range(3):
         for vendor, body, headers in deliveries:
-            status, answer = post(f"{base}/{vendor}", body, headers or hubspot_headers(body))
+            status, answer = post(
+                f"{base}/{PATHS.get(vendor, vendor)}", body, headers or hubspot_headers(body)
+            )
             assert status == 200, (vendor, answer)
             if vendor == "salesforce":
                 assert b"<Ack>true</Ack>" in answer and b"notificationsResponse" in answer
@@ -333,11 +340,15 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     assert len(dead) == 1
     headers = dict(dead[0].headers)
     assert headers["salespulse.reason"] == b"unmappable" and headers["salespulse.vendor"] == b"hubspot"
+    assert (headers["salespulse.module"], headers["salespulse.record"]) == (b"company", b"301")
+    assert headers["salespulse.cause"] == b"unknown_object"
     assert orjson.loads(dead[0].value)["subscriptionType"] == "company.creation"
     metrics = worker.metrics()
     assert 'salespulse_events_rejected_total{reason="unmappable"} 1.0' in metrics
     assert 'salespulse_webhook_requests_total{outcome="accepted",vendor="salesforce"} 3.0' in metrics
     assert 'salespulse_webhook_requests_total{outcome="unmappable",vendor="hubspot"} 1.0' in metrics
+    dead_series = 'salespulse_connector_records_dead_total{connector="hubspot",module="other",'
+    assert f'{dead_series}reason="unknown_object"}} 1.0' in metrics
 
 
 def test_a_delighted_update_replaces_the_answer_and_its_comment_but_the_response_counts_once(
@@ -374,3 +385,114 @@ def test_a_delighted_update_replaces_the_answer_and_its_comment_but_the_response
     assert profile["score"] == 5, "the update is the latest answer"
     assert profile["comment"] == comment[:2000]
     assert profile["response_id"] == "5435"
+
+
+def test_a_salesforce_message_without_the_secret_or_with_a_wrong_one_is_refused_and_with_it_counts(
+    broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot
+) -> None:
+    upgraded = spawn_worker("org-only", SALESPULSE_SALESFORCE_ORG_ID=v.SF_ORG)  # set up before the secret
+    upgraded.wait_ready()
+    envelope = v.salesforce_envelope(v.SF_WON, v.SF_LEAD)  # the right organisation id
+    xml = {"Content-Type": "text/xml"}
+    status, body = post(f"http://{upgraded.address}/webhooks/salesforce", envelope, xml)
+    assert status == 404 and b"SALESPULSE_SALESFORCE_SECRET" in body
+    upgraded.stop()  # one worker owns every partition below
+    worker = spawn_worker("salesforce", SALESPULSE_TEST_LOGLEVEL="info", **vendor_env(hubspot_api))
+    worker.wait_ready()
+    base = f"http://{worker.address}/webhooks/salesforce"
+    wrong = "0" * len(SF_SECRET)
+    for url in (base, f"{base}/{wrong}", f"{base}/{SF_SECRET[:-1]}", f"{base}/{SF_SECRET}x"):
+        status, body = post(url, envelope, xml)
+        assert status == 401 and b"SALESPULSE_SALESFORCE_SECRET" in body, (url, body)
+        assert wrong.encode() not in body
+    assert records(broker.bootstrap, (*INPUT_TOPICS, DEADLETTER)) == []
+
+    status, body = post(f"{base}/{SF_SECRET}", envelope, xml)
+    assert status == 200 and b"<Ack>true</Ack>" in body
+    counted = wait_until(lambda: (e := worker.kpis()["counters"]["events"])["deal.won"] and e["lead.created"])
+    assert counted == 1
+    too_large = v.salesforce_envelope(v.SF_LEAD + " " * (1024 * 1024))
+    assert post(f"{base}/{SF_SECRET}", too_large, xml)[0] == 413  # the XML limit is 1 MiB
+    metrics = worker.metrics()
+    assert 'salespulse_webhook_requests_total{outcome="unauthorized",vendor="salesforce"} 4.0' in metrics
+    worker.stop()
+    log = worker.log_path.read_text(errors="replace")
+    assert "INFO" in log  # the worker logged at info, where an access log would write
+    assert SF_SECRET not in log and wrong not in log, "no log line of the worker names the secret"
+
+
+def test_each_vendors_unmappable_payload_goes_to_the_dead_letters_and_later_good_payloads_still_count(
+    broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot
+) -> None:
+    worker = spawn_worker("dead", **vendor_env(hubspot_api))
+    worker.wait_ready()
+    base = f"http://{worker.address}/webhooks"
+    no_amount = v.SF_WON.replace("<sf:Amount>48000.0</sf:Amount>", "")
+    rials = {**v.PD_WON, "id": 4712, "value": 25_000_000_000_000, "currency": "IRR"}  # over the 1e12 limit
+    orphan = {**v.PD_WON, "id": 4713, "org_id": None}  # the person is the customer
+    no_person = orjson.loads(v.delighted("survey_response.created", 9, None, v.T0_S))
+    no_person["event_data"].update(person=None, person_properties={}, id="5436")
+    no_score = orjson.loads(v.typeform("tok-7", 8, "C-7"))
+    no_score["form_response"]["answers"] = []
+    pd = basic(PD_USER, PD_PASSWORD)
+
+    def dl_headers(body: bytes) -> dict[str, str]:
+        return {"X-Delighted-Webhook-Signature": delighted_signature(DELIGHTED_KEY, body)}
+
+    def tf_headers(body: bytes) -> dict[str, str]:
+        return {"Typeform-Signature": typeform_signature(TF_SECRET, body)}
+
+    bad = {
+        "hubspot": orjson.dumps([v.hubspot_event("deal.creation", 902, 21, v.T0_MS)]),  # not in the CRM
+        "salesforce": v.salesforce_envelope(no_amount),
+        "pipedrive": v.pipedrive("change", "deal", rials, {"status": "open"}),
+        "delighted": orjson.dumps(no_person),
+        "typeform": orjson.dumps(no_score),
+    }
+    good = {
+        "hubspot": orjson.dumps([v.hubspot_event("contact.creation", 501, 22, v.T0_MS)]),
+        "salesforce": v.salesforce_envelope(v.SF_LEAD),
+        "pipedrive": v.pipedrive("change", "deal", orphan, {"status": "open"}),
+        "delighted": v.delighted("survey_response.created", 10, None, v.T0_S),
+        "typeform": v.typeform("tok-8", 10, "C-8"),
+    }
+    headers = {
+        "hubspot": hubspot_headers,
+        "salesforce": lambda body: {"Content-Type": "text/xml"},
+        "pipedrive": lambda body: pd,
+        "delighted": dl_headers,
+        "typeform": tf_headers,
+    }
+    for payloads in (bad, good):
+        for vendor, body in payloads.items():
+            status, answer = post(f"{base}/{PATHS.get(vendor, vendor)}", body, headers[vendor](body))
+            assert status == 200, (vendor, answer)
+
+    def all_applied() -> dict[str, Any] | None:
+        kpis = worker.kpis()
+        return kpis if sum(kpis["counters"]["events"].values()) == 5 else None
+
+    kpis = wait_until(all_applied)
+    counted = {t: n for t, n in kpis["counters"]["events"].items() if n}
+    assert counted == {"lead.created": 2, "deal.won": 1, "survey.answered": 2}
+    dead = {
+        h["salespulse.vendor"].decode(): (
+            h["salespulse.module"],
+            h["salespulse.record"],
+            h["salespulse.cause"],
+        )
+        for h in (dict(r.headers) for r in records(broker.bootstrap, (DEADLETTER,)))
+    }
+    assert dead == {
+        "hubspot": (b"deal", b"902", b"unreadable"),
+        "salesforce": (b"Opportunity", b"0065g00000AbCdEAAV", b"unreadable"),
+        "pipedrive": (b"deal", b"4712", b"contract"),
+        "delighted": (b"survey_response", b"5436", b"unreadable"),
+        "typeform": (b"form_response", b"tok-7", b"unreadable"),
+    }
+    metrics = worker.metrics()
+    for vendor, (module, _, cause) in dead.items():
+        line = f'salespulse_connector_records_dead_total{{connector="{vendor}",module="{module.decode()}",'
+        assert f'{line}reason="{cause.decode()}"}} 1.0' in metrics, vendor
+    assert 'salespulse_connector_fallbacks_total{connector="pipedrive",reason="contact"} 1.0' in metrics
+    assert 'salespulse_connector_fallbacks_total{connector="pipedrive",reason="deal"} 0.0' in metrics

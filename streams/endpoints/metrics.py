@@ -11,7 +11,7 @@ import bisect
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from salespulse.streams.endpoints.connectors.base import CAUSES, OTHER_MODULE
 from salespulse.streams.endpoints.exposition import exposition
 from salespulse.streams.pipeline.engine import Engine, Output
 
@@ -85,10 +86,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class WebhookCounters(Collector):
-    """Webhook requests per vendor and outcome, and the unmappable payloads they dead-lettered.
+    """Webhook requests per vendor and outcome, the unmappable payloads they dead-lettered, and
+    what each connector dead-lettered and which customer fallbacks its won deals took.
 
     These are counted by the web views of this process, not kept in partition state: like
     any process counter they restart from 0 with the worker, which ``rate()`` allows for.
+    The dead-record and fallback series are named as the vtiger connector's own, so one
+    alert and one dashboard query read every connector.
     """
 
     NAME = "salespulse_webhook_requests"
@@ -97,10 +101,31 @@ class WebhookCounters(Collector):
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.unmappable = 0
+        self.dead_records: Counter[tuple[str, str, str]] = Counter()
+        self.fallbacks: Counter[tuple[str, str]] = Counter()
+        self._modules: dict[str, tuple[str, ...]] = {}
+
+    def declare(self, vendor: str, modules: Iterable[str], fallbacks: Iterable[str]) -> None:
+        """Export a connector's dead-record and fallback series from 0."""
+        self._modules[vendor] = (*sorted(set(modules)), OTHER_MODULE)
+        for module in self._modules[vendor]:
+            for cause in CAUSES:
+                self.dead_records[(vendor, module, cause)] += 0
+        for reason in fallbacks:
+            self.fallbacks[(vendor, reason)] += 0
 
     def request(self, vendor: str, outcome: str, unmappable: int = 0) -> None:
         self.requests[(vendor, outcome)] += 1
         self.unmappable += unmappable
+
+    def dead(self, vendor: str, module: str, cause: str) -> None:
+        """One record dead-lettered; a module the connector does not declare counts as ``other``."""
+        if module not in self._modules.get(vendor, ()):
+            module = OTHER_MODULE
+        self.dead_records[(vendor, module, cause)] += 1
+
+    def fallback(self, vendor: str, reason: str) -> None:
+        self.fallbacks[(vendor, reason)] += 1
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.NAME, self.HELP, labels=["vendor", "outcome"])
@@ -108,6 +133,22 @@ class WebhookCounters(Collector):
             for outcome in WEBHOOK_OUTCOMES:
                 family.add_metric([vendor, outcome], self.requests[(vendor, outcome)])
         yield family
+        dead = CounterMetricFamily(
+            "salespulse_connector_records_dead",
+            "Records sent to crm.deadletter because they cannot be mapped, by connector, module and reason.",
+            labels=["connector", "module", "reason"],
+        )
+        for labels, n in sorted(self.dead_records.items()):
+            dead.add_metric(list(labels), n)
+        yield dead
+        fallbacks = CounterMetricFamily(
+            "salespulse_connector_fallbacks",
+            "Won deals whose customer is not their own organisation, by the fallback taken.",
+            labels=["connector", "reason"],
+        )
+        for pair, n in sorted(self.fallbacks.items()):
+            fallbacks.add_metric(list(pair), n)
+        yield fallbacks
 
 
 class KpiCollector(Collector):

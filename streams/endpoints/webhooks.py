@@ -7,8 +7,13 @@ mapped to canonical events by the vendor's connector, each event validated like
 ``POST /events``, then events and dead letters written to their topics. The vendor gets its
 success answer only after the broker has acknowledged every record, so a 5xx means "send
 again", which every vendor does, and derived event ids make the resend count once. A part
-that authenticates but cannot map goes to ``crm.deadletter`` (reason ``unmappable``, the
-vendor in a header) and the vendor still gets 2xx: resending it would never help.
+that authenticates but cannot map goes to ``crm.deadletter`` (reason ``unmappable``, with
+the vendor, the object's module and id and the cause in headers) and the vendor still gets
+2xx: resending it would never help, and the records after it must not wait.
+
+Salesforce's secret is the last path segment (``/webhooks/salesforce/<secret>``). The
+worker writes no access log (faust starts aiohttp with ``access_log=None``) and no log line
+here names a request's path, so the secret reaches no log of the worker's own.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from aiohttp import web as aioweb
 from faust.web import Request, View
 
 from salespulse.streams.endpoints.connectors.base import (
+    CONTRACT,
     BadRequest,
     Connector,
+    Refused,
     Translation,
     Unmappable,
     VendorUnavailable,
     WebhookRequest,
+    dead_letter_headers,
 )
 from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
 from salespulse.streams.endpoints.connectors.hubspot import HubSpotConnector
@@ -60,7 +68,7 @@ def build_connectors(settings: Settings, mapping: ConnectorMapping) -> list[Conn
             HubSpotApi(settings.hubspot_api, settings.hubspot_token, settings.broker_timeout),
             mapping,
         ),
-        SalesforceConnector(settings.salesforce_org_id, mapping),
+        SalesforceConnector(settings.salesforce_org_id, settings.salesforce_secret, mapping),
         PipedriveConnector(settings.pipedrive_user, settings.pipedrive_password, mapping),
         DelightedConnector(settings.delighted_api_key, mapping),
         TypeformConnector(
@@ -80,7 +88,13 @@ def signed_url(public_url: str, request: Any) -> str:
     return base + str(request.path_qs)
 
 
-def checked(vendor: str, translation: Translation, body: bytes) -> tuple[list[dict[str, Any]], DeadLetters]:
+#: The data field naming the object an event is about, by event type.
+_RECORD_FIELDS = ("deal_id", "opportunity_id", "lead_id", "response_id")
+
+
+def checked(
+    connector: Connector, translation: Translation, body: bytes
+) -> tuple[list[dict[str, Any]], DeadLetters]:
     """Events that pass the contract, and dead letters for every part that does not map."""
     events: list[dict[str, Any]] = []
     failed = list(translation.unmappable)
@@ -88,17 +102,19 @@ def checked(vendor: str, translation: Translation, body: bytes) -> tuple[list[di
         try:
             events.append(check_event(event))
         except Rejected as exc:
-            failed.append(Unmappable(f"the mapped {event['type']} breaks the contract: {exc.detail}", event))
+            data = event.get("data") or {}
+            record = next((data[f] for f in _RECORD_FIELDS if f in data), "")
+            failed.append(
+                Unmappable(
+                    f"the mapped {event['type']} breaks the contract: {exc.detail}", event, cause=CONTRACT
+                ).about(connector.modules.get(event["type"]), record)
+            )
     translation.unmappable = failed
+    vendor = connector.vendor
     dead = [
         (
             exc.value(body),
-            [
-                ("salespulse.reason", b"unmappable"),
-                ("salespulse.detail", exc.detail.encode()[:1024]),
-                ("salespulse.vendor", vendor.encode()),
-                ("salespulse.source", f"webhook/{vendor}".encode()),
-            ],
+            dead_letter_headers(vendor, f"webhook/{vendor}", exc.module, exc.record, exc.cause, exc.detail),
         )
         for exc in failed
     ]
@@ -110,7 +126,7 @@ async def _translate(connector: Connector, body: bytes) -> Translation:
         return await connector.translate(body)
     except Unmappable as exc:
         return Translation(unmappable=[exc])
-    except (VendorUnavailable, BadRequest):
+    except (VendorUnavailable, BadRequest, Refused):
         raise
     except Exception as exc:
         # A payload shape no mapping foresaw must not cost the worker: it is kept, not lost.
@@ -118,8 +134,9 @@ async def _translate(connector: Connector, body: bytes) -> Translation:
         return Translation(unmappable=[Unmappable(f"the {connector.vendor} connector failed: {exc!r}")])
 
 
-async def handle(runtime: Runtime, connector: Connector, request: Any) -> Any:
-    """One webhook request, from the raw body to the vendor's answer."""
+async def handle(runtime: Runtime, connector: Connector, request: Any, tail: str = "") -> Any:
+    """One webhook request, from the raw body to the vendor's answer; ``tail`` is the path
+    segment after ``/webhooks/<vendor>/``."""
     settings = runtime.settings
     counters: WebhookCounters = runtime.exporter.webhooks
     vendor = connector.vendor
@@ -128,13 +145,13 @@ async def handle(runtime: Runtime, connector: Connector, request: Any) -> Any:
         counters.request(vendor, "disabled")
         return json_reply(404, {"error": f"the {vendor} webhook is not enabled: set {missing}"})
     try:
-        body = await read_limited(request, settings.max_body_bytes)
-        call = WebhookRequest(request.method, signed_url(settings.public_url, request), request.headers, body)
-        refusal = connector.refusal(call)
-        if refusal is not None:
-            counters.request(vendor, "unauthorized")
-            return json_reply(401, {"error": refusal})
-        translation = await _translate(connector, body)
+        limit = min(settings.max_body_bytes, connector.body_limit or settings.max_body_bytes)
+        body = await read_limited(request, limit)
+        url = signed_url(settings.public_url, request)
+        refusal = connector.refusal(WebhookRequest(request.method, url, request.headers, body, tail))
+        translation = Translation() if refusal is not None else await _translate(connector, body)
+    except Refused as exc:
+        refusal, translation = str(exc), Translation()
     except (IngestError, BadRequest) as exc:
         counters.request(vendor, "bad_request")
         status = exc.status if isinstance(exc, IngestError) else 400
@@ -143,15 +160,28 @@ async def handle(runtime: Runtime, connector: Connector, request: Any) -> Any:
         counters.request(vendor, "unavailable")
         log.warning("%s webhook answered 503: %s", vendor, exc)
         return json_reply(503, {"error": str(exc), "retry": "the vendor's retry will be counted once"})
-    events, dead = checked(vendor, translation, body)
+    if refusal is not None:
+        counters.request(vendor, "unauthorized")
+        return json_reply(401, {"error": refusal})
+    events, dead = checked(connector, translation, body)
     try:
         await asyncio.wait_for(send_all(runtime, events, dead), settings.broker_timeout)
     except Exception as exc:
         counters.request(vendor, "unavailable")
         return json_reply(503, {"error": f"broker did not acknowledge the events: {exc!r}"})
     counters.request(vendor, "unmappable" if dead else "accepted", len(dead))
+    for part in translation.unmappable:
+        counters.dead(vendor, part.module, part.cause)
+    for event in events:
+        if (fallback := translation.fallbacks.get(event["event_id"])) is not None:
+            counters.fallback(vendor, fallback)
     if dead:
-        log.warning("%s webhook: %d part(s) unmappable, sent to crm.deadletter", vendor, len(dead))
+        log.warning(
+            "%s webhook: %d part(s) unmappable, sent to crm.deadletter: %s",
+            vendor,
+            len(dead),
+            "; ".join(f"{e.module or '?'} {e.record or '?'}: {e.detail}" for e in translation.unmappable),
+        )
     content_type, reply = connector.reply(translation)
     return aioweb.Response(body=reply, status=200, content_type=content_type)
 
@@ -161,6 +191,7 @@ def install_webhooks(app: faust.App, runtime: Runtime) -> None:
     mapping = load_mapping(runtime.settings.connectors_file)
     connectors = build_connectors(runtime.settings, mapping)
     for connector in connectors:
+        runtime.exporter.webhooks.declare(connector.vendor, connector.modules.values(), connector.fallbacks)
         _register(app, runtime, connector)
     apis = [c.api for c in connectors if isinstance(c, HubSpotConnector)]
 
@@ -178,3 +209,10 @@ def _register(app: faust.App, runtime: Runtime, connector: Connector) -> None:
     class Webhook(View):
         async def post(self, request: Request) -> Any:
             return await handle(runtime, connector, request)
+
+    if isinstance(connector, SalesforceConnector):  # the one vendor whose secret is in its URL
+
+        @app.page(f"/webhooks/{connector.vendor}/{{secret}}")
+        class SecretWebhook(View):
+            async def post(self, request: Request, secret: str) -> Any:
+                return await handle(runtime, connector, request, secret)

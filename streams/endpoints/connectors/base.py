@@ -2,7 +2,9 @@
 
 A vendor payload maps to canonical events, to parts that cannot be mapped (they go to the
 dead-letter topic, so nothing disappears), and to parts that carry no fact SalesPulse
-counts (a deal's description changed): those are only counted.
+counts (a deal's description changed): those are only counted. The customer of a won deal
+is chosen here for every connector by one rule (:func:`customer_of`), so a deal's re-sends
+always name the same customer and land on the same partition.
 """
 
 from __future__ import annotations
@@ -18,14 +20,52 @@ import orjson
 
 from salespulse.streams.endpoints.connectors.ids import derive_event_id
 
+#: Why a record went to the dead letters: the ``reason`` label of
+#: ``salespulse_connector_records_dead_total`` and the ``salespulse.cause`` header.
+UNREADABLE = "unreadable"  # a field is missing or not in the vendor's documented format
+UNKNOWN_OBJECT = "unknown_object"  # an object or notification type that maps to no event
+CONTRACT = "contract"  # the mapped event breaks the event contract (an amount over its limit)
+CAUSES = (UNREADABLE, UNKNOWN_OBJECT, CONTRACT)
+
+#: How a won deal's customer was found when the deal names no organisation: the
+#: ``reason`` label of ``salespulse_connector_fallbacks_total``, in the chain's order.
+CONTACT_ORGANISATION = "contact_organisation"
+CONTACT = "contact"
+DEAL = "deal"
+FALLBACKS = (CONTACT_ORGANISATION, CONTACT, DEAL)
+
+#: A module label for a record whose kind is not one a connector declares (label values
+#: stay bounded whatever a vendor sends).
+OTHER_MODULE = "other"
+
 
 class Unmappable(Exception):
-    """A part of an authenticated payload that cannot become an event, and why."""
+    """A part of an authenticated payload that cannot become an event, and why.
 
-    def __init__(self, detail: str, payload: object = None) -> None:
+    ``module`` and ``record`` say which vendor object it was (its kind and id), when known.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        payload: object = None,
+        *,
+        cause: str = UNREADABLE,
+        module: str = "",
+        record: str = "",
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.payload = payload
+        self.cause = cause
+        self.module = module
+        self.record = record
+
+    def about(self, module: object, record: object) -> Unmappable:
+        """Name the vendor object this part was, unless a more precise name is known already."""
+        self.module = self.module or (optional_text(module) or "")
+        self.record = self.record or (optional_text(record) or "")
+        return self
 
     def value(self, raw: bytes) -> bytes:
         """The bytes to dead-letter: the part that failed when known, else the whole body."""
@@ -38,16 +78,24 @@ class Unmappable(Exception):
 
 @dataclass
 class Translation:
-    """A payload's events, its unmappable parts, and how many parts carried nothing to count."""
+    """A payload's events, its unmappable parts, how many parts carried nothing to count, and
+    the customer fallback each event took (by event id)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     unmappable: list[Unmappable] = field(default_factory=list)
     ignored: int = 0
+    fallbacks: dict[str, str] = field(default_factory=dict)
 
     def extend(self, other: Translation) -> None:
         self.events += other.events
         self.unmappable += other.unmappable
         self.ignored += other.ignored
+        self.fallbacks.update(other.fallbacks)
+
+    def add(self, event: dict[str, Any], fallback: str | None = None) -> None:
+        self.events.append(event)
+        if fallback is not None:
+            self.fallbacks[event["event_id"]] = fallback
 
 
 class BadRequest(ValueError):
@@ -56,6 +104,37 @@ class BadRequest(ValueError):
 
 class VendorUnavailable(Exception):
     """The vendor's API could not be read: answer 5xx so that the vendor retries later."""
+
+
+class Refused(Exception):
+    """A body that turns out not to come from the vendor once parsed (answered 401, nothing
+    written): Salesforce's second check, its organisation id, is inside the envelope."""
+
+
+def deal_customer(deal_id: str) -> str:
+    """The customer id of a deal that names neither an organisation nor a contact: the deal
+    stands for a customer of its own, so the win still counts for every customer KPI."""
+    return f"deal:{deal_id}"
+
+
+def customer_of(
+    deal_id: str, organisation: object, contact_organisation: object = None, contact: object = None
+) -> tuple[str, str | None]:
+    """A won deal's customer and the fallback taken (None for its own organisation).
+
+    The organisation; else its contact's organisation; else the contact; else the deal
+    itself (:func:`deal_customer`). Each argument is what the record says, so the same
+    record always gives the same customer, and a deal's re-sends one partition.
+    """
+    for value, fallback in (
+        (organisation, None),
+        (contact_organisation, CONTACT_ORGANISATION),
+        (contact, CONTACT),
+    ):
+        text = optional_text(value)
+        if text is not None:
+            return text, fallback
+    return deal_customer(deal_id), DEAL
 
 
 def same_secret(given: str | bytes, expected: str | bytes) -> bool:
@@ -76,6 +155,25 @@ def make_event(
         "source": source,
         "data": {k: v for k, v in data.items() if v is not None},
     }
+
+
+def dead_letter_headers(
+    vendor: str, source: str, module: str, record: str, cause: str, detail: str
+) -> list[tuple[str, bytes]]:
+    """The headers of a connector's dead letter: why, whose, which object; never a secret.
+
+    ``salespulse.reason`` is ``unmappable`` as for every connector record; ``salespulse.cause``
+    says why (one of :data:`CAUSES`).
+    """
+    return [
+        ("salespulse.reason", b"unmappable"),
+        ("salespulse.detail", detail.encode()[:1024]),
+        ("salespulse.vendor", vendor.encode()),
+        ("salespulse.source", source.encode()),
+        ("salespulse.module", module.encode()[:200]),
+        ("salespulse.record", record.encode()[:200]),
+        ("salespulse.cause", cause.encode()),
+    ]
 
 
 def from_epoch(value: object, *, millis: bool, what: str) -> str:
@@ -146,18 +244,28 @@ def load_json(body: bytes) -> Any:
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """What a connector checks: the method and URL as the vendor called them, headers, raw body."""
+    """What a connector checks: the method and URL as the vendor called them, headers, raw body,
+    and the path segment after ``/webhooks/<vendor>/`` (empty without one)."""
 
     method: str
     url: str
     headers: Mapping[str, str]
     body: bytes
+    tail: str = ""
 
 
 class Connector(Protocol):
-    """One vendor's webhook: when it is enabled, how it authenticates, how it maps and answers."""
+    """One vendor's webhook: when it is enabled, how it authenticates, how it maps and answers.
+
+    ``modules`` names the vendor object each event type comes from (the ``module`` label of
+    dead records), ``fallbacks`` the customer fallbacks it can take, and ``body_limit`` a
+    body limit below the worker's, when the vendor's bodies are smaller by nature.
+    """
 
     vendor: str
+    modules: Mapping[str, str]
+    fallbacks: tuple[str, ...]
+    body_limit: int | None
 
     def missing(self) -> str | None:
         """The setting(s) to set before the endpoint is enabled, or None when it is."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from salespulse.streams.endpoints.connectors.base import (
+    UNKNOWN_OBJECT,
     Translation,
     Unmappable,
     WebhookRequest,
@@ -30,6 +32,7 @@ from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 SOURCE = "delighted"
 HEADER = "X-Delighted-Webhook-Signature"
 EVENTS = frozenset({"survey_response.created", "survey_response.updated"})
+MODULE = "survey_response"
 
 
 def signature(api_key: str, body: bytes) -> str:
@@ -45,16 +48,24 @@ def _place(properties: dict[str, Any], mapping: ConnectorMapping) -> str:
 def map_payload(payload: object, mapping: ConnectorMapping) -> Translation:
     """The events of one Delighted webhook body."""
     if not isinstance(payload, dict) or not isinstance(payload.get("event_data"), dict):
-        raise Unmappable("not a Delighted webhook: no event_data object")
+        raise Unmappable("not a Delighted webhook: no event_data object", cause=UNKNOWN_OBJECT)
     if payload.get("event_type") not in EVENTS:
         if str(payload.get("event_type", "")).startswith(("survey_response.", "unsubscribe.")):
             return Translation(ignored=1)
         raise Unmappable(
-            f"event_type {payload.get('event_type')!r} is not a Delighted event SalesPulse knows"
+            f"event_type {payload.get('event_type')!r} is not a Delighted event SalesPulse knows",
+            cause=UNKNOWN_OBJECT,
         )
     response = payload["event_data"]
     if response.get("survey_type", "nps") != "nps":
         return Translation(ignored=1)  # CSAT, CES, ...: not a 0-10 NPS answer
+    try:
+        return _answer(response, mapping)
+    except Unmappable as exc:
+        raise exc.about(MODULE, response.get("id")) from None
+
+
+def _answer(response: dict[str, Any], mapping: ConnectorMapping) -> Translation:
     response_id = required_text(response.get("id"), "event_data.id")
     updated = from_epoch(response.get("updated_at"), millis=False, what="event_data.updated_at")
     person = response.get("person")
@@ -83,6 +94,9 @@ class DelightedConnector:
     """``POST /webhooks/delighted``, enabled by ``SALESPULSE_DELIGHTED_API_KEY``."""
 
     vendor = SOURCE
+    modules: Mapping[str, str] = {"survey.answered": MODULE}
+    fallbacks: tuple[str, ...] = ()
+    body_limit: int | None = None
 
     def __init__(self, api_key: str, mapping: ConnectorMapping) -> None:
         self.api_key = api_key

@@ -15,13 +15,17 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from salespulse.streams.endpoints.connectors.base import (
+    FALLBACKS,
+    UNKNOWN_OBJECT,
     Translation,
     Unmappable,
     WebhookRequest,
+    customer_of,
     from_epoch,
     json_ack,
     load_json,
@@ -53,6 +57,8 @@ PLACE_PROPERTIES = ["country", "state", "city"]
 #: HubSpot's own objects (generic webhooks name them by type id): contacts and deals map.
 OBJECT_TYPES = {"0-1": "contact", "0-3": "deal"}
 KNOWN_OBJECTS = {"contact", "deal"}
+#: The HubSpot object each event comes from.
+MODULES = {"lead.created": "contact", "opportunity.created": "deal", "deal.won": "deal", "deal.lost": "deal"}
 #: Characters HubSpot decodes in the URI before signing it (its v3 signature docs).
 _DECODED = {
     "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
@@ -82,13 +88,17 @@ class Change:
 def classify(event: object) -> Change | None:
     """The fact an event may carry; None for a known object's change that carries none."""
     if not isinstance(event, dict):
-        raise Unmappable("a delivery item is not an object", event)
+        raise Unmappable("a delivery item is not an object", event, cause=UNKNOWN_OBJECT)
     subscription = str(event.get("subscriptionType", ""))
     obj, _, action = subscription.partition(".")
     if obj == "object":
         obj = OBJECT_TYPES.get(str(event.get("objectTypeId")), f"object type {event.get('objectTypeId')!r}")
     if obj not in KNOWN_OBJECTS:
-        raise Unmappable(f"{subscription or 'no subscriptionType'}: {obj} does not map to an event", event)
+        raise Unmappable(
+            f"{subscription or 'no subscriptionType'}: {obj} does not map to an event",
+            event,
+            cause=UNKNOWN_OBJECT,
+        ).about(obj, event.get("objectId"))
     stage_change = action == "propertyChange" and event.get("propertyName") == "dealstage"
     if action == "creation":
         what = "lead" if obj == "contact" else "opportunity"
@@ -106,13 +116,16 @@ def classify(event: object) -> Change | None:
             raw=event,
         )
     except Unmappable as exc:
-        raise Unmappable(exc.detail, event) from None
+        raise Unmappable(exc.detail, event).about(obj, event.get("objectId")) from None
 
 
 class HubSpotConnector:
     """``POST /webhooks/hubspot``, enabled by ``SALESPULSE_HUBSPOT_CLIENT_SECRET`` and ``_TOKEN``."""
 
     vendor = SOURCE
+    modules: Mapping[str, str] = MODULES
+    fallbacks: tuple[str, ...] = FALLBACKS
+    body_limit: int | None = None
 
     def __init__(
         self, client_secret: str, token: str, public_url: str, api: HubSpotApi, mapping: ConnectorMapping
@@ -163,7 +176,9 @@ class HubSpotConnector:
                 known, outcome = await self.api.outcome(change.stage)
                 if not known:
                     out.unmappable.append(
-                        Unmappable(f"deal stage {change.stage!r} is in no deal pipeline", event)
+                        Unmappable(f"deal stage {change.stage!r} is in no deal pipeline", event).about(
+                            "deal", change.object_id
+                        )
                     )
                 elif outcome is None:
                     out.ignored += 1  # moved to an open stage
@@ -183,16 +198,19 @@ class HubSpotConnector:
             "contacts", [c.object_id for c in changes if c.what == "lead"], CONTACT_PROPERTIES
         )
         named = self.mapping.customer_field(SOURCE)
-        deals = await self.api.read("deals", deal_ids, [*DEAL_PROPERTIES, *([named] if named else [])])
-        companies = await self.api.first_associated("deals", "companies", deal_ids)
+        kind = self.mapping.kind_field(SOURCE)
+        deals = await self.api.read("deals", deal_ids, [*DEAL_PROPERTIES, *(f for f in (named, kind) if f)])
+        companies = await self.api.associated("deals", "companies", deal_ids)
         places = await self.api.read("companies", companies.values(), PLACE_PROPERTIES)
+        # The customer chain past the deal's company: its contact's company, else its contact.
         without_company = [i for i in won_ids if i not in companies]
-        deal_contacts = await self.api.first_associated("deals", "contacts", without_company)
+        deal_contacts = await self.api.associated("deals", "contacts", without_company)
+        contact_companies = await self.api.associated("contacts", "companies", deal_contacts.values())
         out = Translation()
         for change in changes:
             try:
                 if change.what == "lead":
-                    out.events.append(self._lead(change, contacts))
+                    out.add(self._lead(change, contacts))
                     continue
                 deal = deals.get(change.object_id)
                 if deal is None:
@@ -202,11 +220,17 @@ class HubSpotConnector:
                 region = self.mapping.region(
                     city=place.get("city"), state=place.get("state"), country=place.get("country")
                 )
-                customer = companies.get(change.object_id) or deal_contacts.get(change.object_id)
-                out.events.append(self._deal(change, deal, region, customer))
+                contact = deal_contacts.get(change.object_id)
+                organisation = deal.get(named) if named else company
+                customer = customer_of(
+                    change.object_id, organisation, contact_companies.get(contact or ""), contact
+                )
+                out.add(*self._deal(change, deal, region, customer))
             except Unmappable as exc:
                 exc.payload = change.raw
-                out.unmappable.append(exc)
+                out.unmappable.append(
+                    exc.about("contact" if change.what == "lead" else "deal", change.object_id)
+                )
         return out
 
     def _lead(self, change: Change, contacts: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -226,8 +250,9 @@ class HubSpotConnector:
         return make_event(SOURCE, change.portal, change.object_id, "lead.created", change.occurred_at, data)
 
     def _deal(
-        self, change: Change, deal: dict[str, Any], region: str, customer: str | None
-    ) -> dict[str, Any]:
+        self, change: Change, deal: dict[str, Any], region: str, customer: tuple[str, str | None]
+    ) -> tuple[dict[str, Any], str | None]:
+        """The deal's event, and the customer fallback it took (only a win names a customer)."""
         deal_id = change.object_id
         rep = self.mapping.rep(deal.get("hubspot_owner_id"))
         currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency
@@ -235,7 +260,10 @@ class HubSpotConnector:
             amount = money(deal["amount"], "amount") if deal.get("amount") not in (None, "") else 0.0
             data: dict[str, Any] = {"opportunity_id": deal_id, "rep_id": rep, "region": region}
             data.update(amount=amount, currency=currency)
-            return make_event(SOURCE, change.portal, deal_id, "opportunity.created", change.occurred_at, data)
+            event = make_event(
+                SOURCE, change.portal, deal_id, "opportunity.created", change.occurred_at, data
+            )
+            return event, None
         if change.what == "lost":
             data = {
                 "deal_id": deal_id,
@@ -243,22 +271,19 @@ class HubSpotConnector:
                 "region": region,
                 "reason": optional_text(deal.get("closed_lost_reason")),
             }
-            return make_event(SOURCE, change.portal, deal_id, "deal.lost", change.occurred_at, data)
-        named = self.mapping.customer_field(SOURCE)
+            return make_event(SOURCE, change.portal, deal_id, "deal.lost", change.occurred_at, data), None
+        customer_id, fallback = customer
         data = {
             "deal_id": deal_id,
-            "customer_id": required_text(
-                deal.get(named) if named else customer,
-                f"the deal's {named or 'company or contact'} (the customer)",
-            ),
+            "customer_id": customer_id,
             "rep_id": rep,
             "region": region,
             "product": self.mapping.product,
-            "kind": self.mapping.kind(deal.get("dealtype")),
+            "kind": self.mapping.kind(deal.get(self.mapping.kind_field(SOURCE))),
             "amount": money(deal.get("amount"), "amount (a won deal's amount)"),
             "currency": currency,
         }
-        return make_event(SOURCE, change.portal, deal_id, "deal.won", change.occurred_at, data)
+        return make_event(SOURCE, change.portal, deal_id, "deal.won", change.occurred_at, data), fallback
 
     def reply(self, translation: Translation) -> tuple[str, bytes]:
         return json_ack(translation)

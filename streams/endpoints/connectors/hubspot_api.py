@@ -35,6 +35,13 @@ def stage_outcome(metadata: dict[str, Any]) -> Outcome:
     return "won" if probability >= 1.0 else "lost" if probability == 0.0 else None
 
 
+def association_precedence(target: dict[str, Any]) -> tuple[bool, int, str]:
+    """Primary associations first, then ascending numeric object ids."""
+    labels = {str(t.get("label") or "").casefold() for t in target.get("associationTypes") or ()}
+    object_id = str(target.get("toObjectId"))
+    return ("primary" not in labels, int(object_id) if object_id.isdigit() else 0, object_id)
+
+
 class HubSpotApi:
     """Reads objects, associations and deal pipelines from ``SALESPULSE_HUBSPOT_API``."""
 
@@ -80,8 +87,10 @@ class HubSpotApi:
         )
         return {str(r["id"]): dict(r.get("properties") or {}) for r in answer.get("results", [])}
 
-    async def first_associated(self, from_type: str, to_type: str, ids: Iterable[str]) -> dict[str, str]:
-        """Each object's first associated ``to_type`` object, by id (v4 associations batch read)."""
+    async def associated(self, from_type: str, to_type: str, ids: Iterable[str]) -> dict[str, str]:
+        """Each object's associated ``to_type`` object, by id (v4 associations batch read): the
+        one labelled primary, else the lowest id, so the same associations give the same answer
+        whatever order HubSpot lists them in."""
         inputs = [{"id": i} for i in dict.fromkeys(ids)]
         if not inputs:
             return {}
@@ -92,7 +101,7 @@ class HubSpotApi:
         for result in answer.get("results", []):
             targets = result.get("to") or []
             if targets:
-                found[str(result["from"]["id"])] = str(targets[0]["toObjectId"])
+                found[str(result["from"]["id"])] = str(min(targets, key=association_precedence)["toObjectId"])
         return found
 
     async def outcome(self, stage_id: str) -> tuple[bool, Outcome]:

@@ -73,14 +73,33 @@ BUILT_IN_CUSTOMER_FIELDS: Mapping[str, str] = {
     "vtiger": "related_to",
 }
 
-#: Every vendor a connector exists for; ``customer_fields`` may name only these.
+#: The field that holds a deal's type, per vendor, when the file does not name another.
+#: Pipedrive has no stock one: its teams keep the kind in a custom field of their own.
+BUILT_IN_KIND_FIELDS: Mapping[str, str] = {
+    "hubspot": "dealtype",
+    "salesforce": "Type",
+    "vtiger": "opportunity_type",
+}
+
+#: Every vendor a connector exists for; ``customer_fields`` and ``kind_fields`` may name only these.
 VENDORS = ("hubspot", "salesforce", "pipedrive", "delighted", "typeform", "vtiger")
 
 VTIGER_WON = ("Closed Won",)
 VTIGER_LOST = ("Closed Lost",)
 
 _SECTIONS = frozenset(
-    {"reps", "regions", "sources", "kinds", "currency", "product", "teams", "customer_fields", "vtiger"}
+    {
+        "reps",
+        "regions",
+        "sources",
+        "kinds",
+        "currency",
+        "product",
+        "teams",
+        "customer_fields",
+        "kind_fields",
+        "vtiger",
+    }
 )
 _REGION_LEVELS = ("cities", "states", "countries")
 _VTIGER_KEYS = frozenset({"won", "lost"})
@@ -148,6 +167,7 @@ class ConnectorMapping:
     product: str = UNKNOWN_PRODUCT
     teams: Mapping[str, str] = field(default_factory=dict)
     customer_fields: Mapping[str, str] = field(default_factory=dict)
+    kind_fields: Mapping[str, str] = field(default_factory=dict)
     vtiger_won: tuple[str, ...] = VTIGER_WON
     vtiger_lost: tuple[str, ...] = VTIGER_LOST
 
@@ -179,6 +199,10 @@ class ConnectorMapping:
     def customer_field(self, vendor: str, default: str = "") -> str:
         """The vendor's field that holds the customer id."""
         return self.customer_fields.get(vendor) or BUILT_IN_CUSTOMER_FIELDS.get(vendor, default)
+
+    def kind_field(self, vendor: str) -> str:
+        """The vendor's deal field that holds the deal's type ("" when there is none)."""
+        return self.kind_fields.get(vendor) or BUILT_IN_KIND_FIELDS.get(vendor, "")
 
     def vtiger_outcome(self, sales_stage: object) -> str | None:
         """``won`` or ``lost`` for a closing vtiger ``sales_stage``, None for an open one."""
@@ -225,6 +249,14 @@ class _Reader:
             out[_key(name) if fold else name] = label
         return out
 
+    def vendors(self, key: str, value: object) -> dict[str, str]:
+        """A map of vendor to one of its field names."""
+        table = self.table(key, value)
+        for vendor in table:
+            if vendor not in VENDORS:
+                raise self.fail(f"{key}.{vendor}", f"is not one of {', '.join(VENDORS)}")
+        return table
+
     def stages(self, key: str, value: object, default: tuple[str, ...]) -> tuple[str, ...]:
         if value is None:
             return default
@@ -257,10 +289,8 @@ def parse_mapping(doc: object, origin: str) -> ConnectorMapping:
     for name in vtiger:
         if name not in _VTIGER_KEYS:
             raise read.fail(f"vtiger.{name}", "is not one of lost, won")
-    customer_fields = read.table("customer_fields", doc.get("customer_fields"))
-    for vendor in customer_fields:
-        if vendor not in VENDORS:
-            raise read.fail(f"customer_fields.{vendor}", f"is not one of {', '.join(VENDORS)}")
+    customer_fields = read.vendors("customer_fields", doc.get("customer_fields"))
+    kind_fields = read.vendors("kind_fields", doc.get("kind_fields"))
     currency = read.text("currency", doc.get("currency", DEFAULT_CURRENCY))
     if not _currency_pattern().match(currency):
         raise read.fail("currency", f"{currency!r} is not a 3-letter uppercase ISO 4217 code")
@@ -276,6 +306,7 @@ def parse_mapping(doc: object, origin: str) -> ConnectorMapping:
         product=read.text("product", doc.get("product", UNKNOWN_PRODUCT)),
         teams=read.table("teams", doc.get("teams")),
         customer_fields=customer_fields,
+        kind_fields=kind_fields,
         vtiger_won=read.stages("vtiger.won", vtiger.get("won"), VTIGER_WON),
         vtiger_lost=read.stages("vtiger.lost", vtiger.get("lost"), VTIGER_LOST),
     )

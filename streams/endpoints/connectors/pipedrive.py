@@ -4,18 +4,25 @@ Pipedrive signs nothing; its webhooks carry the HTTP Basic user and password set
 webhook. A v2 body is ``{"data": ..., "previous": ..., "meta": {"action", "entity", ...}}``.
 A deal is won or lost when a ``change`` sets ``data.status`` to ``won`` or ``lost`` and
 ``previous`` holds the old ``status``: a later edit of a won deal (its title, a stage) does
-not count the win again, and a redelivery carries the same derived event id.
+not count the win again, and a redelivery carries the same derived event id. A deal's kind
+is in a field of the team's own (``kind_fields.pipedrive`` in the mapping file); v2 sends
+custom fields under ``data.custom_fields``, an option field as ``{"id": <option id>}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from salespulse.streams.endpoints.access import basic_credentials
 from salespulse.streams.endpoints.connectors.base import (
+    CONTACT,
+    DEAL,
+    UNKNOWN_OBJECT,
     Translation,
     Unmappable,
     WebhookRequest,
+    customer_of,
     json_ack,
     load_json,
     make_event,
@@ -28,20 +35,28 @@ from salespulse.streams.endpoints.connectors.base import (
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 
 SOURCE = "pipedrive"
+#: The Pipedrive object each event comes from.
+MODULES = {"lead.created": "lead", "opportunity.created": "deal", "deal.won": "deal", "deal.lost": "deal"}
 
 
-def _customer(deal: dict[str, Any], mapping: ConnectorMapping) -> str:
-    named = mapping.customer_field(SOURCE)
-    for name in (named, "person_id"):
-        value = optional_text(deal.get(name))
-        if value is not None:
-            return value
-    raise Unmappable(f"data.{named} and data.person_id are missing: the deal has no customer")
+def field_value(deal: dict[str, Any], name: str) -> str | None:
+    """A deal field as text: a custom field (v2 ``custom_fields``, or top level as in v1) or a
+    standard one; an option, user or person field by its id, any other field by its value."""
+    if not name:
+        return None
+    custom = deal.get("custom_fields")
+    value = custom.get(name) if isinstance(custom, dict) and name in custom else deal.get(name)
+    if isinstance(value, dict):
+        value = value.get("id", value.get("value"))
+    return optional_text(value)
 
 
 def _deal(
     action: str, payload: dict[str, Any], account: str, mapping: ConnectorMapping
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The deal's event (None for a change that counts nothing), and the customer fallback a
+    win took. The payload holds no person's organisation, but Pipedrive fills a deal's from
+    its person's when the deal is linked: the chain is the organisation, the person, the deal."""
     deal = payload.get("data")
     if not isinstance(deal, dict):
         raise Unmappable("data is not a deal object")
@@ -59,36 +74,37 @@ def _deal(
             "currency": currency,
         }
         when = vendor_time(deal.get("add_time"), "data.add_time")
-        return make_event(SOURCE, account, deal_id, "opportunity.created", when, data)
+        return make_event(SOURCE, account, deal_id, "opportunity.created", when, data), None
     previous = payload.get("previous")
     status = deal.get("status")
     if action != "change" or status not in {"won", "lost"}:
-        return None
+        return None, None
     if not isinstance(previous, dict) or "status" not in previous or previous["status"] == status:
-        return None  # an edit of a deal already closed: the close was counted when it happened
+        return None, None  # an edit of a deal already closed: the close was counted when it happened
     if status == "won":
+        customer, fallback = customer_of(
+            deal_id, field_value(deal, mapping.customer_field(SOURCE)), None, field_value(deal, "person_id")
+        )
         data = {
             "deal_id": deal_id,
-            "customer_id": _customer(deal, mapping),
+            "customer_id": customer,
             "rep_id": rep,
             "region": region,
             "product": mapping.product,
-            "kind": mapping.kind(None),
+            "kind": mapping.kind(field_value(deal, mapping.kind_field(SOURCE))),
             "amount": money(deal.get("value"), "data.value (a won deal's amount)"),
             "currency": currency,
         }
-        return make_event(
-            SOURCE, account, deal_id, "deal.won", vendor_time(deal.get("won_time"), "data.won_time"), data
-        )
+        when = vendor_time(deal.get("won_time"), "data.won_time")
+        return make_event(SOURCE, account, deal_id, "deal.won", when, data), fallback
     data = {
         "deal_id": deal_id,
         "rep_id": rep,
         "region": region,
         "reason": optional_text(deal.get("lost_reason")),
     }
-    return make_event(
-        SOURCE, account, deal_id, "deal.lost", vendor_time(deal.get("lost_time"), "data.lost_time"), data
-    )
+    when = vendor_time(deal.get("lost_time"), "data.lost_time")
+    return make_event(SOURCE, account, deal_id, "deal.lost", when, data), None
 
 
 def _lead(payload: dict[str, Any], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
@@ -110,27 +126,44 @@ def _lead(payload: dict[str, Any], account: str, mapping: ConnectorMapping) -> d
 def map_payload(payload: object, mapping: ConnectorMapping) -> Translation:
     """The events of one Pipedrive v2 webhook body."""
     if not isinstance(payload, dict) or not isinstance(payload.get("meta"), dict):
-        raise Unmappable("not a Pipedrive webhook: no meta object")
+        raise Unmappable("not a Pipedrive webhook: no meta object", cause=UNKNOWN_OBJECT)
     meta = payload["meta"]
-    if str(meta.get("version", "")) != "2.0":
-        raise Unmappable(f"webhooks v{meta.get('version') or meta.get('v') or '?'}: only v2.0 is supported")
     action, entity = meta.get("action"), meta.get("entity")
-    account = optional_text(meta.get("company_id")) or ""
-    if entity == "deal":
-        event = _deal(str(action), payload, account, mapping)
-    elif entity == "lead" and action == "create":
-        event = _lead(payload, account, mapping)
-    elif entity in {"deal", "lead", "person", "organization", "activity", "note", "product", "user"}:
-        event = None  # a known object whose change SalesPulse does not count
+    try:
+        if str(meta.get("version", "")) != "2.0":
+            raise Unmappable(
+                f"webhooks v{meta.get('version') or meta.get('v') or '?'}: only v2.0 is supported",
+                cause=UNKNOWN_OBJECT,
+            )
+        account = optional_text(meta.get("company_id")) or ""
+        fallback = None
+        if entity == "deal":
+            event, fallback = _deal(str(action), payload, account, mapping)
+        elif entity == "lead" and action == "create":
+            event = _lead(payload, account, mapping)
+        elif entity in {"deal", "lead", "person", "organization", "activity", "note", "product", "user"}:
+            event = None  # a known object whose change SalesPulse does not count
+        else:
+            raise Unmappable(
+                f"meta.entity {entity!r} is not a Pipedrive object SalesPulse knows", cause=UNKNOWN_OBJECT
+            )
+    except Unmappable as exc:
+        raise exc.about(entity, meta.get("entity_id")) from None
+    out = Translation()
+    if event is None:
+        out.ignored = 1
     else:
-        raise Unmappable(f"meta.entity {entity!r} is not a Pipedrive object SalesPulse knows")
-    return Translation(events=[event]) if event is not None else Translation(ignored=1)
+        out.add(event, fallback)
+    return out
 
 
 class PipedriveConnector:
     """``POST /webhooks/pipedrive``, enabled by ``SALESPULSE_PIPEDRIVE_USER`` and ``_PASSWORD``."""
 
     vendor = SOURCE
+    modules: Mapping[str, str] = MODULES
+    fallbacks: tuple[str, ...] = (CONTACT, DEAL)
+    body_limit: int | None = None
 
     def __init__(self, user: str, password: str, mapping: ConnectorMapping) -> None:
         self.user = user

@@ -1,15 +1,20 @@
 """Salesforce Outbound Messages: opportunities and leads, sent by a record-triggered Flow.
 
 An Outbound Message is a SOAP ``notifications`` envelope with up to 100 ``Notification``s.
-It carries no signature: the envelope's ``OrganizationId`` must be the configured org (its
-15- or 18-character form). Salesforce resends a message until it gets the SOAP
-``notificationsResponse`` with ``<Ack>true</Ack>``, so that answer is sent only after the
-broker has acknowledged every event; anything else makes Salesforce retry. The envelope is
-parsed with defusedxml: no DTDs, no entity expansion, no external references.
+It carries no signature and cannot carry a custom header, so SalesPulse's own secret
+(``SALESPULSE_SALESFORCE_SECRET``) is the last segment of the endpoint URL the message is
+configured with, compared in constant time before anything parses the body. The envelope's
+``OrganizationId`` (public: every Web-to-Lead form carries it) is a second check. Salesforce
+resends a message until it gets the SOAP ``notificationsResponse`` with ``<Ack>true</Ack>``,
+so that answer is sent only after the broker has acknowledged every event; anything else
+makes Salesforce retry. The envelope (at most 1 MiB) is parsed with defusedxml, off the
+event loop: no DTDs, no entity expansion, no external references.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -17,10 +22,15 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from salespulse.streams.endpoints.connectors.base import (
+    CONTACT,
+    DEAL,
+    UNKNOWN_OBJECT,
     BadRequest,
+    Refused,
     Translation,
     Unmappable,
     WebhookRequest,
+    customer_of,
     make_event,
     money,
     optional_text,
@@ -34,6 +44,15 @@ SOURCE = "salesforce"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+#: An Outbound Message holds at most 100 notifications of a few fields each: far below this.
+BODY_LIMIT = 1024 * 1024
+#: The Salesforce object each event comes from.
+MODULES = {
+    "lead.created": "Lead",
+    "opportunity.created": "Opportunity",
+    "deal.won": "Opportunity",
+    "deal.lost": "Opportunity",
+}
 
 ACK = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -76,34 +95,41 @@ def _fields(sobject: Element) -> dict[str, str]:
     return {_local(child.tag): (child.text or "").strip() for child in sobject}
 
 
-def _opportunity(fields: dict[str, str], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
+def _opportunity(
+    fields: dict[str, str], account: str, mapping: ConnectorMapping
+) -> tuple[dict[str, Any], str | None]:
+    """The opportunity's event, and the customer fallback a win took. The message carries no
+    contact's account: the chain is the account, else the primary contact, else the deal."""
     opp_id = required_text(fields.get("Id"), "Opportunity Id")
     rep = mapping.rep(fields.get("OwnerId"))
     region = mapping.region()
     currency = optional_text(fields.get("CurrencyIsoCode")) or mapping.currency
     closed = fields.get("IsClosed") == "true"
     if closed and fields.get("IsWon") == "true":
+        customer, fallback = customer_of(
+            opp_id, fields.get(mapping.customer_field(SOURCE)), None, fields.get("ContactId")
+        )
         data = {
             "deal_id": opp_id,
-            "customer_id": required_text(fields.get(mapping.customer_field(SOURCE)), "Opportunity AccountId"),
+            "customer_id": customer,
             "rep_id": rep,
             "region": region,
             "product": mapping.product,
-            "kind": mapping.kind(fields.get("Type")),
+            "kind": mapping.kind(fields.get(mapping.kind_field(SOURCE))),
             "amount": money(fields.get("Amount"), "Opportunity Amount (a won deal's amount)"),
             "currency": currency,
             "source": mapping.source(fields["LeadSource"]) if fields.get("LeadSource") else None,
         }
         when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
-        return make_event(SOURCE, account, opp_id, "deal.won", when, data)
+        return make_event(SOURCE, account, opp_id, "deal.won", when, data), fallback
     if closed:
         data = {"deal_id": opp_id, "rep_id": rep, "region": region}
         when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
-        return make_event(SOURCE, account, opp_id, "deal.lost", when, data)
+        return make_event(SOURCE, account, opp_id, "deal.lost", when, data), None
     amount = money(fields["Amount"], "Opportunity Amount") if fields.get("Amount") else 0.0
     data = {"opportunity_id": opp_id, "rep_id": rep, "region": region, "amount": amount, "currency": currency}
     when = vendor_time(fields.get("CreatedDate"), "Opportunity CreatedDate")
-    return make_event(SOURCE, account, opp_id, "opportunity.created", when, data)
+    return make_event(SOURCE, account, opp_id, "opportunity.created", when, data), None
 
 
 def _lead(fields: dict[str, str], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
@@ -134,23 +160,25 @@ def map_notifications(org: str, notifications: list[Element], mapping: Connector
     account = org[:15]
     for notification in notifications:
         sobject = notification.find(f"{{{OUTBOUND}}}sObject")
+        kind, fields = "", {}
         try:
             if sobject is None:
-                raise Unmappable("a Notification has no sObject")
+                raise Unmappable("a Notification has no sObject", cause=UNKNOWN_OBJECT)
             kind = _local(sobject.get(XSI_TYPE, "")).rpartition(":")[2]
             fields = _fields(sobject)
             if kind == "Opportunity":
-                out.events.append(_opportunity(fields, account, mapping))
+                out.add(*_opportunity(fields, account, mapping))
             elif kind == "Lead":
-                out.events.append(_lead(fields, account, mapping))
+                out.add(_lead(fields, account, mapping))
             else:
                 raise Unmappable(
-                    f"sObject type {kind or '(none)'!r}: only Opportunity and Lead map to events"
+                    f"sObject type {kind or '(none)'!r}: only Opportunity and Lead map to events",
+                    cause=UNKNOWN_OBJECT,
                 )
         except Unmappable as exc:
             if exc.payload is None:
                 exc.payload = _dead_letter_view(notification)
-            out.unmappable.append(exc)
+            out.unmappable.append(exc.about(kind, fields.get("Id")))
     return out
 
 
@@ -163,25 +191,46 @@ def _dead_letter_view(notification: Element) -> dict[str, Any]:
 
 
 class SalesforceConnector:
-    """``POST /webhooks/salesforce``, enabled by ``SALESPULSE_SALESFORCE_ORG_ID``."""
+    """``POST /webhooks/salesforce/<secret>``, enabled by ``SALESPULSE_SALESFORCE_SECRET`` and
+    ``SALESPULSE_SALESFORCE_ORG_ID``."""
 
     vendor = SOURCE
+    modules: Mapping[str, str] = MODULES
+    fallbacks: tuple[str, ...] = (CONTACT, DEAL)
+    body_limit: int | None = BODY_LIMIT
 
-    def __init__(self, org_id: str, mapping: ConnectorMapping) -> None:
+    def __init__(self, org_id: str, secret: str, mapping: ConnectorMapping) -> None:
         self.org_id = org_id.strip()
+        self.secret = secret
         self.mapping = mapping
 
     def missing(self) -> str | None:
-        return None if self.org_id else "SALESPULSE_SALESFORCE_ORG_ID"
+        unset = [
+            name
+            for name, value in (
+                ("SALESPULSE_SALESFORCE_SECRET", self.secret),
+                ("SALESPULSE_SALESFORCE_ORG_ID", self.org_id),
+            )
+            if not value
+        ]
+        return " and ".join(unset) or None
 
     def refusal(self, request: WebhookRequest) -> str | None:
-        org, _ = notifications_of(request.body)
-        if same_org(org, self.org_id):
+        # Before anything reads the body: a caller without the secret costs one comparison.
+        if same_secret(request.tail, self.secret):
             return None
-        return "the envelope's OrganizationId is not SALESPULSE_SALESFORCE_ORG_ID"
+        return (
+            "the URL's last segment is not SALESPULSE_SALESFORCE_SECRET: configure the Outbound "
+            "Message's endpoint URL as https://<worker>/webhooks/salesforce/<the secret>"
+        )
 
     async def translate(self, body: bytes) -> Translation:
+        return await asyncio.to_thread(self._translate, body)
+
+    def _translate(self, body: bytes) -> Translation:
         org, notifications = notifications_of(body)
+        if not same_org(org, self.org_id):
+            raise Refused("the envelope's OrganizationId is not SALESPULSE_SALESFORCE_ORG_ID")
         return map_notifications(org, notifications, self.mapping)
 
     def reply(self, translation: Translation) -> tuple[str, bytes]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from salespulse.streams.endpoints.connectors.base import (
+    UNKNOWN_OBJECT,
     Translation,
     Unmappable,
     WebhookRequest,
@@ -29,6 +31,7 @@ from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 
 SOURCE = "typeform"
 HEADER = "Typeform-Signature"
+MODULE = "form_response"
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -54,6 +57,9 @@ class TypeformConnector:
     """``POST /webhooks/typeform``, enabled by ``SALESPULSE_TYPEFORM_SECRET`` and ``_SCORE_FIELD``."""
 
     vendor = SOURCE
+    modules: Mapping[str, str] = {"survey.answered": MODULE}
+    fallbacks: tuple[str, ...] = ()
+    body_limit: int | None = None
 
     def __init__(
         self,
@@ -89,10 +95,18 @@ class TypeformConnector:
     def map_payload(self, payload: object) -> Translation:
         """The events of one Typeform webhook body."""
         if not isinstance(payload, dict) or not isinstance(payload.get("form_response"), dict):
-            raise Unmappable("not a Typeform webhook: no form_response object")
+            raise Unmappable("not a Typeform webhook: no form_response object", cause=UNKNOWN_OBJECT)
         if payload.get("event_type") != "form_response":
-            raise Unmappable(f"event_type {payload.get('event_type')!r} is not form_response")
+            raise Unmappable(
+                f"event_type {payload.get('event_type')!r} is not form_response", cause=UNKNOWN_OBJECT
+            )
         response = payload["form_response"]
+        try:
+            return self._answer(response)
+        except Unmappable as exc:
+            raise exc.about(MODULE, response.get("token")) from None
+
+    def _answer(self, response: dict[str, Any]) -> Translation:
         token = required_text(response.get("token"), "form_response.token")
         form = required_text(response.get("form_id"), "form_response.form_id")
         answer = _answer(response, self.score_field)
