@@ -25,7 +25,7 @@ from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, St
 from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port
-from tests.conftest import REPO, http, wait_until
+from tests.conftest import FIXED_CLOCK, REPO, http, wait_until
 from tests.vtiger_fake import FakeVtiger
 
 SINCE = "2026-10-01"
@@ -82,7 +82,8 @@ def populate(fake: FakeVtiger, seed: int = 16) -> None:
             closed if stage.startswith("Closed") else created,
             potentialname=f"Deal {i}",
             amount=f"{rng.randint(1, 90) * 100}.00000000",
-            related_to=contacts[i % 40] if i % 7 == 0 else accounts[i % 30],
+            related_to="" if i % 7 == 0 else accounts[i % 30],
+            contact_id=contacts[i % 40] if i % 7 == 0 else "",
             sales_stage=stage,
             opportunity_type=rng.choice(["New Business", "Existing Business", ""]),
             assigned_user_id=f"19x{rng.randint(1, 5)}",
@@ -165,6 +166,7 @@ def connector_env(broker: EmbeddedBroker, fake: FakeVtiger, **extra: str) -> dic
         "SALESPULSE_VTIGER_ACCESS_KEY": fake.access_key,
         "SALESPULSE_VTIGER_SINCE": SINCE,
         "SALESPULSE_CONNECTOR_PORT": str(free_port()),
+        "SALESPULSE_CLOCK": FIXED_CLOCK,  # the connector's clock too: what is planned, what is old
         **extra,
     }
 

@@ -6,7 +6,7 @@ records shaped as vtiger's webservice returns them (every value a string).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,6 +26,7 @@ from salespulse.streams.endpoints.connectors.vtiger.records import (
     Translator,
     UnexpectedRecord,
     crm_account,
+    repeated_hour_start,
 )
 from salespulse.streams.endpoints.connectors.vtiger.service import first_start
 from salespulse.streams.settings import Settings, SettingsError
@@ -127,7 +128,8 @@ def translator(zone: str = "UTC") -> Translator:
 
 
 def directory(fake: FakeVtiger) -> Directory:
-    return Directory(client(fake), Prefixes(accounts=PREFIXES["Accounts"], contacts=PREFIXES["Contacts"]))
+    prefixes = Prefixes(PREFIXES["Accounts"], PREFIXES["Contacts"], PREFIXES["Potentials"])
+    return Directory(client(fake), lambda: prefixes)
 
 
 def test_a_lead_becomes_lead_created_at_its_createdtime_in_vtigers_zone(fake: FakeVtiger) -> None:
@@ -175,29 +177,108 @@ def test_a_call_with_a_contact_counts_for_the_contacts_organisation(fake: FakeVt
         [],
         "not_call_or_meeting",
     )
-    assert translator().facts(EVENTS, {**row, "contact_id": ""}, {}, found) == ([], "no_account")
+    assert translator().facts(EVENTS, {**row, "contact_id": ""}, {}, found) == ([], "no_customer")
 
 
-def test_a_won_deal_remembered_as_won_gives_nothing_new_and_a_won_deal_without_organisation_is_refused(
-    fake: FakeVtiger,
-) -> None:
-    row = {
+def won_deal(**fields: str) -> dict[str, str]:
+    """A won Potentials row as vtiger 8.2.0 answers it: every value a string, "" for no reference,
+    the probability left as it was before the close."""
+    return {
         "id": "13x9",
         "createdtime": "2026-11-02 09:00:00",
         "modifiedtime": "2026-11-03 10:00:00",
+        "potentialname": "Deal",
         "sales_stage": "Closed Won",
+        "probability": "10.000",
         "amount": "1500.00000000",
         "related_to": "",
+        "contact_id": "",
+        "opportunity_type": "",
+        "leadsource": "",
         "assigned_user_id": "19x1",
+        **fields,
     }
+
+
+def test_a_won_deals_customer_follows_the_chain_and_is_the_same_every_time(fake: FakeVtiger) -> None:
+    org = fake.add("Accounts", "2026-11-01 08:00:00", bill_country="IR")
+    other = fake.add("Accounts", "2026-11-01 08:00:00")
+    employee = fake.add("Contacts", "2026-11-01 08:00:00", account_id=org)
+    shopper = fake.add("Contacts", "2026-11-01 08:00:00", account_id="")  # B2C: no organisation
+    cases = [
+        (won_deal(related_to=org, contact_id=""), org, None, "iran"),
+        (won_deal(related_to=other, contact_id=employee), other, None, "unknown"),
+        (won_deal(contact_id=employee), org, "contact_organisation", "iran"),
+        (won_deal(contact_id=shopper), shopper, "contact", "unknown"),
+        (won_deal(), "deal:13x9", "deal", "unknown"),
+    ]
+    for row, customer, fallback, region in cases:
+        for _ in range(2):  # the same record: the same answer
+            found = directory(fake)
+            found.load(Translator.references(POTENTIALS, row))
+            facts, skipped = translator().facts(POTENTIALS, row, {}, found)
+            won = facts[-1]
+            assert (won.type, won.event["data"]["customer_id"], won.fallback) == (
+                "deal.won",
+                customer,
+                fallback,
+            )
+            assert won.event["data"]["region"] == region and skipped is None
+
+
+def test_a_won_deal_remembered_as_won_gives_nothing_new_and_a_record_that_cannot_be_read_says_why(
+    fake: FakeVtiger,
+) -> None:
+    row = won_deal()
     known = {"opportunity.created": "2026-11-02T09:00:00Z", "deal.won": "2026-11-03T10:00:00Z"}
     assert translator().facts(POTENTIALS, row, known, directory(fake)) == ([], None)
-    with pytest.raises(UnexpectedRecord, match="13x9"):
-        translator().facts(POTENTIALS, row, {}, directory(fake))
-    with pytest.raises(UnexpectedRecord, match="amount"):
+    with pytest.raises(UnexpectedRecord, match="amount") as unreadable:
         translator().facts(
             POTENTIALS, {**row, "amount": "lots", "sales_stage": "Prospecting"}, {}, directory(fake)
         )
+    assert unreadable.value.cause == "unreadable"
+    rials = {**row, "amount": "25000000000000.00000000"}  # 2.5e13: over the contract's 1e12
+    with pytest.raises(UnexpectedRecord, match="13x9") as too_large:
+        translator().facts(POTENTIALS, rials, {}, directory(fake))
+    assert too_large.value.cause == "contract"
+    bogus = {**row, "sales_stage": "Bogus Stage"}  # vtiger accepts it on create: an open deal
+    assert [f.type for f in translator().facts(POTENTIALS, bogus, {}, directory(fake))[0]] == [
+        "opportunity.created"
+    ]
+
+
+def test_a_call_about_a_deal_counts_for_that_deals_customer(fake: FakeVtiger) -> None:
+    shopper = fake.add("Contacts", "2026-11-01 08:00:00")
+    deal = fake.add("Potentials", "2026-11-02 08:00:00", contact_id=shopper)
+    orphan = fake.add("Potentials", "2026-11-02 08:00:00")
+    for parent, customer, fallback in ((deal, shopper, "contact"), (orphan, f"deal:{orphan}", "deal")):
+        row = {
+            "id": "18x3",
+            "activitytype": "Meeting",
+            "date_start": "2026-11-20",
+            "time_start": "09:15:00",
+            "parent_id": parent,
+            "contact_id": "",
+            "createdtime": "2026-11-20 09:00:00",
+            "modifiedtime": "2026-11-20 09:00:01",
+        }
+        found = directory(fake)
+        found.load(Translator.references(EVENTS, row))
+        (fact,) = translator().facts(EVENTS, row, {}, found)[0]
+        assert (fact.event["data"]["customer_id"], fact.fallback) == (customer, fallback)
+
+
+def test_the_start_of_a_repeated_local_hour_is_found_and_other_hours_have_none() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    assert repeated_hour_start("2026-10-25 02:30:00", berlin) == "2026-10-25 02:00:00"
+    assert repeated_hour_start("2026-10-25 02:00:00", berlin) == "2026-10-25 02:00:00"
+    assert repeated_hour_start("2026-10-25 02:59:59", berlin) == "2026-10-25 02:00:00"
+    assert repeated_hour_start("2026-10-25 03:00:00", berlin) is None
+    assert repeated_hour_start("2026-10-25 01:59:59", berlin) is None
+    assert repeated_hour_start("2026-03-29 02:30:00", berlin) is None  # the spring gap repeats nothing
+    assert repeated_hour_start("2026-10-25 02:30:00", ZoneInfo("UTC")) is None
+    lord_howe = ZoneInfo("Australia/Lord_Howe")  # falls back by half an hour
+    assert repeated_hour_start("2026-04-05 01:45:00", lord_howe) == "2026-04-05 01:30:00"
 
 
 def test_event_ids_do_not_depend_on_the_scheme_or_a_trailing_slash_of_the_crm_url() -> None:
@@ -209,3 +290,32 @@ def test_event_ids_do_not_depend_on_the_scheme_or_a_trailing_slash_of_the_crm_ur
             "crm.example.com/vtiger",
         )
     } == {"crm.example.com/vtiger"}
+
+
+def test_the_fake_answers_as_vtiger_8_2_0_does_and_a_failing_logout_is_only_best_effort(
+    fake: FakeVtiger,
+) -> None:
+    crm = client(fake)
+    crm.login()
+    session = {"sessionName": str(crm._session)}
+    with pytest.raises(VtigerQueryFailed, match="MANDATORY_FIELDS_MISSING"):  # an HTTP 200 envelope
+        crm._call("POST", {"operation": "create", "elementType": "Leads", "element": "{}", **session})
+    element = '{"potentialname": "Big", "closingdate": "2026-12-01", "sales_stage": "Bogus Stage", '
+    element += '"assigned_user_id": "19x1", "amount": 12500.5}'
+    deal = crm._call(
+        "POST", {"operation": "create", "elementType": "Potentials", "element": element, **session}
+    )
+    assert all(isinstance(value, str) for value in deal.values())
+    assert (deal["amount"], deal["sales_stage"], deal["related_to"], deal["contact_id"]) == (
+        "12500.50000000",
+        "Bogus Stage",
+        "",
+        "",
+    )
+    created = datetime.strptime(deal["createdtime"], "%Y-%m-%d %H:%M:%S")
+    assert datetime.strptime(deal["modifiedtime"], "%Y-%m-%d %H:%M:%S") - created == timedelta(seconds=1)
+    fake.denied.add("Events")
+    with pytest.raises(VtigerAuthFailed, match="ACCESS_DENIED"):
+        crm.query("SELECT * FROM Events;")
+    crm.logout()  # vtiger answers HTTP 500: nothing to do about it, nothing raised
+    assert fake.logouts == 1 and crm._session is None

@@ -79,9 +79,15 @@ class EventProducer:
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot send to {self.brokers}: {exc}") from None
 
-    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Send bytes as they are (for tests of bad input and for replays)."""
-        self._pending.append(self._producer.send(topic, value, key=key))
+    def send_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send bytes as they are (tests of bad input, replays, dead letters, tombstones)."""
+        self._pending.append(self._producer.send(topic, value, key=key, headers=headers))
 
     def send_many(self, events: Iterable[dict[str, Any]]) -> int:
         """Validate every event first; send them only if all are valid."""

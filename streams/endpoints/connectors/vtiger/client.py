@@ -156,6 +156,23 @@ class VtigerClient:
         self._session = session
         log.info("logged in to vtiger at %s as %s", self.url, self.user)
 
+    def connect(self) -> None:
+        """Log in unless a session is open."""
+        if self._session is None:
+            self.login()
+
+    def logout(self) -> None:
+        """End the session, best effort: vtiger 8 under PHP 8 answers ``logout`` with HTTP 500,
+        and an unended session expires on its own."""
+        if self._session is None:
+            return
+        try:
+            self._call("POST", {"operation": "logout", "sessionName": self._session})
+        except VtigerError as exc:
+            log.debug("vtiger logout failed (best effort): %s", exc)
+        finally:
+            self._session = None
+
     def _session_call(self, params: dict[str, str]) -> Any:
         if self._session is None:
             self.login()

@@ -5,20 +5,24 @@ own registry, so nothing of a worker's or a library's global metrics leaks in an
 series are there from the first scrape. Prometheus' ``SalesPulseConnectorStalled`` alert
 reads ``salespulse_connector_last_success_timestamp_seconds``: a poll that finds nothing
 new is a success, so a quiet CRM never looks stalled, and each page done counts too, so a
-first start working through months of records is not a stall either. Until the first
-success the gauge holds the start time: a connector that never succeeds alerts after the
-same threshold as one that stopped succeeding.
+first start working through months of records is not a stall either, as long as no module
+is failing. Until the first success the gauge holds the start time: a connector that never
+succeeds alerts after the same threshold as one that stopped succeeding.
+``SalesPulseConnectorDeadLetters`` reads ``salespulse_connector_records_dead_total``, named
+and labelled as the worker's series for the webhook connectors.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from salespulse.streams.endpoints.connectors.base import CAUSES, FALLBACKS
 from salespulse.streams.endpoints.exposition import exposition
 
 OUTCOMES = ("success", "failure")
@@ -35,6 +39,7 @@ class ConnectorMetrics:
         event_types: Iterable[str],
         skips: Iterable[str],
         started: float,
+        modules: Iterable[str] = (),
     ) -> None:
         self.connector = connector
         self.registry = CollectorRegistry()
@@ -68,6 +73,23 @@ class ConnectorMetrics:
             ["connector", "reason"],
             registry=self.registry,
         )
+        self.dead_records = Counter(
+            "salespulse_connector_records_dead",
+            "Records sent to crm.deadletter because they cannot be mapped, by connector, module and reason.",
+            ["connector", "module", "reason"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "salespulse_connector_fallbacks",
+            "Won deals (and calls) whose customer is not their own organisation, by the fallback taken.",
+            ["connector", "reason"],
+            registry=self.registry,
+        )
+        for module in modules:
+            for cause in CAUSES:
+                self.dead_records.labels(connector, module, cause)
+        for fallback in FALLBACKS:
+            self.fallbacks.labels(connector, fallback)
         for outcome in OUTCOMES:
             self.polls.labels(connector, outcome)
         for reason in reasons:
@@ -82,19 +104,27 @@ class ConnectorMetrics:
         self.polls.labels(self.connector, "success").inc()
         self.last_success.labels(self.connector).set(at)
 
-    def progressed(self, at: float) -> None:
+    def progressed(self) -> None:
         """A page is done: the connector is working, even if its poll is not over yet."""
-        self.last_success.labels(self.connector).set(at)
+        self.last_success.labels(self.connector).set(time.time())
 
-    def failed(self, reason: str) -> None:
+    def failed(self, *reasons: str) -> None:
+        """A poll failed, whole or in some modules, for these reasons (one per failure)."""
         self.polls.labels(self.connector, "failure").inc()
-        self.errors.labels(self.connector, reason).inc()
+        for reason in reasons:
+            self.errors.labels(self.connector, reason).inc()
 
     def produced(self, event_type: str) -> None:
         self.events.labels(self.connector, event_type).inc()
 
     def skip(self, reason: str) -> None:
         self.skipped.labels(self.connector, reason).inc()
+
+    def dead(self, module: str, cause: str) -> None:
+        self.dead_records.labels(self.connector, module, cause).inc()
+
+    def fallback(self, reason: str) -> None:
+        self.fallbacks.labels(self.connector, reason).inc()
 
     def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
         """The ``/metrics`` answer in the format and encoding the request's headers ask for."""

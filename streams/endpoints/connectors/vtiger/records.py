@@ -4,16 +4,20 @@
 - a ``Potentials`` record: ``opportunity.created`` at its ``createdtime``, and ``deal.won``
   or ``deal.lost`` once its ``sales_stage`` is a closing stage of the mapping file, at the
   ``modifiedtime`` at which the connector first saw that stage (vtiger keeps no time of
-  the win);
+  the win, and leaves ``probability`` as it was);
 - an ``Events`` record (the webservice's module for calls and meetings; ``Calendar`` holds
-  tasks) of ``activitytype`` Call or Meeting that concerns an account: ``customer.activity``
+  tasks) of ``activitytype`` Call or Meeting that concerns a customer: ``customer.activity``
   at its start; other activity types are not customer activities.
 
-A fact already emitted for a record (the caller passes what it remembers) is not emitted
-again: a record seen again, or a deal edited after it was won, emits nothing new. Event ids
-come from the shared rule (:mod:`..ids`) over the CRM's normalised URL, the record id and
-the event type, so a fact sent twice carries one id. vtiger sends every value as a string
-and times as ``YYYY-MM-DD HH:MM:SS`` with no zone; the zone is a setting.
+A won deal's customer is its organisation (``related_to``), else its contact's
+(``contact_id``) organisation, else that contact, else the deal itself (the shared chain,
+:func:`..base.customer_of`); a call's is the same chain over ``parent_id`` (an
+organisation, or a deal standing for its customer) and ``contact_id``, without the last
+step. A fact already emitted for a record (the caller passes what it remembers) is not
+emitted again: a record seen again, or a deal edited after it was won, emits nothing new.
+Event ids come from the shared rule (:mod:`..ids`) over the CRM's normalised URL, the
+record id and the event type, so a fact sent twice carries one id. vtiger sends every
+value as a string and times as ``YYYY-MM-DD HH:MM:SS`` with no zone; the zone is a setting.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from salespulse.streams.endpoints.connectors.base import CONTRACT, UNREADABLE
 from salespulse.streams.endpoints.connectors.ids import derive_event_id
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.vtiger.directory import Directory
@@ -55,6 +60,7 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
         "sales_stage",
         "amount",
         "related_to",
+        "contact_id",
         "opportunity_type",
         "leadsource",
     ),
@@ -70,14 +76,25 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
     ),
 }
 CHANNELS: Mapping[str, str] = {"call": "call", "meeting": "meeting"}
+#: A deal's outcomes: remembered for ever, so a deal reopened and closed again counts once.
+OUTCOMES = frozenset({"deal.won", "deal.lost"})
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_SHAPE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 
 
 class UnexpectedRecord(ValueError):
-    """A record whose fields cannot be read as vtiger documents them; the message names which."""
+    """A record whose fields cannot be read as vtiger documents them; the message names which.
+
+    ``cause`` is why it goes to the dead letters: a field SalesPulse cannot read
+    (``unreadable``), or an event the contract refuses (``contract``, such as an amount above
+    its limit). A module whose ``describe`` lacks a field fails with ``reason``.
+    """
 
     reason = "unexpected_field"
+
+    def __init__(self, message: str, cause: str = UNREADABLE) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def crm_account(url: str) -> str:
@@ -108,14 +125,53 @@ def to_vtiger_time(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime(TIME_FORMAT)
 
 
+def utc_text(moment: datetime) -> str:
+    """An aware time as the RFC 3339 UTC text of ``occurred_at`` (these sort as times)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _offsets(local: datetime) -> tuple[timedelta, timedelta]:
+    """The zone's offsets at a local time, in its first and second pass (PEP 495's fold)."""
+    return local.replace(fold=0).utcoffset() or timedelta(0), local.replace(fold=1).utcoffset() or timedelta(
+        0
+    )
+
+
+def _repeated(local: datetime) -> bool:
+    """True for a local time the zone shows twice (a fall-back; in a spring gap the first
+    offset is the smaller one, and no time repeats)."""
+    first, second = _offsets(local)
+    return first > second
+
+
+def repeated_hour_start(value: str, zone: ZoneInfo) -> str | None:
+    """The start of the repeated local hour (or other span) ``value`` lies in, else None.
+
+    vtiger writes local times without an offset, so times written in the second pass of a
+    fall-back hour sort before those of its first pass: a cursor in that hour misses them.
+    """
+    local = datetime.strptime(checked_time(value), TIME_FORMAT).replace(tzinfo=zone)
+    if not _repeated(local):
+        return None
+    first, second = _offsets(local)
+    span = first - second
+    low, high = local - span, local  # the span starts after ``low`` and at or before ``local``
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        low, high = (low, middle) if _repeated(middle) else (middle, high)
+    return high.strftime(TIME_FORMAT)
+
+
 @dataclass(frozen=True)
 class Fact:
-    """One canonical event about one record, and what is remembered of it."""
+    """One canonical event about one record, what is remembered of it, and the customer
+    fallback it took (None when it names no customer, or its own organisation)."""
 
     record: str
     type: str
     occurred_at: str
     event: dict[str, Any]
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +184,9 @@ class Translator:
 
     @staticmethod
     def references(module: str, row: Mapping[str, Any]) -> tuple[object, ...]:
-        """The ids in ``row`` that point at an account or a contact."""
+        """The ids in ``row`` that may point at an organisation, a contact or a deal."""
         if module == POTENTIALS:
-            return (row.get("related_to"),)
+            return (row.get("related_to"), row.get("contact_id"))
         if module == EVENTS:
             return (row.get("parent_id"), row.get("contact_id"))
         return ()
@@ -148,19 +204,15 @@ class Translator:
             channel = CHANNELS.get(str(row.get("activitytype", "")).strip().casefold())
             if channel is None:
                 return [], "not_call_or_meeting"
-            customer = directory.customer(row.get("parent_id"), row.get("contact_id"))
-            if customer is None:
-                return [], "no_account"
+            found = directory.activity_customer(row.get("parent_id"), row.get("contact_id"))
+            if found is None:
+                return [], "no_customer"
+            customer, fallback = found
             start = f"{row.get('date_start')} {row.get('time_start')}"
-            facts = [
-                self._fact(
-                    record,
-                    "customer.activity",
-                    self._at(record, start),
-                    customer_id=customer,
-                    channel=channel,
-                )
-            ]
+            activity = self._fact(
+                record, "customer.activity", self._at(record, start), customer_id=customer, channel=channel
+            )
+            facts = [Fact(record, activity.type, activity.occurred_at, activity.event, fallback)]
         return [f for f in facts if f.type not in known], None
 
     def _lead(self, record: str, row: Mapping[str, Any]) -> Fact:
@@ -180,8 +232,8 @@ class Translator:
     def _potential(
         self, record: str, row: Mapping[str, Any], known: Mapping[str, str], directory: Directory
     ) -> list[Fact]:
-        customer = directory.customer(row.get("related_to"))
-        place = directory.place(customer)
+        customer, fallback = directory.deal_customer(record, row.get("related_to"), row.get("contact_id"))
+        place = directory.place(directory.organisation(customer))
         rep = self.mapping.rep(row.get("assigned_user_id"))
         region = self.mapping.region(
             city=place["bill_city"], state=place["bill_state"], country=place["bill_country"]
@@ -206,11 +258,6 @@ class Translator:
         at = self._time(record, row, "modifiedtime")
         if outcome == "lost":
             return [*facts, self._fact(record, "deal.lost", at, deal_id=record, rep_id=rep, region=region)]
-        if customer is None:
-            raise UnexpectedRecord(
-                f"Potentials {record}: won, but related_to {row.get('related_to')!r} is neither an "
-                "organisation nor a contact with one, so there is no customer to count"
-            )
         won = self._fact(
             record,
             "deal.won",
@@ -220,12 +267,12 @@ class Translator:
             rep_id=rep,
             region=region,
             product=self.mapping.product,
-            kind=self.mapping.kind(row.get("opportunity_type") or None),
+            kind=self.mapping.kind(row.get(self.mapping.kind_field(SOURCE)) or None),
             amount=amount,
             currency=currency,
             source=self.mapping.source(row.get("leadsource") or None),
         )
-        return [*facts, won]
+        return [*facts, Fact(record, won.type, won.occurred_at, won.event, fallback)]
 
     def _fact(self, record: str, event_type: str, occurred_at: str, **data: Any) -> Fact:
         event = {
@@ -239,7 +286,7 @@ class Translator:
             check_event(event)
         except Rejected as exc:
             raise UnexpectedRecord(
-                f"record {record}: its {event_type} is not a valid event: {exc.detail}"
+                f"record {record}: its {event_type} is not a valid event: {exc.detail}", CONTRACT
             ) from None
         return Fact(record, event_type, occurred_at, event)
 
@@ -251,7 +298,7 @@ class Translator:
             moment = vtiger_time(value, self.zone)
         except ValueError:
             raise UnexpectedRecord(f"record {record}: {name} {value!r} is not YYYY-MM-DD HH:MM:SS") from None
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_text(moment)
 
     @staticmethod
     def _amount(record: str, value: object) -> float:

@@ -1,10 +1,13 @@
 """``salespulse connect vtiger``: poll, produce, wait; on failure, say why and back off.
 
-Every failure (vtiger down, refused credentials, a refused query, a record whose fields
-are not what vtiger documents, the broker gone) is one clear log line naming the cause,
-one ``salespulse_connector_errors_total{reason}``, and a retry after a growing pause,
-never a crash loop. A retry starts from what the state topic holds, so a failure half way
-through a page repairs itself. ``--once`` polls once and exits non-zero on failure.
+Every failure (vtiger down, refused credentials, a refused query, a module without the
+fields vtiger documents, the broker gone) is one clear log line naming the cause and one
+``salespulse_connector_errors_total{reason}``, never a crash loop. A module that fails is
+tried again at the next poll while the others go on at their usual pace; only when every
+module failed (or the broker did) does the next try wait a growing pause. A broker failure
+starts again from what the state topic holds, so a failure half way through a page
+repairs itself. A record that cannot be mapped is no failure: it goes to the dead letters
+(see :mod:`.poller`). ``--once`` polls once and exits non-zero if anything failed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,8 +26,9 @@ from salespulse.agents.rolling import RETENTION_HOURS
 from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
 from salespulse.streams.endpoints.connectors.vtiger.client import VtigerClient, VtigerError
 from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics, serve
-from salespulse.streams.endpoints.connectors.vtiger.poller import VtigerPoller
+from salespulse.streams.endpoints.connectors.vtiger.poller import VtigerPoller, wall_clock
 from salespulse.streams.endpoints.connectors.vtiger.records import (
+    MODULES,
     SOURCE,
     Translator,
     UnexpectedRecord,
@@ -38,7 +43,7 @@ from salespulse.streams.settings import Settings
 log = logging.getLogger("salespulse.connect.vtiger")
 
 REASONS = ("unreachable", "auth", "query", "vtiger", "unexpected_field", "broker")
-SKIPS = ("not_call_or_meeting", "no_account")
+SKIPS = ("not_call_or_meeting", "no_customer", "past_retention", "deleted")
 EVENT_TYPES = ("lead.created", "opportunity.created", "deal.won", "deal.lost", "customer.activity")
 BACKOFF_FIRST = 2.0
 BACKOFF_MOST = 300.0
@@ -57,6 +62,22 @@ def first_start(settings: Settings, now: datetime | None = None) -> str:
     return to_vtiger_time(since, zone)
 
 
+def connector_clock(settings: Settings) -> Callable[[], datetime]:
+    """The wall clock, or the fixed time ``SALESPULSE_CLOCK`` names (tests and replays): what
+    holds a planned meeting and ages the memory."""
+    if settings.clock in {"wall", "stream"}:
+        return wall_clock
+    try:
+        fixed = datetime.fromisoformat(settings.clock)
+    except ValueError:
+        raise ConnectorConfigError(
+            f"SALESPULSE_CLOCK={settings.clock!r} is not wall, stream or an RFC 3339 time"
+        ) from None
+    if fixed.tzinfo is None:
+        raise ConnectorConfigError(f"SALESPULSE_CLOCK={settings.clock!r} names no zone")
+    return lambda: fixed
+
+
 def backoff(failures: int) -> float:
     """Seconds before the next try after ``failures`` failures in a row: 2, 4, 8, ... 300."""
     return float(min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** max(0, failures - 1)))
@@ -68,18 +89,18 @@ class Connection:
     def __init__(self, settings: Settings, translator: Translator, metrics: ConnectorMetrics) -> None:
         ensure_topics(settings, [*input_topics(settings), connector_state_topic(settings)])
         self.producer = EventProducer(settings)
+        self.client = VtigerClient(settings.vtiger_url, settings.vtiger_user, settings.vtiger_access_key)
         try:
-            client = VtigerClient(settings.vtiger_url, settings.vtiger_user, settings.vtiger_access_key)
+            clock = connector_clock(settings)
             store = StateStore(settings, self.producer, SOURCE, translator.account)
             self.poller = VtigerPoller(
-                client,
+                self.client,
                 translator,
                 self.producer,
                 store,
-                first_start(settings),
-                on_event=metrics.produced,
-                on_skip=metrics.skip,
-                on_page=lambda: metrics.progressed(time.time()),
+                first_start(settings, clock()),
+                metrics,
+                clock=clock,
             )
             self.poller.recover()
         except BaseException:
@@ -87,6 +108,7 @@ class Connection:
             raise
 
     def close(self) -> None:
+        self.client.logout()
         with contextlib.suppress(Exception):
             self.producer.close()
 
@@ -113,8 +135,9 @@ def _translator(settings: Settings) -> Translator:
 def run_vtiger(settings: Settings, *, once: bool, stop: threading.Event) -> int:
     """Poll until ``stop`` is set (or once); returns the exit status."""
     translator = _translator(settings)
+    connector_clock(settings)  # a clock it cannot read stops it here, not in the retry loop
     metrics = ConnectorMetrics(
-        SOURCE, reasons=REASONS, event_types=EVENT_TYPES, skips=SKIPS, started=time.time()
+        SOURCE, reasons=REASONS, event_types=EVENT_TYPES, skips=SKIPS, started=time.time(), modules=MODULES
     )
     server = None if once else serve(metrics, settings.web_host, settings.connector_port)
     if server is not None:
@@ -126,9 +149,9 @@ def run_vtiger(settings: Settings, *, once: bool, stop: threading.Event) -> int:
             try:
                 if connection is None:
                     connection = Connection(settings, translator, metrics)
-                produced = connection.poller.poll()
+                produced, failed = connection.poller.poll()
             except FAILURES as exc:
-                reason = exc.reason if isinstance(exc, VtigerError | UnexpectedRecord) else "broker"
+                reason = _reason(exc)
                 metrics.failed(reason)
                 failures += 1
                 if connection is not None:
@@ -140,15 +163,25 @@ def run_vtiger(settings: Settings, *, once: bool, stop: threading.Event) -> int:
                 log.error("vtiger poll failed (%s): %s; retrying in %.0fs", reason, exc, backoff(failures))
                 stop.wait(backoff(failures))
                 continue
-            metrics.succeeded(time.time())
-            failures = 0
+            for module, error in failed.items():
+                log.error("vtiger %s poll failed (%s): %s", module, _reason(error), error)
             log.info("polled vtiger at %s: %d new events", settings.vtiger_url, produced)
+            if failed:
+                metrics.failed(*(_reason(error) for error in failed.values()))
+            else:
+                metrics.succeeded(time.time())
             if once:
-                return 0
-            stop.wait(settings.vtiger_poll)
+                return 1 if failed else 0
+            failures = failures + 1 if len(failed) == len(MODULES) else 0
+            stop.wait(backoff(failures) if failures else settings.vtiger_poll)
         return 0
     finally:
         if connection is not None:
             connection.close()
         if server is not None:
             server.shutdown()
+
+
+def _reason(exc: BaseException) -> str:
+    """The ``reason`` label of a failure."""
+    return exc.reason if isinstance(exc, VtigerError | UnexpectedRecord) else "broker"
