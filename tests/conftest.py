@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.settings import Settings
@@ -194,3 +195,17 @@ def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.25) ->
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def records(bootstrap: str, topics: tuple[str, ...]) -> list[Any]:
+    """Every record on ``topics``, read from the start until a poll comes back empty."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=3000
+    )
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return list(consumer)
+    finally:
+        consumer.close()

@@ -14,18 +14,21 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from kafka import TopicPartition
 
-from salespulse.schemas.topics import INPUT_TOPICS
-from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, StateStore
+from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
+from salespulse.streams.endpoints.connectors.vtiger.records import crm_account
+from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, ConnectorState, StateStore
+from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port
-from tests.conftest import FIXED_CLOCK, REPO, http, wait_until
+from tests.conftest import FIXED_CLOCK, REPO, http, records, wait_until
 from tests.vtiger_fake import FakeVtiger
 
 SINCE = "2026-10-01"
@@ -136,9 +139,11 @@ def add_more(fake: FakeVtiger, round_: int) -> None:
 
 
 def held_by_crm(fake: FakeVtiger) -> dict[str, int]:
-    """What the CRM holds, counted from its records (the independent check)."""
-    potentials = fake.rows("Potentials")
-    events = fake.rows("Events")
+    """What the CRM holds, counted from its records (the independent check): every deal the
+    contract can carry (amounts up to 1e12), every call or meeting with an organisation, a
+    deal or a contact that has taken place by the tests' clock."""
+    potentials = [p for p in fake.rows("Potentials") if float(p["amount"] or 0) <= 1e12]
+    events = [e for e in fake.rows("Events") if f"{e['date_start']}T{e['time_start']}Z" <= FIXED_CLOCK]
     return {
         "lead.created": len(fake.rows("Leads")),
         "opportunity.created": len(potentials),
@@ -324,13 +329,13 @@ def _metrics() -> Any:
     return ConnectorMetrics("vtiger", reasons=(), event_types=(), skips=(), started=time.time())
 
 
-def stored_facts(settings: Settings, record: str) -> dict[str, str]:
-    from salespulse.streams.endpoints.connectors.vtiger.records import crm_account
-    from salespulse.streams.endpoints.producer import EventProducer
-
+def stored_state(settings: Settings) -> ConnectorState:
     with EventProducer(settings) as producer:
-        state = StateStore(settings, producer, "vtiger", crm_account(settings.vtiger_url)).load()
-    return state.facts[record]
+        return StateStore(settings, producer, "vtiger", crm_account(settings.vtiger_url)).load()
+
+
+def stored_facts(settings: Settings, record: str) -> dict[str, str]:
+    return stored_state(settings).facts[record]
 
 
 def test_a_deal_edited_after_it_was_won_does_not_count_again(
@@ -426,3 +431,216 @@ def test_a_wrong_access_key_is_a_clear_error_exits_non_zero_once_and_retries_oth
         running.send_signal(signal.SIGTERM)
         running.wait(30)
     assert produced(broker) == 0
+
+
+def connector_metric(env: dict[str, str], name: str, **labels: str) -> float:
+    """A sample of the running connector's /metrics (0 while it does not answer yet)."""
+    try:
+        _, body = http(f"http://127.0.0.1:{env['SALESPULSE_CONNECTOR_PORT']}/metrics")
+    except OSError:
+        return 0.0
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") and wanted <= set(line[len(name) + 1 : line.index("}")].split(",")):
+            total += float(line.split()[-1])
+    return total
+
+
+def polls(env: dict[str, str]) -> float:
+    return connector_metric(env, "salespulse_connector_polls_total")
+
+
+def test_a_b2c_crm_with_an_unreadable_deal_counts_every_fact_once_and_a_later_lead_within_two_polls(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger, tmp_path: Path
+) -> None:
+    """Won deals linked to an organisation, to a contact with one, to a contact without one and to
+    nothing, and a deal in rials over the contract's amount limit, entered before all of them: it
+    goes to the dead letters and stops nothing."""
+    org = fake.add("Accounts", _at(1, 0), bill_country="IR")
+    other_org = fake.add("Accounts", _at(1, 60), bill_country="DE")
+    employee = fake.add("Contacts", _at(1, 120), account_id=other_org)
+    shopper = fake.add("Contacts", _at(1, 180), account_id="")  # B2C: a contact with no organisation
+    rials = fake.add(
+        "Potentials",
+        _at(2, 0),
+        _at(2, 1),
+        amount="25000000000000",  # 2.5e13 rials
+        sales_stage="Closed Won",
+        probability="10",
+        contact_id=shopper,
+    )
+    for i in range(12):
+        fake.add("Leads", _at(3, 60 * i), leadsource="Web Site", country="IR")
+    won = {
+        "organisation": dict(related_to=org),
+        "contact with one": dict(contact_id=employee),
+        "contact without one": dict(contact_id=shopper),
+        "nothing": {},
+    }
+    deals = {
+        name: fake.add("Potentials", _at(4, 600 * i), amount="950000000", probability="60", **refs)
+        for i, (name, refs) in enumerate(won.items())
+    }
+    for i, deal in enumerate(deals.values()):  # closed later; vtiger leaves probability as it was
+        fake.edit(deal, _at(5, 600 * i), sales_stage="Closed Won")
+    lost = fake.add("Potentials", _at(4, 7200), contact_id=shopper, amount="120000000")
+    fake.edit(lost, _at(5, 7200), sales_stage="Closed Lost")
+    fake.add("Potentials", _at(4, 9000), sales_stage="Bogus Stage", related_to=org)  # accepted on create
+    activities = [
+        ("Call", org, ""),
+        ("Meeting", "", shopper),
+        ("Call", "", employee),
+        ("Meeting", deals["nothing"], ""),  # about a deal: that deal's customer
+        ("Site Visit", org, ""),  # not a customer activity
+        ("Call", "", ""),  # about nobody
+    ]
+    for i, (kind, parent, contact) in enumerate(activities):
+        start = _at(6, 3600 * i)
+        fake.add(
+            "Events",
+            start,
+            activitytype=kind,
+            date_start=start[:10],
+            time_start=start[11:],
+            parent_id=parent,
+            contact_id=contact,
+        )
+    planned = fake.add(  # next week, after the connector's clock: held, not produced
+        "Events",
+        _at(20, 0),
+        activitytype="Meeting",
+        date_start="2026-12-03",
+        time_start="10:00:00",
+        parent_id=org,
+    )
+    mapping = tmp_path / "connectors.yaml"
+    mapping.write_text("currency: IRR\n")
+    expected = held_by_crm(fake)
+    assert expected == {
+        "lead.created": 12,
+        "opportunity.created": 6,
+        "deal.won": 4,
+        "deal.lost": 1,
+        "customer.activity": 4,
+    }
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake, SALESPULSE_VTIGER_POLL="1", SALESPULSE_CONNECTORS=str(mapping))
+    running = start_connector(env)
+    try:
+        assert wait_counted(worker, expected) == expected
+        kpis = worker.kpis()
+        assert kpis["counters"]["duplicates"] == 0
+        customers = {org, other_org, shopper, f"deal:{deals['nothing']}"}
+        assert kpis["windows"]["30d"]["engagement"]["customers_known"] == len(customers)
+        assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["IRR"] == pytest.approx(4 * 950_000_000)
+        (letter,) = records(broker.bootstrap, (DEADLETTER,))
+        headers = dict(letter.headers)
+        assert (headers["salespulse.vendor"], headers["salespulse.module"]) == (b"vtiger", b"Potentials")
+        assert (headers["salespulse.record"], headers["salespulse.cause"]) == (rials.encode(), b"contract")
+        assert b"amount" in headers["salespulse.detail"] and orjson.loads(letter.value)["id"] == rials
+        assert (
+            connector_metric(
+                env, "salespulse_connector_records_dead_total", module="Potentials", reason="contract"
+            )
+            == 1
+        )
+        for reason, n in (
+            ("contact_organisation", 2),
+            ("contact", 2),
+            ("deal", 2),
+        ):  # a won deal and a call each
+            assert connector_metric(env, "salespulse_connector_fallbacks_total", reason=reason) == n, reason
+
+        before = polls(env)
+        fake.add("Leads", _at(25, 0), lastname="After")
+        wait_until(lambda: polls(env) >= before + 2, timeout=60)
+        assert connector_metric(env, "salespulse_connector_events_total", type="lead.created") == 13
+        fake.edit(rials, _at(25, 60), amount="2500000")  # fixed in vtiger: its modifiedtime moves
+        fixed = {**expected, "lead.created": 13, "opportunity.created": 7, "deal.won": 5}
+        assert wait_counted(worker, fixed) == fixed
+        assert len(records(broker.bootstrap, (DEADLETTER,))) == 1
+        assert stored_state(Settings.from_env(env)).held[planned] == {
+            "module": "Events",
+            "at": "2026-12-03T10:00:00Z",
+        }, "next week's meeting is held until it has taken place"
+    finally:
+        running.send_signal(signal.SIGTERM)
+        output = running.communicate(timeout=60)[0]
+    assert running.returncode == 0, output
+    assert fake.logouts >= 1, "the connector logs out when it stops; vtiger's HTTP 500 is no failure"
+
+
+def test_records_modified_in_the_repeated_fall_back_hour_of_berlin_are_all_counted_once(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    """On the last Sunday of October Berlin's clocks go from 03:00 CEST back to 02:00 CET, and
+    vtiger writes both passes of 02:xx alike: what was written in the second pass sorts before
+    the cursor the first pass left."""
+    env = connector_env(broker, fake, SALESPULSE_VTIGER_TIMEZONE="Europe/Berlin")
+    org = fake.add("Accounts", "2026-10-24 12:00:00")
+    worker = spawn_worker()
+    worker.wait_ready()
+    first_pass = ["2026-10-25 02:10:00", "2026-10-25 02:40:00"]  # CEST (UTC+2), in real order
+    second_pass = ["2026-10-25 02:05:00", "2026-10-25 02:30:00", "2026-10-25 02:58:00"]  # CET (UTC+1)
+    runs = [
+        lambda: (
+            [fake.add("Leads", t) for t in first_pass]
+            + [fake.add("Potentials", "2026-10-25 02:20:00", "2026-10-25 02:50:00", related_to=org)]
+            + [fake.add("Potentials", "2026-10-25 02:35:00", amount="25000000000000")]  # unmappable
+        ),
+        lambda: (
+            [fake.add("Leads", t) for t in second_pass[:2]]
+            + [fake.edit(fake.rows("Potentials")[0]["id"], "2026-10-25 02:15:00", sales_stage="Closed Won")]
+            + [
+                fake.add(
+                    "Events",
+                    "2026-10-25 02:25:00",
+                    date_start="2026-10-24",
+                    time_start="16:00:00",
+                    parent_id=org,
+                )
+            ]
+        ),
+        lambda: [fake.add("Leads", second_pass[2])],
+        lambda: [fake.add("Leads", "2026-10-25 03:10:00")],  # after the hour, in CET
+        lambda: [],  # and once more: nothing is sent twice
+    ]
+    for run in runs:
+        run()
+        result = connect_once(env)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    expected = {**held_by_crm(fake)}
+    assert expected == {
+        "lead.created": 6,
+        "opportunity.created": 1,
+        "deal.won": 1,
+        "deal.lost": 0,
+        "customer.activity": 1,
+    }
+    assert wait_counted(worker, expected) == expected
+    assert worker.kpis()["counters"]["duplicates"] == 0, "the hour was read again, but nothing sent again"
+    assert len(records(broker.bootstrap, (DEADLETTER,))) == 1, "nor the unmappable deal dead-lettered again"
+
+
+def test_a_module_vtiger_refuses_holds_back_no_other_and_is_read_once_allowed(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger
+) -> None:
+    populate(fake)
+    fake.denied.add("Events")  # the user may not read calls and meetings (ACCESS_DENIED)
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake)
+
+    refused = connect_once(env)
+
+    assert refused.returncode != 0 and "ACCESS_DENIED" in refused.stderr
+    expected = {**held_by_crm(fake), "customer.activity": 0}
+    assert wait_counted(worker, expected) == expected
+    fake.denied.clear()
+    assert connect_once(env).returncode == 0
+    expected = held_by_crm(fake)
+    assert wait_counted(worker, expected) == expected
+    assert worker.kpis()["counters"]["duplicates"] == 0

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from kafka import KafkaConsumer, TopicPartition
 
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.connectors.delighted import signature as delighted_signature
@@ -23,7 +22,7 @@ from salespulse.streams.endpoints.connectors.hubspot import signature_v3
 from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
 from salespulse.streams.tools.broker import free_port
 from tests import vendor_payloads as v
-from tests.conftest import http, wait_until
+from tests.conftest import http, records, wait_until
 
 PUBLIC = "https://sp.example.com"
 HS_SECRET = "hs-client-secret"
@@ -175,20 +174,6 @@ def hubspot_headers(body: bytes, at_ms: int | None = None, secret: str = HS_SECR
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def records(bootstrap: str, topics: tuple[str, ...]) -> list[Any]:
-    """Every record on ``topics``, read from the start until a poll comes back empty."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=[bootstrap], enable_auto_commit=False, consumer_timeout_ms=3000
-    )
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def test_bad_signatures_stale_timestamps_wrong_credentials_and_foreign_orgs_get_401_and_write_nothing(

@@ -219,6 +219,12 @@ class FakeVtiger:
             row.update({k: self._stored(k, v) for k, v in fields.items()})
             row["modifiedtime"] = modified
 
+    def delete(self, record_id: str) -> None:
+        """A record deleted in vtiger: queries no longer answer it."""
+        with self.lock:
+            for rows in self.records.values():
+                rows.pop(record_id, None)
+
     def rows(self, module: str) -> list[dict[str, str]]:
         with self.lock:
             return [dict(r) for r in self.records[module].values()]
