@@ -1084,12 +1084,17 @@ def pipeline_dashboard() -> model.Dashboard:
                             "sum by (connector) (rate(salespulse_connector_events_total[5m]))",
                             "{{connector}} events produced",
                         ),
+                        (
+                            "sum by (connector, reason) (rate(salespulse_connector_records_dead_total[5m]))",
+                            "{{connector}} records dead-lettered: {{reason}}",
+                        ),
                     ],
                     unit="cps",
                     w=16,
                     description="Polls by outcome, failed polls by cause (unreachable, auth, query, "
-                    "unexpected_field, broker) and events produced, per second over 5 minutes.",
-                    links=[runbook("SalesPulseConnectorStalled")],
+                    "unexpected_field, broker), events produced, and CRM records sent to the dead "
+                    "letters by the vtiger connector and the webhooks, per second over 5 minutes.",
+                    links=[runbook("SalesPulseConnectorStalled"), runbook("SalesPulseConnectorDeadLetters")],
                 ),
             ],
         ),

@@ -165,3 +165,9 @@ def test_event_ids_depend_on_the_fact_only() -> None:
         derive_event_id("hubspot", "6251", "51234", "deal.won"),  # parts are kept apart
     }
     assert one not in others and len(others) == 5
+
+
+def test_the_example_mapping_file_loads_and_names_the_pipedrive_kind_field() -> None:
+    mapping = load_mapping(Path(__file__).resolve().parents[1] / "config" / "connectors.example.yml")
+    assert mapping.kind_field("pipedrive") == "3e9bb7da4983ebebda9e19851cc6828af134e3c8"
+    assert mapping.kind("4581") == "renewal" and mapping.rep("19x5") == "r-05"

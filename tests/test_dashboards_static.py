@@ -70,6 +70,7 @@ EXPORTED = {
     "salespulse_connector_polls_total",
     "salespulse_connector_errors_total",
     "salespulse_connector_events_total",
+    "salespulse_connector_records_dead_total",
     "salespulse_connector_last_success_timestamp_seconds",
     "up",
 }
