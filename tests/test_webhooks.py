@@ -61,6 +61,10 @@ class FakeHubSpot:
             }
         }
         self.companies = {"301": {"country": "IR", "city": "Tehran"}}
+        #: (from, to) -> object id -> its associations, as HubSpot lists them (in no set order).
+        self.links: dict[tuple[str, str], dict[str, list[tuple[int, int, str | None]]]] = {
+            ("deals", "companies"): {"901": [(301, 5, "Primary")]}
+        }
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -95,14 +99,19 @@ class FakeHubSpot:
         return web.json_response({"status": "COMPLETE", "results": results})
 
     async def associations(self, request: web.Request) -> web.Response:
-        to = request.match_info["to"]
-        self.calls.append(f"associations {to}")
+        pair = (request.match_info["from"], request.match_info["to"])
+        self.calls.append(
+            f"associations {pair[1]}" if pair[0] == "deals" else f"associations {'/'.join(pair)}"
+        )
         body = await request.json()
-        links = {"companies": {"901": 301}}.get(to, {})
+        links = self.links.get(pair, {})
         results = [
             {
                 "from": {"id": i["id"]},
-                "to": [{"toObjectId": links[i["id"]], "associationTypes": [{"typeId": 5}]}],
+                "to": [
+                    {"toObjectId": target, "associationTypes": [{"typeId": type_id, "label": label}]}
+                    for target, type_id, label in links[i["id"]]
+                ],
             }
             for i in body["inputs"]
             if i["id"] in links
@@ -113,7 +122,7 @@ class FakeHubSpot:
         app = web.Application()
         app.router.add_get("/crm/v3/pipelines/deals", self.pipelines)
         app.router.add_post("/crm/v3/objects/{kind}/batch/read", self.batch_read)
-        app.router.add_post("/crm/v4/associations/deals/{to}/batch/read", self.associations)
+        app.router.add_post("/crm/v4/associations/{from}/{to}/batch/read", self.associations)
         self.runner = web.AppRunner(app)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
@@ -481,3 +490,46 @@ def test_each_vendors_unmappable_payload_goes_to_the_dead_letters_and_later_good
         assert f'{line}reason="{cause.decode()}"}} 1.0' in metrics, vendor
     assert 'salespulse_connector_fallbacks_total{connector="pipedrive",reason="contact"} 1.0' in metrics
     assert 'salespulse_connector_fallbacks_total{connector="pipedrive",reason="deal"} 0.0' in metrics
+
+
+def test_hubspot_won_deals_name_their_company_else_their_contacts_else_their_contact_else_themselves(
+    broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot
+) -> None:
+    won = {"amount": "1000", "deal_currency_code": "EUR", "hubspot_owner_id": "77", "dealtype": "newbusiness"}
+    hubspot_api.deals.update({deal: dict(won) for deal in ("902", "903", "904")})
+    hubspot_api.companies["302"] = {"country": "DE"}
+    hubspot_api.links[("deals", "contacts")] = {
+        "902": [(612, 3, None), (502, 3, None)],  # two contacts: the lowest id, whatever the order
+        "903": [(503, 3, None)],
+    }
+    hubspot_api.links[("contacts", "companies")] = {"502": [(399, 1, None), (302, 1, "Primary")]}
+    worker = spawn_worker("chain", **vendor_env(hubspot_api))
+    worker.wait_ready()
+    delivery = orjson.dumps(
+        [
+            v.hubspot_event(
+                "deal.propertyChange",
+                int(deal),
+                30 + i,
+                v.T0_MS,
+                propertyName="dealstage",
+                propertyValue="2003",
+            )
+            for i, deal in enumerate(("901", "902", "903", "904"))
+        ]
+    )
+    for _ in range(2):  # a redelivery names the same customers
+        status, answer = post(
+            f"http://{worker.address}/webhooks/hubspot", delivery, hubspot_headers(delivery)
+        )
+        assert status == 200, answer
+
+    customers = {}
+    for record in records(broker.bootstrap, ("crm.deals",)):
+        event = orjson.loads(record.value)
+        customers.setdefault(event["data"]["deal_id"], set()).add(event["data"]["customer_id"])
+        assert record.key == event["data"]["customer_id"].encode()
+    assert customers == {"901": {"301"}, "902": {"302"}, "903": {"503"}, "904": {"deal:904"}}
+    metrics = worker.metrics()
+    for reason in ("contact_organisation", "contact", "deal"):
+        assert f'salespulse_connector_fallbacks_total{{connector="hubspot",reason="{reason}"}} 2.0' in metrics

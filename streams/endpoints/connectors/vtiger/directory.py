@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from salespulse.streams.endpoints.connectors.base import CONTACT, CONTACT_ORGANISATION, customer_of
 from salespulse.streams.endpoints.connectors.vtiger.client import PAGE_SIZE, VtigerClient
@@ -27,6 +28,19 @@ from salespulse.streams.endpoints.connectors.vtiger.client import PAGE_SIZE, Vti
 RECORD_ID = re.compile(r"^[0-9]+x[0-9]+$")
 ACCOUNT_PLACE_FIELDS = ("bill_city", "bill_state", "bill_country")
 DEAL_REFERENCES = ("related_to", "contact_id")
+
+
+def rows_by_id(
+    client: VtigerClient, module: str, ids: Iterable[str], columns: str = "*"
+) -> list[dict[str, Any]]:
+    """The rows of ``module`` with these ids, one query per 100; an id that is not
+    ``<prefix>x<number>`` never reaches a query."""
+    wanted = [i for i in ids if RECORD_ID.match(i)]
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), PAGE_SIZE):
+        chunk = ", ".join(f"'{i}'" for i in wanted[start : start + PAGE_SIZE])
+        rows += client.query(f"SELECT {columns} FROM {module} WHERE id IN ({chunk});")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -80,12 +94,8 @@ class Directory:
     def _is(self, ref: object, module: str) -> bool:
         return bool(ref) and self.prefixes().module(ref) == module
 
-    def _rows(self, module: str, fields: tuple[str, ...], ids: list[str]) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = []
-        for start in range(0, len(ids), PAGE_SIZE):
-            chunk = ", ".join(f"'{i}'" for i in ids[start : start + PAGE_SIZE])
-            rows += self.client.query(f"SELECT id, {', '.join(fields)} FROM {module} WHERE id IN ({chunk});")
-        return rows
+    def _rows(self, module: str, fields: tuple[str, ...], ids: list[str]) -> list[dict[str, Any]]:
+        return rows_by_id(self.client, module, ids, f"id, {', '.join(fields)}")
 
     def _contact(self, *refs: object) -> str | None:
         return next((str(r) for r in refs if self._is(r, "Contacts")), None)

@@ -36,7 +36,7 @@ from salespulse.agents.rolling import RETENTION_HOURS
 from salespulse.schemas.topics import DEADLETTER
 from salespulse.streams.endpoints.connectors.base import dead_letter_headers
 from salespulse.streams.endpoints.connectors.vtiger.client import PAGE_SIZE, VtigerClient, VtigerError
-from salespulse.streams.endpoints.connectors.vtiger.directory import Directory, Prefixes
+from salespulse.streams.endpoints.connectors.vtiger.directory import Directory, Prefixes, rows_by_id
 from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics
 from salespulse.streams.endpoints.connectors.vtiger.records import (
     MODULES,
@@ -188,9 +188,7 @@ class VtigerPoller:
         produced = 0
         for start in range(0, len(due), PAGE_SIZE):
             chunk = due[start : start + PAGE_SIZE]
-            rows = self.client.query(
-                f"SELECT * FROM {module} WHERE id IN ({', '.join(repr(str(r)) for r in chunk)});"
-            )
+            rows = rows_by_id(self.client, module, chunk)
             found = {str(row.get("id")) for row in rows}
             gone: dict[str, dict[str, str] | None] = {r: None for r in chunk if r not in found}
             for _ in gone:
@@ -265,7 +263,7 @@ class VtigerPoller:
                 due.append(fact)
                 memory[fact.type] = fact.occurred_at
         if memory != known:
-            pending.facts[record] = memory
+            pending.facts[record] = memory or None
         if later:
             pending.held[record] = {"module": module, "at": min(later)}
         elif record in self.state.held:
