@@ -28,6 +28,7 @@ from salespulse.streams.endpoints.connectors.salesforce import (
 from salespulse.streams.endpoints.connectors.typeform import TypeformConnector
 from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
 from salespulse.streams.pipeline.codec import check_event
+from salespulse.streams.settings import Settings, SettingsError
 from tests import vendor_payloads as v
 
 DEFAULTS = ConnectorMapping()
@@ -375,3 +376,11 @@ def test_an_unmappable_part_names_its_module_record_and_cause() -> None:
         "5435",
         "unreadable",
     )
+
+
+@pytest.mark.parametrize("secret", ["too-short", "a/b" + "c" * 30, "space in it" + "x" * 20])
+def test_a_salesforce_secret_that_is_short_or_no_plain_path_segment_is_refused_by_name(secret: str) -> None:
+    with pytest.raises(SettingsError, match="SALESPULSE_SALESFORCE_SECRET"):
+        Settings.from_env({"SALESPULSE_SALESFORCE_SECRET": secret})
+    settings = Settings.from_env({"SALESPULSE_SALESFORCE_SECRET": SF_SECRET})
+    assert settings.salesforce_secret == SF_SECRET and SF_SECRET not in repr(settings)
