@@ -534,7 +534,8 @@ def test_example_env_file_documents_the_secrets() -> None:
     active = dict(
         line.split("=", 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
     )
-    assert active.get("SALESPULSE_INGEST_TOKEN") == "change-me"
+    assert active.get("SALESPULSE_INGEST_TOKEN") == "", "a placeholder token would be refused at start"
+    assert "secrets.token_urlsafe(32)" in text, "says how to generate the token"
     assert active.get("GF_SECURITY_ADMIN_PASSWORD") == "change-me"
     for commented in (
         "SALESPULSE_SECURITY_PROTOCOL",

@@ -27,7 +27,7 @@ from tests.test_faults import assert_worker_exact, chunked, send_all, wait_appli
 from tests.test_faults import corpus as generated
 
 NOW = int(FIXED_NOW.timestamp())
-TOKEN = "d3tractor-token"
+TOKEN = "d3tractor-token-of-the-live-tests"
 
 
 def cases(worker: WorkerProcess, status: str, window: str) -> list[dict[str, Any]]:

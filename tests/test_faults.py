@@ -733,7 +733,7 @@ def post_events(worker: WorkerProcess, events: list[dict[str, Any]]) -> tuple[in
     request = urllib.request.Request(
         f"http://{worker.address}/events",
         data=orjson.dumps(events),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {worker.token}"},
         method="POST",
     )
     try:

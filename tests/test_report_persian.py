@@ -43,7 +43,7 @@ from salespulse.streams.report.files import write_digest
 from salespulse.streams.report.fonts import PACKAGED, chart_fonts, font_paths
 from salespulse.streams.report.formatting import COUNT, MONEY, PERCENT, SCORE, format_change, format_value
 from tests.chromium import console_errors, screenshot
-from tests.conftest import REPO
+from tests.conftest import REPO, TOKEN
 from tests.test_report import NOW, chart_pixels, png_size, worker  # noqa: F401 (the module's worker)
 
 FA = catalogue("fa")
@@ -122,7 +122,7 @@ def data_labels(view: dict[str, Any], address: str) -> set[str]:
         for key, value in row.items():
             if key in {"region", "rep", "team", "product", "competitor", "currency"}:
                 labels.add(value)
-    for case in merged_cases([address], "open", "all")["cases"]:
+    for case in merged_cases([address], "open", "all", TOKEN)["cases"]:
         labels.update((case["customer_id"], case["owner"]))
         labels.update(LATIN.findall(case["comment"] or ""))
     return labels

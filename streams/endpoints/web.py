@@ -5,21 +5,24 @@ and the customer-level reads (a profile, the detractor cases).
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
 within the broker timeout). Because events carry ids and the worker dedupes them, a
 client that got 503 can resend the same request safely.
+
+Every view but the probes (and ``/metrics`` without its own token) needs the token: one
+middleware (``access.py``) guards them all, faust's own pages included.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.streams.endpoints import detractors_view
+from salespulse.streams.endpoints import access, detractors_view
 from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.replies import json_reply as _json
-from salespulse.streams.endpoints.replies import read_limited, refusal
+from salespulse.streams.endpoints.replies import read_limited
 from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
     settings = runtime.settings
+    # On aiohttp's app under faust's driver: every route, faust's own pages too.
+    cast(Any, app.web).web_app.middlewares.append(access.guard(settings.ingest_token, settings.metrics_token))
     install_report_page(app, settings)
 
     @app.page("/metrics")
@@ -72,8 +77,6 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Any:
-            if (refused := refusal(request, settings, "reading a customer")) is not None:
-                return refused
             profile = runtime.engine.profile(customer_id, runtime.owned())
             if profile is None:
                 return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
@@ -84,8 +87,6 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/events")
     class Events(View):
         async def post(self, request: Request) -> Any:
-            if (refused := refusal(request, settings, "writing events")) is not None:
-                return refused
             try:
                 body = await read_limited(request, settings.max_body_bytes)
                 events = parse_events(body, max_depth=settings.max_json_depth)
