@@ -46,6 +46,7 @@ from salespulse.streams.pipeline.allocator import fix_mmap_threshold
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
 from salespulse.streams.pipeline.hash_seed import pinned
+from salespulse.streams.pipeline.internals import check_internals
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger("salespulse.worker")
@@ -210,6 +211,7 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
 
 def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...] | None = None) -> None:
     """Run one worker until SIGINT or SIGTERM; ``kpis`` replaces the configured eight."""
+    check_internals()  # faust and aiokafka as the batch path was written against, or stop now
     fix_mmap_threshold()  # before any state is built
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = worker_settings(settings)  # the token, generated at the first start if none is set

@@ -100,6 +100,7 @@ def worker(loglevel: str, **overrides: Any) -> None:
 
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.kafka.admin import TopicsRefused
+    from salespulse.streams.pipeline.internals import InternalsChanged
     from salespulse.streams.pipeline.worker import run_worker
 
     try:
@@ -112,6 +113,8 @@ def worker(loglevel: str, **overrides: Any) -> None:
         _refuse_to_start(exc)
     except SettingsError as exc:  # a stored token that is not one
         raise click.UsageError(str(exc)) from None
+    except InternalsChanged as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
