@@ -86,7 +86,7 @@ def check(token: str, authorization: str, what: str, setting: str = TOKEN_SETTIN
     )
 
 
-def _route(request: aioweb.Request) -> str:
+def route_of(request: aioweb.Request) -> str:
     """The template of the route that matched (``/customers/{customer_id}``); "" for none."""
     resource = request.match_info.route.resource
     return "" if resource is None else resource.canonical
@@ -97,7 +97,7 @@ def guard(token: str, metrics_token: str = "") -> Callable[[aioweb.Request, Hand
 
     @aioweb.middleware
     async def middleware(request: aioweb.Request, handler: Handler) -> Any:
-        route = _route(request)
+        route = route_of(request)
         if route in OPEN_ROUTES or route.startswith(WEBHOOK_PREFIX):
             return await handler(request)
         authorization = request.headers.get("Authorization", "")

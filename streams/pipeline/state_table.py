@@ -71,6 +71,8 @@ class EngineStore(MemoryStore):  # type: ignore[type-arg]
         newly_assigned: set[TP],
         generation_id: int = 0,
     ) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.settled()  # an image being captured is whole before anything moves
         # Stop exporting at once: a partition that moved may already be counted elsewhere.
         self.ownership.revoke(tp.partition for tp in revoked)
         self.ownership.revoke(tp.partition for tp in newly_assigned)
