@@ -16,7 +16,9 @@ An image is captured in a thread, so the event loop keeps answering (``/healthz`
 100 ms during the image of a 250,000-customer partition). The state must not change while
 the thread walks it, so the capture holds :attr:`SnapshotWriter.lock`, which the apply path
 holds while it applies a fetch, the reads hold while they read (a read may refresh rolling
-windows), and a rebalance waits for before any partition moves.
+windows), and a rebalance waits for before any partition moves. From a rebalance until its
+recovery completes no image is started: recovery may restore changelog records (this
+worker's own, read back) into a partition that stayed active.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class SnapshotWriter:
         self.lock = asyncio.Lock()
         #: The capture under way (one at a time), if any.
         self._capture: asyncio.Future[None] | None = None
+        #: Set from a rebalance until its recovery completes: no image meanwhile.
+        self.recovering = False
         #: Per partition: the future of its last changelog batch sent, and that batch's size.
         self._last_sent: dict[int, tuple[asyncio.Future[Any], int]] = {}
         #: Per partition: the changelog offset its recovery read up to (-1: nothing).
@@ -93,7 +97,7 @@ class SnapshotWriter:
     # -- taking ----------------------------------------------------------------------
     def tick(self) -> None:
         """Start the image of the partition most overdue, if any is."""
-        if self.applying or not self.snapshots.attached or self._capture is not None:
+        if self.applying or self.recovering or not self.snapshots.attached or self._capture is not None:
             return
         now = time.monotonic()
         due = [
@@ -120,8 +124,8 @@ class SnapshotWriter:
         if self._capture is not None:
             await asyncio.gather(self._capture, return_exceptions=True)
         await asyncio.gather(*self._sealing.values(), return_exceptions=True)
-        if self.applying or not self.snapshots.attached:
-            log.warning("stopping with a batch's writes unsent: no images taken")
+        if self.applying or self.recovering or not self.snapshots.attached:
+            log.warning("stopping with a batch's writes unsent or a recovery under way: no images taken")
             return
         changed = [p for p in self.active() if p in self._changed]
         log.info("stopping: taking the images of partitions %s", changed)
@@ -136,7 +140,9 @@ class SnapshotWriter:
             # Checked under the lock: a fetch applied since the tick may not be sent yet.
             state = self.engine.partitions.get(partition)
             last = self._last_sent.get(partition)
-            if self.applying or state is None or (last is None and partition not in self._recovered):
+            if self.applying or self.recovering or state is None:
+                return
+            if last is None and partition not in self._recovered:
                 return
             started = time.perf_counter()
             labels = {label: list(values) for label, values in self.engine.fold.seen.items()}
