@@ -8,6 +8,7 @@ thread only waits; the figures are printed (``pytest -s``) for the record.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.request
@@ -15,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from salespulse.schemas.topics import route
+from salespulse.streams.pipeline.engine import Engine
+from salespulse.streams.pipeline.snapshot import Snapshots
+from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.bench import _customer_events, _load
 from salespulse.streams.tools.generator import GeneratorConfig, generate
-from tests.conftest import FIXED_NOW, TOKEN, http, wait_until
+from tests.conftest import FIXED_CLOCK, FIXED_NOW, TOKEN, http, wait_until
 
 P99_LIMIT = 0.100
 CUSTOMERS = 250_000
@@ -145,3 +150,48 @@ def test_healthz_answers_within_100_ms_while_a_250000_customer_partition_is_imag
     assert probe.failures == 0
     assert len(probe.latencies) >= 20
     assert probe.p99() < P99_LIMIT, probe.summary()
+
+
+def test_an_image_is_captured_in_a_thread_while_the_loop_runs_and_applying_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Engine(clock=FIXED_CLOCK, partitions=1)
+    engine.state(0)
+    snapshots = Snapshots(tmp_path, partitions=1, interval=0.0)
+    snapshots.attach("salespulse-state-x-changelog", "id-1")
+    capturing, release = threading.Event(), threading.Event()
+    begin = snapshots.begin
+
+    def held_begin(partition: int, state: Any) -> Path:
+        assert threading.current_thread() is not threading.main_thread(), "captured off the loop"
+        capturing.set()
+        release.wait(10)
+        return begin(partition, state)
+
+    monkeypatch.setattr(snapshots, "begin", held_begin)
+
+    async def scenario() -> None:
+        writer = SnapshotWriter(snapshots, engine, lambda: [0])
+        writer.recovered(0, 41, from_snapshot=None)
+        writer.recovering = True
+        writer.tick()
+        await asyncio.sleep(0.05)
+        assert not capturing.is_set(), "no image while a recovery may restore into the partition"
+        writer.recovering = False
+        writer.tick()
+        await asyncio.to_thread(capturing.wait, 10)
+        started = time.perf_counter()
+        for _ in range(10):
+            await asyncio.sleep(0.01)  # the loop keeps turning during the capture
+        assert time.perf_counter() - started < 1.0
+        applying = asyncio.ensure_future(writer.lock.acquire())  # what handle_fetch takes
+        await asyncio.sleep(0.1)
+        assert not applying.done(), "the state stands still while the thread walks it"
+        release.set()
+        await applying
+        writer.lock.release()
+        await writer.stop()
+
+    asyncio.run(scenario())
+    restored = snapshots.load(0, end=42)
+    assert restored is not None and restored.covered == 41
