@@ -21,7 +21,7 @@ from salespulse.streams.pipeline.internals import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PIPELINE = REPO / "streams" / "pipeline"
+STREAMS = REPO / "streams"
 
 
 def test_every_private_attribute_is_present_in_the_installed_versions() -> None:
@@ -61,12 +61,12 @@ def test_an_instance_attribute_counts_only_while_the_library_s_code_uses_it() ->
     assert missing([Internal("faust-streaming", "faust.tables.nowhere:Recovery", "_last_flush_at", True)])
 
 
-def test_the_list_covers_every_private_name_the_pipeline_reads_or_sets_on_a_library_object() -> None:
-    """Each ``._name`` in streams/pipeline is defined there (a method, or set by our code) or listed."""
+def test_the_list_covers_every_private_name_the_runtime_reads_or_sets_on_a_library_object() -> None:
+    """Each ``._name`` in streams/ is defined there (a method, or set by our code) or listed."""
     listed = {i.name for i in INTERNALS}
     ours: set[str] = set()
     used: set[str] = set()
-    for path in PIPELINE.glob("*.py"):
+    for path in STREAMS.rglob("*.py"):
         text = path.read_text()
         ours |= set(re.findall(r"def (_\w+)\(", text)) | set(re.findall(r"self\.(_\w+)(?:: [^=]+)? = ", text))
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
