@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 #: Dead letters: (value, headers) pairs for ``crm.deadletter``.
 DeadLetters = Sequence[tuple[bytes, list[tuple[str, bytes]]]]
-#: Events encoded and batched between two turns of the event loop (a few milliseconds).
-YIELD_EVERY = 500
+#: Events encoded and batched between two turns of the event loop (a few milliseconds, or
+#: some tens while the consumer thread decodes fetches).
+YIELD_EVERY = 100
 
 
 async def send_all(
