@@ -22,6 +22,7 @@ from salespulse.streams.pipeline.worker import check_state_dir
 from salespulse.streams.settings import Settings, SettingsError
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO
+from tests.prometheus_process import query, running_prometheus
 
 TOKEN = "t0ken-e-of-the-access-tests"
 GUARDED = ("/kpis", "/progress", "/customers/C-000001", "/detractors", "/report", "/table/state")
@@ -179,6 +180,20 @@ def test_a_metrics_token_protects_metrics_and_only_metrics(spawn_worker: Any) ->
     assert worker.metrics().startswith("#")
     assert request(f"{base}/kpis", auth=f"Bearer {metrics_token}")[0] == 401
     assert request(f"{base}/healthz")[0] == 200
+
+
+def test_prometheus_scrapes_a_metrics_token_from_its_credentials_file(
+    spawn_worker: Any, tmp_path: Path
+) -> None:
+    metrics_token = "p" * 40
+    worker = spawn_worker("scraped", SALESPULSE_METRICS_TOKEN=metrics_token)
+    worker.wait_ready()
+    credentials = tmp_path / "metrics-token"
+    credentials.write_text(metrics_token + "\n")
+    with running_prometheus(tmp_path, [worker.address], [], credentials_file=credentials) as base:
+        (up,) = query(base, 'up{job="salespulse"}')
+        assert up["value"][1] == "1", "the scrape with the token was accepted"
+        assert query(base, "salespulse_partitions_owned"), "and its samples are in"
 
 
 @pytest.mark.parametrize("weak", ["nine-char", "change-me"])
