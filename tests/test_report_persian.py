@@ -303,6 +303,7 @@ def test_the_dockerfile_install_steps_in_a_fresh_venv_write_the_persian_digest_w
 
     def run(command: list[str], cwd: Path) -> None:
         argv = [str(wheels) if a == "/wheels" else a for a in command if a != "--no-cache-dir"]
+        argv = [a.replace("/tmp/constraints.txt", str(REPO / "constraints.txt")) for a in argv]
         argv = [p for a in argv for p in (sorted(glob.glob(a.replace("/tmp/wheels", str(wheels)))) or [a])]
         done = subprocess.run(argv, cwd=cwd, env=pip_env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
