@@ -40,12 +40,14 @@ RUN groupadd --system --gid 10001 salespulse \
 
 WORKDIR /app
 
-# The compiled wheel, its dependencies from PyPI, and the default configuration.
+# The compiled wheel, its dependencies from PyPI (faust, mode and aiokafka at the versions
+# constraints.txt pins: the runtime patches their private parts), and the default configuration.
 COPY --from=build /wheels/ /tmp/wheels/
+COPY constraints.txt /tmp/constraints.txt
 COPY config/ ./config/
 
-RUN pip install --no-cache-dir /tmp/wheels/*.whl \
- && rm -rf /tmp/wheels \
+RUN pip install --no-cache-dir --constraint=/tmp/constraints.txt /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels /tmp/constraints.txt \
  && install -d -o salespulse -g salespulse -m 0750 /var/lib/salespulse \
  && install -d -m 0755 /etc/salespulse
 

@@ -9,12 +9,14 @@ STAMP := $(VENV)/.installed
 # The package is installed as a built wheel (its hot path compiled with mypyc, setup.py),
 # not in editable mode, so the tests import `salespulse.*` exactly as users get it. The
 # install is redone whenever a file of the package changes, in any subfolder.
+# constraints.txt pins the libraries whose private parts the runtime patches (CI and the
+# Docker image install with it too).
 PACKAGE_FILES := $(shell find streams agents schemas -type f \( -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.ttf' -o -name '*.txt' \))
-$(STAMP): pyproject.toml setup.py $(PACKAGE_FILES)
+$(STAMP): pyproject.toml setup.py constraints.txt $(PACKAGE_FILES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@rm -rf build/lib* build/bdist*  # a wheel would also pack files left there by an older layout
-	$(BIN)/python -m pip install --quiet '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -24,6 +24,7 @@ EMBEDDED_BROKER = "127.0.0.1:9092"
 SECRET_FIELDS = frozenset(
     {
         "ingest_token",
+        "metrics_token",
         "sasl_password",
         "hubspot_client_secret",
         "hubspot_token",
@@ -42,6 +43,26 @@ SALESFORCE_SECRET = re.compile(r"[A-Za-z0-9._~-]{24,}")
 
 class SettingsError(ValueError):
     """A ``SALESPULSE_*`` variable has a value that cannot be used."""
+
+
+#: The shortest token accepted: ``secrets.token_urlsafe(32)`` gives 43 characters.
+MIN_SECRET_CHARS = 24
+#: Values copied from examples and tutorials: never accepted as a token, whatever their length.
+PLACEHOLDERS = frozenset(
+    {"change-me", "changeme", "change_me", "replace-me", "secret", "token", "password", "your-token-here"}
+)
+GENERATE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def check_secret(name: str, value: str) -> None:
+    """Refuse a token that is a known placeholder or shorter than :data:`MIN_SECRET_CHARS`."""
+    if value.strip().lower() in PLACEHOLDERS:
+        raise SettingsError(f"{name} is a placeholder ({value!r}); generate a token with {GENERATE_TOKEN}")
+    if len(value) < MIN_SECRET_CHARS:
+        raise SettingsError(
+            f"{name} has {len(value)} characters, fewer than {MIN_SECRET_CHARS};"
+            f" generate a token with {GENERATE_TOKEN}"
+        )
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -118,6 +139,8 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path("data")
     ingest_token: str = ""
+    #: Protects ``/metrics`` too when set (Prometheus sends it with ``authorization``).
+    metrics_token: str = ""
     partitions: int = 4
     #: Replicas of every topic SalesPulse creates; None: 1 on the embedded broker, else 3.
     replication_factor: int | None = None
@@ -255,6 +278,7 @@ class Settings:
             web_port=web_port,
             data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
             ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
+            metrics_token=env.get("SALESPULSE_METRICS_TOKEN", ""),
             partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
             replication_factor=_int(env, "SALESPULSE_REPLICATION_FACTOR", 0)
             if env.get("SALESPULSE_REPLICATION_FACTOR")
@@ -303,6 +327,12 @@ class Settings:
             vtiger_since=env.get("SALESPULSE_VTIGER_SINCE", "").strip(),
             connector_port=_int(env, "SALESPULSE_CONNECTOR_PORT", defaults.connector_port),
         )
+        for name, secret in (
+            ("SALESPULSE_INGEST_TOKEN", settings.ingest_token),
+            ("SALESPULSE_METRICS_TOKEN", settings.metrics_token),
+        ):
+            if secret:
+                check_secret(name, secret)
         if settings.partitions < 1:
             raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
         if settings.replication_factor is not None and settings.replication_factor < 1:

@@ -27,11 +27,24 @@ REPO = Path(__file__).resolve().parent.parent
 #: A fixed clock makes every window boundary, and so every expected number, reproducible.
 FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 FIXED_CLOCK = "2026-11-26T12:00:00Z"
+#: The token every worker, CLI call and in-process client of the suite shares, as the workers
+#: of a deployment share one (``ingest_token`` below). A test of the generated token sets
+#: ``SALESPULSE_INGEST_TOKEN=""`` for its worker and reads ``WorkerProcess.token``.
+TOKEN = "suite-token-4f1c9a7e2b6d8053"
 
 
-def http(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+@pytest.fixture(autouse=True, scope="session")
+def ingest_token() -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SALESPULSE_INGEST_TOKEN", TOKEN)
+        yield TOKEN
+
+
+def http(url: str, timeout: float = 5.0, token: str = TOKEN) -> tuple[int, bytes]:
+    """Status and body of a GET, sending ``token`` as a bearer token (none if empty)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -58,6 +71,12 @@ class WorkerProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """The token this worker serves with: the configured one, or the one it generated."""
+        configured = self.env.get("SALESPULSE_INGEST_TOKEN")
+        return configured or (self.data_dir / "ingest-token").read_text().strip()
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
@@ -102,17 +121,18 @@ class WorkerProcess:
         self.kill(signal.SIGTERM)
 
     def kpis(self) -> dict[str, Any]:
-        status, body = http(f"http://{self.address}/kpis")
+        status, body = http(f"http://{self.address}/kpis", token=self.token)
         assert status == 200, body
         return dict(orjson.loads(body))
 
     def progress(self) -> dict[str, Any]:
-        status, body = http(f"http://{self.address}/progress")
+        status, body = http(f"http://{self.address}/progress", token=self.token)
         assert status == 200, body
         return dict(orjson.loads(body))
 
     def metrics(self) -> str:
-        status, body = http(f"http://{self.address}/metrics")
+        token = self.env.get("SALESPULSE_METRICS_TOKEN", "")  # /metrics is open without one
+        status, body = http(f"http://{self.address}/metrics", token=token)
         assert status == 200, body
         return body.decode()
 

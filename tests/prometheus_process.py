@@ -35,11 +35,13 @@ def running_prometheus(
     targets: Sequence[str],
     rule_files: Sequence[Path],
     connectors: Sequence[str] = (),
+    credentials_file: Path | None = None,
 ) -> Iterator[str]:
     """Start Prometheus on a free port; yield its base URL once it scrapes every target.
 
     ``targets`` are workers (job ``salespulse``), ``connectors`` connector processes (job
-    ``salespulse-connector``), as in the compose stack's scrape config.
+    ``salespulse-connector``), as in the compose stack's scrape config. ``credentials_file``
+    holds the workers' ``SALESPULSE_METRICS_TOKEN``, sent as docs/configuration.md says.
     """
     jobs = {"salespulse": list(targets), "salespulse-connector": list(connectors)}
     binary = shutil.which("prometheus")
@@ -51,6 +53,11 @@ def running_prometheus(
         "scrape_configs:\n"
         + "".join(
             f"  - job_name: {job}\n    static_configs: [{{targets: {hosts}}}]\n"
+            + (
+                f"    authorization: {{type: Bearer, credentials_file: '{credentials_file}'}}\n"
+                if credentials_file is not None and job == "salespulse"
+                else ""
+            )
             for job, hosts in jobs.items()
             if hosts
         )

@@ -534,7 +534,8 @@ def test_example_env_file_documents_the_secrets() -> None:
     active = dict(
         line.split("=", 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
     )
-    assert active.get("SALESPULSE_INGEST_TOKEN") == "change-me"
+    assert active.get("SALESPULSE_INGEST_TOKEN") == "", "a placeholder token would be refused at start"
+    assert "secrets.token_urlsafe(32)" in text, "says how to generate the token"
     assert active.get("GF_SECURITY_ADMIN_PASSWORD") == "change-me"
     for commented in (
         "SALESPULSE_SECURITY_PROTOCOL",
@@ -593,6 +594,7 @@ def test_dockerfile_builds_a_wheel_and_installs_it_without_extras() -> None:
     assert not [t for t in targets if "[" in t], f"no extras in the image: {installs}"
     assert not [a for args in installs for a in args if a in ("-e", "--editable")]
     assert any("--no-cache-dir" in args for args in installs)
+    assert any("--constraint=/tmp/constraints.txt" in args for args in installs), "the pinned internals"
     runtime_runs = " ".join(args for kw, args in runtime if kw == "RUN")
     assert "gcc" not in runtime_runs, "the runtime image carries no compiler"
 
@@ -639,7 +641,17 @@ def test_dockerfile_copies_only_what_the_package_needs() -> None:
         words = [w for w in shlex.split(args) if not w.startswith("--")]
         sources += [w.rstrip("/") for w in words[:-1]]
     assert sorted(sources) == sorted(
-        ["pyproject.toml", "setup.py", "README.md", "LICENSE", "schemas", "streams", "agents", "config"]
+        [
+            "pyproject.toml",
+            "setup.py",
+            "README.md",
+            "LICENSE",
+            "constraints.txt",
+            "schemas",
+            "streams",
+            "agents",
+            "config",
+        ]
     )
     patterns = _dockerignore_patterns()
     for source in sources:

@@ -1,13 +1,24 @@
-"""`salespulse demo --duration N`: all eight KPIs non-zero, exit 0, nothing left running."""
+"""`salespulse demo --duration N`: all eight KPIs non-zero, exit 0, nothing left running; its
+printed `curl` line and `salespulse kpis` work with no setting (the demo's token is found)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import stat
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
 
 from salespulse.streams.tools.broker import port_open
-from tests.conftest import REPO
+
+#: A user's shell: no SALESPULSE_* setting at all.
+ENV = {"COLUMNS": "160", "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
 
 
 def row(table: str, label: str) -> list[str]:
@@ -17,18 +28,53 @@ def row(table: str, label: str) -> list[str]:
     raise AssertionError(f"no row {label!r} in:\n{table}")
 
 
-def test_demo_shows_all_eight_kpis_and_stops_cleanly() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "salespulse.streams", "demo", "--duration", "25", "--backfill", "5000"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=180,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salespulse.streams", *args], capture_output=True, text=True, cwd=cwd, env=ENV
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    assert "/metrics" in out and "/kpis" in out and "/events" in out and "curl -X POST" in out
+
+
+def test_demo_shows_all_eight_kpis_its_curl_line_and_kpis_work_and_it_stops_cleanly(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "salespulse.streams", "demo", "--duration", "30", "--backfill", "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(demo.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 150
+        while not [line for line in lines if line.startswith("curl ")] and time.monotonic() < deadline:
+            assert demo.poll() is None, "".join(lines) + demo.stderr.read()
+            time.sleep(0.2)
+        (curl,) = [line.strip() for line in lines if line.startswith("curl ")]
+        assert "-H 'Authorization: Bearer " in curl
+        posted = subprocess.run(
+            [*shlex.split(curl), "-sS", "-w", "\n%{http_code}"], capture_output=True, text=True
+        )
+        body, _, code = posted.stdout.rpartition("\n")
+        assert code == "202" and orjson.loads(body) == {"accepted": 1}, posted.stdout + posted.stderr
+        address = curl.rsplit("http://", 1)[1].removesuffix("/events")
+        shown = run_cli("kpis", "--workers", address, "--json", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert orjson.loads(shown.stdout)["partitions"] == [0, 1, 2, 3]
+        assert demo.wait(120) == 0, "".join(lines) + demo.stderr.read()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    reader.join(10)
+    out = "".join(lines)
+    assert "/metrics" in out and "/kpis" in out and "/events" in out
+    assert "any user name and the token as password" in out
+    token = curl.split("Bearer ", 1)[1].split("'", 1)[0]
+    stored = tmp_path / "data" / "ingest-token"
+    assert stored.read_text().strip() == token, "the demo's token is where the CLI looks"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert not [k for k in os.listdir(tmp_path / "data") if k != "ingest-token"], "no state left in data/"
     table = out[out.rindex("SalesPulse KPIs") :]
 
     def nonzero(cells: list[str]) -> bool:

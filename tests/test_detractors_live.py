@@ -27,7 +27,7 @@ from tests.test_faults import assert_worker_exact, chunked, send_all, wait_appli
 from tests.test_faults import corpus as generated
 
 NOW = int(FIXED_NOW.timestamp())
-TOKEN = "d3tractor-token"
+TOKEN = "d3tractor-token-of-the-live-tests"
 
 
 def cases(worker: WorkerProcess, status: str, window: str) -> list[dict[str, Any]]:
@@ -136,6 +136,6 @@ def test_an_unanswered_detractor_fires_the_alert_in_prometheus_and_a_call_clears
 
 
 def cases_local(worker: WorkerProcess, status: str = "open") -> list[dict[str, Any]]:
-    code, body = request(f"http://{worker.address}/detractors?status={status}")
+    code, body = request(f"http://{worker.address}/detractors?status={status}", auth=f"Bearer {worker.token}")
     assert code == 200, body
     return list(json.loads(body)["cases"])

@@ -38,7 +38,7 @@ from salespulse.streams.pipeline.worker import _watch_identity
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
-from tests.conftest import FIXED_NOW, REPO, WorkerProcess, http, wait_until
+from tests.conftest import FIXED_NOW, REPO, TOKEN, WorkerProcess, http, wait_until
 from tests.reference import (
     EVENT_TYPES,
     WINDOWS,
@@ -93,10 +93,10 @@ def applied(kpis: dict[str, Any]) -> int:
     return int(sum(counters["events"].values()) + counters["duplicates"])
 
 
-def try_json(url: str, timeout: float = 2.0) -> tuple[int, Any] | None:
+def try_json(url: str, timeout: float = 2.0, token: str = TOKEN) -> tuple[int, Any] | None:
     """(status, JSON body) or None while nothing answers (a worker restarting)."""
     try:
-        status, body = http(url, timeout=timeout)
+        status, body = http(url, timeout=timeout, token=token)
     except OSError:
         return None
     try:
@@ -106,7 +106,7 @@ def try_json(url: str, timeout: float = 2.0) -> tuple[int, Any] | None:
 
 
 def try_kpis(worker: WorkerProcess) -> dict[str, Any] | None:
-    answer = try_json(f"http://{worker.address}/kpis")
+    answer = try_json(f"http://{worker.address}/kpis", token=worker.token)
     if answer is None or answer[0] != 200:
         return None
     return dict(answer[1])
@@ -733,7 +733,7 @@ def post_events(worker: WorkerProcess, events: list[dict[str, Any]]) -> tuple[in
     request = urllib.request.Request(
         f"http://{worker.address}/events",
         data=orjson.dumps(events),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {worker.token}"},
         method="POST",
     )
     try:

@@ -15,7 +15,7 @@ from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, wait_until
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-the-ingest-tests"
 
 
 def post(

@@ -20,7 +20,7 @@ from salespulse.streams.report.digest import build_digest
 from tests.conftest import wait_until
 from tests.test_kpis_exact import CORPUS_SIZE, corpus  # noqa: F401 (the 50,000-event corpus)
 
-TOKEN = "report-page-token"
+TOKEN = "report-page-token-of-the-page-tests"
 BASIC = "Basic " + base64.b64encode(f"manager:{TOKEN}".encode()).decode()
 
 

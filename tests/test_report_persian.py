@@ -43,7 +43,7 @@ from salespulse.streams.report.files import write_digest
 from salespulse.streams.report.fonts import PACKAGED, chart_fonts, font_paths
 from salespulse.streams.report.formatting import COUNT, MONEY, PERCENT, SCORE, format_change, format_value
 from tests.chromium import console_errors, screenshot
-from tests.conftest import REPO
+from tests.conftest import REPO, TOKEN
 from tests.test_report import NOW, chart_pixels, png_size, worker  # noqa: F401 (the module's worker)
 
 FA = catalogue("fa")
@@ -122,7 +122,7 @@ def data_labels(view: dict[str, Any], address: str) -> set[str]:
         for key, value in row.items():
             if key in {"region", "rep", "team", "product", "competitor", "currency"}:
                 labels.add(value)
-    for case in merged_cases([address], "open", "all")["cases"]:
+    for case in merged_cases([address], "open", "all", TOKEN)["cases"]:
         labels.update((case["customer_id"], case["owner"]))
         labels.update(LATIN.findall(case["comment"] or ""))
     return labels
@@ -303,6 +303,7 @@ def test_the_dockerfile_install_steps_in_a_fresh_venv_write_the_persian_digest_w
 
     def run(command: list[str], cwd: Path) -> None:
         argv = [str(wheels) if a == "/wheels" else a for a in command if a != "--no-cache-dir"]
+        argv = [a.replace("/tmp/constraints.txt", str(REPO / "constraints.txt")) for a in argv]
         argv = [p for a in argv for p in (sorted(glob.glob(a.replace("/tmp/wheels", str(wheels)))) or [a])]
         done = subprocess.run(argv, cwd=cwd, env=pip_env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}{done.stderr[-3000:]}"

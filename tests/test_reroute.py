@@ -33,7 +33,7 @@ from tests.test_faults import assert_exact, wait_applied
 PARTITIONS = 4
 NOW = int(FIXED_NOW.timestamp())
 CLOCK = format_time(NOW)
-TOKEN = "reroute-token"
+TOKEN = "reroute-token-of-the-reroute-tests"
 
 
 # -- the partitioner ---------------------------------------------------------------------------

@@ -1,12 +1,16 @@
-"""Who may write events and read customer-level data over the worker's HTTP interface.
+"""Who may use the worker's HTTP interface: every endpoint needs the token, wherever it listens.
 
-Writes (``POST /events``) and customer-level reads (``/customers/<id>`` and every page that
-lists customers) need ``SALESPULSE_INGEST_TOKEN`` whenever the worker listens beyond
-loopback: as a bearer token, or as the password of HTTP Basic so that a browser can open a
-page. Beyond loopback with no token set, they are refused (403, naming the setting), so a
-forgotten token never leaves them open. On loopback with no token (the demo) they are
-open. ``/metrics``, ``/healthz`` and ``/readyz`` carry no customer data and stay open for
-Prometheus and orchestrators. Webhooks authenticate with their vendor's own scheme.
+One middleware guards every route the worker serves, so an endpoint added later is guarded
+too, and so are faust's own pages. The token (``SALESPULSE_INGEST_TOKEN``, or the one the
+worker generated into its data dir, ``tokens.py``) goes as a bearer token, or as the
+password of HTTP Basic so that a browser can open ``/kpis`` or ``/report``. The bind
+address decides nothing: a reverse proxy on the same host connects from loopback.
+
+Open without it: ``/healthz`` and ``/readyz`` (orchestrators), ``/metrics`` unless
+``SALESPULSE_METRICS_TOKEN`` is set (then it needs that one), and the vendor webhooks, which
+authenticate with their vendor's signature or secret instead. Routes are told apart by the
+route that matched, not by the raw path, so no spelling of a path reaches a guarded view
+as an open one. Secrets are compared in constant time.
 """
 
 from __future__ import annotations
@@ -14,34 +18,35 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web as aioweb
 
 TOKEN_SETTING = "SALESPULSE_INGEST_TOKEN"
+METRICS_TOKEN_SETTING = "SALESPULSE_METRICS_TOKEN"
 REALM = 'Basic realm="SalesPulse", charset="UTF-8"'
+#: Routes that carry no data: probes for orchestrators.
+OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+METRICS_ROUTE = "/metrics"
+#: Each vendor's webhook checks the vendor's own signature or secret.
+WEBHOOK_PREFIX = "/webhooks/"
+
+Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 
 
 @dataclass(frozen=True)
 class Denied:
-    """Why a request is refused: its HTTP status, a message, and headers for the answer."""
+    """Why a request is refused: a message, and the Basic challenge that lets a browser ask."""
 
-    status: int
     error: str
+    status: int = 401
 
     @property
     def headers(self) -> dict[str, str]:
-        # The Basic challenge lets a browser ask for the token (as the password).
-        return {"WWW-Authenticate": REALM} if self.status == 401 else {}
-
-
-def beyond_loopback(host: str) -> bool:
-    """Whether a listen address is reachable from other machines."""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a host name, or "" (every interface)
+        return {"WWW-Authenticate": REALM}
 
 
 def basic_credentials(authorization: str) -> tuple[bytes, bytes] | None:
@@ -66,22 +71,49 @@ def _given_secret(authorization: str) -> bytes | None:
     return None if credentials is None else credentials[1]
 
 
-def check(token: str, host: str, authorization: str, what: str) -> Denied | None:
-    """None if the request may go on; else why not. ``what`` names the guarded thing."""
-    if not token:
-        if beyond_loopback(host):
-            return Denied(
-                403,
-                f"{what} is refused: the worker listens on {host or 'every interface'} beyond loopback"
-                f" and {TOKEN_SETTING} is not set; set it and send it as a bearer token",
-            )
-        return None
+def check(token: str, authorization: str, what: str, setting: str = TOKEN_SETTING) -> Denied | None:
+    """None if ``authorization`` carries ``token``; else why not. ``what`` names the request.
+
+    An empty ``token`` admits nobody: a worker always has one (configured or generated).
+    """
     given = _given_secret(authorization)
     # compare_digest on bytes: constant time whatever the characters.
-    if given is not None and hmac.compare_digest(given, token.encode()):
+    if token and given is not None and hmac.compare_digest(given, token.encode()):
         return None
     return Denied(
-        401,
-        f"{what} needs {TOKEN_SETTING}: send 'Authorization: Bearer <token>',"
-        " or HTTP Basic with the token as the password",
+        f"{what} needs {setting}: send 'Authorization: Bearer <token>',"
+        " or HTTP Basic with any user name and the token as the password"
     )
+
+
+def route_of(request: aioweb.Request) -> str:
+    """The template of the route that matched (``/customers/{customer_id}``); "" for none."""
+    resource = request.match_info.route.resource
+    return "" if resource is None else resource.canonical
+
+
+def guard(token: str, metrics_token: str = "") -> Callable[[aioweb.Request, Handler], Awaitable[Any]]:
+    """The aiohttp middleware that applies the rule above to every request."""
+
+    @aioweb.middleware
+    async def middleware(request: aioweb.Request, handler: Handler) -> Any:
+        route = route_of(request)
+        if route in OPEN_ROUTES or route.startswith(WEBHOOK_PREFIX):
+            return await handler(request)
+        authorization = request.headers.get("Authorization", "")
+        if route == METRICS_ROUTE:
+            if not metrics_token:
+                return await handler(request)
+            denied = check(metrics_token, authorization, "reading /metrics", METRICS_TOKEN_SETTING)
+        else:
+            denied = check(token, authorization, f"{request.method} {request.path}")
+        if denied is None:
+            return await handler(request)
+        return aioweb.Response(
+            body=orjson.dumps({"error": denied.error}),
+            status=denied.status,
+            content_type="application/json",
+            headers=denied.headers,
+        )
+
+    return middleware

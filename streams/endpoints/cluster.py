@@ -7,6 +7,7 @@ from the merged numerators and denominators by the same KPI code the workers use
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
@@ -14,17 +15,18 @@ from typing import Any
 import orjson
 
 from salespulse.agents.base import Series
+from salespulse.streams.endpoints.access import TOKEN_SETTING
 from salespulse.streams.pipeline.engine import summarize
 
 
 class WorkerUnreachable(RuntimeError):
-    """A worker named in ``--workers`` did not answer."""
+    """A worker named in ``--workers`` did not answer, or refused to."""
 
 
 def fetch_json(
     worker: str, path: str, query: str = "", timeout: float = 5.0, token: str = ""
 ) -> dict[str, Any]:
-    """A worker's JSON answer at ``path``, sending the ingest token when there is one."""
+    """A worker's JSON answer at ``path``, sending the token when there is one."""
     url = worker if worker.startswith("http") else f"http://{worker}"
     request = urllib.request.Request(f"{url}{path}{'?' + query if query else ''}")
     if token:
@@ -32,12 +34,22 @@ def fetch_json(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(orjson.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
+        hint = (
+            f"the token sent is not the worker's: set {TOKEN_SETTING} to the workers' token"
+            if token
+            else f"set {TOKEN_SETTING} to the workers' token (a worker with none configured keeps"
+            " its own in SALESPULSE_DATA_DIR/ingest-token, which the CLI reads on the same machine)"
+        )
+        raise WorkerUnreachable(f"worker {worker} refused {path} (401): {hint}") from None
     except OSError as exc:
         raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
 
 
-def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
-    return fetch_json(worker, "/kpis", "" if at is None else f"at={at}", timeout)
+def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None, token: str = "") -> dict[str, Any]:
+    return fetch_json(worker, "/kpis", "" if at is None else f"at={at}", timeout, token)
 
 
 def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -69,6 +81,8 @@ def merge(shares: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def cluster_view(workers: Sequence[str], timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:
+def cluster_view(
+    workers: Sequence[str], timeout: float = 5.0, at: int | None = None, token: str = ""
+) -> dict[str, Any]:
     """The merged view now, or at an earlier clock (epoch seconds)."""
-    return merge([fetch_share(w, timeout, at) for w in workers])
+    return merge([fetch_share(w, timeout, at, token) for w in workers])

@@ -1,8 +1,8 @@
 """``GET /detractors``: this worker's detractor cases, and the merge across workers.
 
-Customer-level data (ids, comments), so it asks for the ingest token like
-``GET /customers/<id>`` whenever the worker listens beyond loopback. ``salespulse
-detractors`` merges every worker's share, sorted the same way a single worker sorts.
+Customer-level data (ids, comments), behind the token like every read (``access.py``).
+``salespulse detractors`` merges every worker's share, sorted the same way a single worker
+sorts.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from faust.web import Request, View
 from salespulse.agents.detractors import STATUSES, order_cases
 from salespulse.agents.rolling import WINDOW_NAMES
 from salespulse.streams.endpoints.cluster import fetch_json
-from salespulse.streams.endpoints.replies import json_reply, refusal
+from salespulse.streams.endpoints.replies import json_reply
 
 if TYPE_CHECKING:
     import faust
@@ -39,8 +39,6 @@ def install(app: faust.App, runtime: Runtime) -> None:
     @app.page("/detractors")
     class Detractors(View):
         async def get(self, request: Request) -> Any:
-            if (refused := refusal(request, runtime.settings, "reading detractor cases")) is not None:
-                return refused
             status = request.query.get("status", "open")
             window = request.query.get("window", "30d")
             if (error := query_error(status, window)) is not None:

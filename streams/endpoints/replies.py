@@ -1,8 +1,7 @@
-"""What every worker view needs from HTTP: a JSON answer, the access rule's refusal, and a
-body read within a size limit.
+"""What every worker view needs from HTTP: a JSON answer and a body read within a size limit.
 
-Shared by the event ingest, the customer-level views and the vendor webhooks, so all bound,
-guard and answer alike.
+Shared by the event ingest, the customer-level views and the vendor webhooks, so all bound
+and answer alike (``access.py`` guards them all in one place).
 """
 
 from __future__ import annotations
@@ -12,25 +11,13 @@ from typing import Any
 import orjson
 from aiohttp import web as aioweb
 
-from salespulse.streams.endpoints import access
 from salespulse.streams.endpoints.ingest import IngestError
-from salespulse.streams.settings import Settings
 
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
     return aioweb.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
     )
-
-
-def refusal(request: Any, settings: Settings, what: str) -> Any | None:
-    """The answer refusing a write or a customer-level read, or None if it may go on."""
-    denied = access.check(
-        settings.ingest_token, settings.web_host, request.headers.get("Authorization", ""), what
-    )
-    if denied is None:
-        return None
-    return json_reply(denied.status, {"error": denied.error}, denied.headers)
 
 
 async def read_limited(request: Any, limit: int) -> bytes:

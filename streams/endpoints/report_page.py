@@ -6,8 +6,8 @@ same sections and numbers as ``salespulse report``, built from the merged cluste
 digest takes a second or two (about ten ``/kpis`` reads and six charts), so each page (a
 window in a language) is built at most once per refresh period, in a thread so the event
 loop keeps answering (the build reads this worker's own ``/kpis``), and served from
-memory; a stale page is served while its successor is built. The page lists customers once
-the detractor list is in it, so it follows the access rule of customer-level reads.
+memory; a stale page is served while its successor is built. Like every read it needs the
+token (``access.py``), which a browser sends as the password of HTTP Basic.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.streams.endpoints.replies import refusal
 from salespulse.streams.report.catalogue import UnknownLocale, catalogue
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.windows import DIGEST_WINDOWS
@@ -99,8 +98,6 @@ def install_report_page(app: faust.App, settings: Settings) -> PageCache:
     @app.page("/report")
     class Report(View):
         async def get(self, request: Request) -> Any:
-            if (refused := refusal(request, settings, "reading the report")) is not None:
-                return refused
             window = request.query.get("window", "7d")
             locale = request.query.get("locale", settings.locale)
             if window not in DIGEST_WINDOWS:

@@ -4,22 +4,30 @@ and the customer-level reads (a profile, the detractor cases).
 ``POST /events`` is all or nothing: every event is validated first, then all are sent,
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
 within the broker timeout). Because events carry ids and the worker dedupes them, a
-client that got 503 can resend the same request safely.
+client that got 503 can resend the same request safely. Validating a large body (8 MiB,
+some 35,000 events) takes a good fraction of a second, so it runs in a thread: the event
+loop keeps answering ``/healthz`` and applying batches meanwhile.
+
+Every view but the probes (and ``/metrics`` without its own token) needs the token: one
+middleware (``access.py``) guards them all, faust's own pages included. A second one makes
+the views that read the engine state hold ``Runtime.still()``, since a state image may be
+being captured in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.streams.endpoints import detractors_view
+from salespulse.streams.endpoints import access, detractors_view
 from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.replies import json_reply as _json
-from salespulse.streams.endpoints.replies import read_limited, refusal
+from salespulse.streams.endpoints.replies import read_limited
 from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
 
@@ -28,10 +36,33 @@ if TYPE_CHECKING:
 
     from salespulse.streams.pipeline.runtime import Runtime
 
+#: Routes that never read the engine state, so never wait for a state image being captured
+#: (``/report`` reads it through this worker's own ``/kpis``, from a thread).
+STATELESS_ROUTES = frozenset({"/healthz", "/readyz", "/events", "/report"})
+
+
+def _still_while_reading(runtime: Runtime) -> Callable[[aioweb.Request, access.Handler], Awaitable[Any]]:
+    """Every other route reads the state holding ``runtime.still()``: a read may refresh the
+    rolling windows, and a state image captured in a thread meanwhile would be torn."""
+
+    @aioweb.middleware
+    async def middleware(request: aioweb.Request, handler: access.Handler) -> Any:
+        route = access.route_of(request)
+        if route in STATELESS_ROUTES or route.startswith(access.WEBHOOK_PREFIX):
+            return await handler(request)
+        async with runtime.still():
+            return await handler(request)
+
+    return middleware
+
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
     settings = runtime.settings
+    # On aiohttp's app under faust's driver, so on every route, faust's own pages too.
+    middlewares = cast(Any, app.web).web_app.middlewares
+    middlewares.append(access.guard(settings.ingest_token, settings.metrics_token))
+    middlewares.append(_still_while_reading(runtime))
     install_report_page(app, settings)
 
     @app.page("/metrics")
@@ -72,8 +103,6 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/customers/{customer_id}")
     class Customer(View):
         async def get(self, request: Request, customer_id: str) -> Any:
-            if (refused := refusal(request, settings, "reading a customer")) is not None:
-                return refused
             profile = runtime.engine.profile(customer_id, runtime.owned())
             if profile is None:
                 return _json(404, {"error": f"customer {customer_id!r} is not held by this worker"})
@@ -84,11 +113,9 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/events")
     class Events(View):
         async def post(self, request: Request) -> Any:
-            if (refused := refusal(request, settings, "writing events")) is not None:
-                return refused
             try:
                 body = await read_limited(request, settings.max_body_bytes)
-                events = parse_events(body, max_depth=settings.max_json_depth)
+                events = await asyncio.to_thread(parse_events, body, max_depth=settings.max_json_depth)
             except IngestError as exc:
                 return _json(exc.status, exc.body())
             try:

@@ -56,7 +56,8 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
         async for event in stream.events():
             message = event.message
             record = MessageRecord.of(message)
-            out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
+            async with runtime.still():
+                out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
             runtime.exporter.observe(out)
             await runtime.persist(message.partition, out)
             yield None

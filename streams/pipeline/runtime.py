@@ -7,6 +7,7 @@ importing the app: the app is the composition root and imports the views, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -48,6 +49,11 @@ class Runtime:
 
     def owned(self) -> set[int]:
         return set(self.ownership.active)
+
+    def still(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held while the engine state is applied to or read: a state image is never
+        captured (in a thread) meanwhile. Nothing to hold without snapshots."""
+        return contextlib.nullcontext() if self.snapshots is None else self.snapshots.lock
 
     def kafka_producer(self) -> Any:
         """The app's aiokafka producer, for batch sends faust's own API does not offer."""
@@ -133,22 +139,29 @@ class Runtime:
         await (await self.send(writes))
 
     async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
-        """The batch path: apply a fetch's batches and start writing what they produced."""
+        """The batch path: apply a fetch's batches and start writing what they produced.
+
+        The event loop gets a turn after each partition's batch (at most 1 MiB of records,
+        some tens of milliseconds), so ``/healthz`` answers while a large fetch is applied;
+        reads, images and rebalances wait for the whole fetch (:meth:`still`).
+        """
         snapshots = self.snapshots
-        if snapshots is not None:
-            snapshots.applying = True  # until every write is sent (a crash leaves it set)
         prepared: dict[int, Writes] = {}
         counts = self.engine.partition_counts
-        for tp, records in batches.items():
-            counts[tp.topic] = self.partition_count(tp.topic)
-            out = self.engine.apply(tp.topic, tp.partition, records)
-            # Observed before any await, so /progress and the histogram never disagree.
-            self.exporter.observe(out)
-            writes = prepared.get(tp.partition)
-            if writes is None:
-                writes = prepared[tp.partition] = Writes(tp.partition)
-            self.pack(writes, out)
-            del out  # its changelog records are in the producer's batches now
+        async with self.still():  # waits while a state image is being captured
+            if snapshots is not None:
+                snapshots.applying = True  # until every write is sent (a crash leaves it set)
+            for tp, records in batches.items():
+                counts[tp.topic] = self.partition_count(tp.topic)
+                out = self.engine.apply(tp.topic, tp.partition, records)
+                # Observed before any await, so /progress and the histogram never disagree.
+                self.exporter.observe(out)
+                writes = prepared.get(tp.partition)
+                if writes is None:
+                    writes = prepared[tp.partition] = Writes(tp.partition)
+                self.pack(writes, out)
+                del out  # its changelog records are in the producer's batches now
+                await asyncio.sleep(0)
         # Shielded: a stop that cancels the fetch loop here still sends every write, so the
         # changelog gets what the state holds and a graceful stop can take its images.
         return await asyncio.shield(self._send(prepared.values()))

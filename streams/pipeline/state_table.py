@@ -71,6 +71,9 @@ class EngineStore(MemoryStore):  # type: ignore[type-arg]
         newly_assigned: set[TP],
         generation_id: int = 0,
     ) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.settled()  # an image being captured is whole before anything moves
+            self.snapshots.recovering = True
         # Stop exporting at once: a partition that moved may already be counted elsewhere.
         self.ownership.revoke(tp.partition for tp in revoked)
         self.ownership.revoke(tp.partition for tp in newly_assigned)
@@ -132,6 +135,7 @@ class EngineStore(MemoryStore):  # type: ignore[type-arg]
         held = active | standby
         self.engine.drop(p for p in list(self.engine.partitions) if p not in held)
         if self.snapshots is not None:
+            self.snapshots.recovering = False
             offsets = cast(Any, self.app.tables).recovery.active_offsets
             for tp in active_tps:
                 read = offsets.get(tp)

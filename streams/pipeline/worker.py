@@ -30,7 +30,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaConfigurationError, KafkaError
 
 from salespulse.agents.base import Kpi
-from salespulse.streams.endpoints.access import TOKEN_SETTING, beyond_loopback
+from salespulse.streams.endpoints.tokens import TOKEN_FILE, worker_settings
 from salespulse.streams.hot_path import describe
 from salespulse.streams.kafka.admin import (
     admin_client,
@@ -46,6 +46,7 @@ from salespulse.streams.pipeline.allocator import fix_mmap_threshold
 from salespulse.streams.pipeline.app import create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
 from salespulse.streams.pipeline.hash_seed import pinned
+from salespulse.streams.pipeline.internals import check_internals
 from salespulse.streams.settings import Settings
 
 log = logging.getLogger("salespulse.worker")
@@ -65,13 +66,22 @@ def same_broker(saved: dict[str, Any], current: dict[str, Any]) -> bool:
 
 
 def check_state_dir(settings: Settings, identity: dict[str, Any]) -> None:
-    """Wipe on-disk state that belongs to another broker; remember this one."""
+    """Wipe on-disk state that belongs to another broker; remember this one.
+
+    The generated token stays: it is not state, and clients already hold it.
+    """
     marker = settings.data_dir / "broker-identity.json"
     if marker.exists():
         saved = orjson.loads(marker.read_bytes())
         if not same_broker(saved, identity):
             log.warning("state in %s belongs to another broker: wiping it", settings.data_dir)
-            shutil.rmtree(settings.data_dir, ignore_errors=True)
+            for path in settings.data_dir.iterdir():
+                if path.name == TOKEN_FILE:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     marker.write_bytes(orjson.dumps(identity))
 
@@ -201,8 +211,10 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
 
 def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...] | None = None) -> None:
     """Run one worker until SIGINT or SIGTERM; ``kpis`` replaces the configured eight."""
+    check_internals()  # faust and aiokafka as the batch path was written against, or stop now
     fix_mmap_threshold()  # before any state is built
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = worker_settings(settings)  # the token, generated at the first start if none is set
     identity = wait_for_broker(settings)
     check_state_dir(settings, identity)
     BatchConsumer.end_offsets_from_fetch = settings.end_offsets == "fetch" or (
@@ -220,13 +232,6 @@ def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...]
         topic_id=functools.partial(topic_id, settings) if snapshots else None,
     )
     log.info("hot path: %s; local state snapshot: %s", describe(), "on" if snapshots else "off")
-    if not settings.ingest_token and beyond_loopback(settings.web_host):
-        log.warning(
-            "listening on %s beyond loopback with no %s: POST /events and customer-level"
-            " reads are refused (403) until it is set",
-            settings.web_host,
-            TOKEN_SETTING,
-        )
     tune_gc()
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)
     watchdog.start()

@@ -1,12 +1,11 @@
 """The digest's "Detractors to call" section: the open cases and the follow-up rate.
 
-Open detractor cases come from ``/detractors`` (customer-level, so the ingest token is
-sent), oldest first, at most 20 with the count of the rest; the follow-up rate of the
-period is compared with the previous one. Comments are customers' own words in any
-script: each is wrapped in Unicode isolates (FSI ... PDI) so right-to-left text keeps its
-direction inside a page of either direction, in the HTML and the plain text alike; the
-renderer escapes it like any other cell. Its words come from the catalogue
-(``detractors.*`` keys in ``locales/<code>.toml``).
+Open detractor cases come from ``/detractors``, oldest first, at most 20 with the count of
+the rest; the follow-up rate of the period is compared with the previous one. Comments are
+customers' own words in any script: each is wrapped in Unicode isolates (FSI ... PDI) so
+right-to-left text keeps its direction inside a page of either direction, in the HTML and
+the plain text alike; the renderer escapes it like any other cell. Its words come from the
+catalogue (``detractors.*`` keys in ``locales/<code>.toml``).
 """
 
 from __future__ import annotations

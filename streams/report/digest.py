@@ -14,6 +14,7 @@ from typing import Any
 
 from salespulse.agents.rolling import WINDOW_SECONDS
 from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
+from salespulse.streams.endpoints.tokens import client_token
 from salespulse.streams.report.catalogue import DEFAULT_LOCALE, UnknownLocale, catalogue
 from salespulse.streams.report.detractors import detractor_section, open_cases
 from salespulse.streams.report.errors import ReportError
@@ -29,15 +30,16 @@ from salespulse.streams.settings import Settings
 class _Views:
     """Cluster views by clock, fetched once each."""
 
-    def __init__(self, workers: Sequence[str], timeout: float) -> None:
+    def __init__(self, workers: Sequence[str], timeout: float, token: str) -> None:
         self.workers = list(workers)
         self.timeout = timeout
+        self.token = token
         self.cache: dict[int | None, dict[str, Any]] = {}
 
     def get(self, at: int | None) -> dict[str, Any]:
         if at not in self.cache:
             try:
-                self.cache[at] = cluster_view(self.workers, self.timeout, at)
+                self.cache[at] = cluster_view(self.workers, self.timeout, at, self.token)
             except WorkerUnreachable as exc:
                 raise ReportError(str(exc)) from None
         return self.cache[at]
@@ -57,19 +59,20 @@ def build_digest(
     ``now`` (epoch seconds) reports as of an earlier clock. By default the clock is the
     workers' own, and the numbers are exactly what ``/kpis`` shows. ``locale`` names the
     catalogue (``en``, ``fa``); ``refresh`` (seconds) makes the HTML file reload itself;
-    ``token`` (default: ``SALESPULSE_INGEST_TOKEN``) reads the detractor cases.
+    ``token`` (default: ``SALESPULSE_INGEST_TOKEN``, else the token a local worker stored)
+    reads the workers.
     """
     try:
         cat = catalogue(locale)
     except UnknownLocale as exc:
         raise ReportError(str(exc)) from None
     if token is None:
-        token = Settings.from_env().ingest_token
+        token = client_token(Settings.from_env())
     if window not in TREND:
         raise ReportError(f"window {window!r} is not one of {', '.join(DIGEST_WINDOWS)}")
     if not workers:
         raise ReportError("no workers to ask: give --workers or set SALESPULSE_WORKERS")
-    views = _Views(workers, timeout)
+    views = _Views(workers, timeout, token)
     current = views.get(now)
     clock = int(current["clock"])
     length = WINDOW_SECONDS[window]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,8 @@ BENCH_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 #: How the bench starts a worker, and the same worker with no KPI work.
 WORKER = ("-m", "salespulse.streams", "worker", "--loglevel", "warning")
 NO_KPIS_WORKER = ("-m", "salespulse.streams.tools.no_kpis")
+#: The token the bench's own workers serve with, and its reads send: one per run.
+TOKEN = secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -131,7 +134,8 @@ def _reference(module: str, *args: str) -> float:
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return bytes(response.read())
 
 
@@ -426,6 +430,7 @@ def _start_worker(
         "SALESPULSE_DATA_DIR": str(workdir / (data or name)),
         "SALESPULSE_CLOCK": format_time(int(BENCH_NOW.timestamp())),
         "SALESPULSE_PARTITIONS": str(partitions),
+        "SALESPULSE_INGEST_TOKEN": TOKEN,
     }
     process = subprocess.Popen(
         [sys.executable, *command],

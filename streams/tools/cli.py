@@ -100,6 +100,7 @@ def worker(loglevel: str, **overrides: Any) -> None:
 
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.kafka.admin import TopicsRefused
+    from salespulse.streams.pipeline.internals import InternalsChanged
     from salespulse.streams.pipeline.worker import run_worker
 
     try:
@@ -110,6 +111,10 @@ def worker(loglevel: str, **overrides: Any) -> None:
         run_worker(settings, loglevel)
     except TopicsRefused as exc:
         _refuse_to_start(exc)
+    except SettingsError as exc:  # a stored token that is not one
+        raise click.UsageError(str(exc)) from None
+    except InternalsChanged as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -214,21 +219,26 @@ def kpis(workers: str | None, as_json: bool) -> None:
     from salespulse.streams.endpoints.cluster import cluster_view
     from salespulse.streams.tools.board import kpi_table
 
-    _show_merged(workers, cluster_view, as_json, kpi_table)
+    _show_merged(workers, lambda names, token: cluster_view(names, token=token), as_json, kpi_table)
 
 
 def _show_merged(
     workers: str | None,
-    fetch: Callable[[list[str]], dict[str, Any]],
+    fetch: Callable[[list[str], str], dict[str, Any]],
     as_json: bool,
     table: Callable[[dict[str, Any]], Any],
 ) -> None:
-    """Merge every worker's share with ``fetch`` and print it as JSON or as a table."""
-    from salespulse.streams.endpoints.cluster import WorkerUnreachable
+    """Merge every worker's share with ``fetch`` (names, token) and print it as JSON or a table.
 
-    names = workers.split(",") if workers else list(_settings().workers)
+    The token is ``SALESPULSE_INGEST_TOKEN``, else the one a worker on this machine stored.
+    """
+    from salespulse.streams.endpoints.cluster import WorkerUnreachable
+    from salespulse.streams.endpoints.tokens import client_token
+
+    settings = _settings()
+    names = workers.split(",") if workers else list(settings.workers)
     try:
-        view = fetch([w.strip() for w in names if w.strip()])
+        view = fetch([w.strip() for w in names if w.strip()], client_token(settings))
     except WorkerUnreachable as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -352,8 +362,9 @@ def detractors(workers: str | None, status: str, window: str, as_json: bool) -> 
     from salespulse.streams.endpoints.detractors_view import merged_cases
     from salespulse.streams.tools.board import detractor_table
 
-    token = _settings().ingest_token
-    _show_merged(workers, lambda names: merged_cases(names, status, window, token), as_json, detractor_table)
+    _show_merged(
+        workers, lambda names, token: merged_cases(names, status, window, token), as_json, detractor_table
+    )
 
 
 @main.command()
@@ -363,9 +374,17 @@ def detractors(workers: str | None, status: str, window: str, as_json: bool) -> 
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
 def demo(rate: float | None, duration: float | None, backfill: int, with_prometheus: bool) -> None:
     """Embedded broker, worker, generator and a live KPI board in one command."""
+    from salespulse.streams.endpoints.tokens import worker_settings
     from salespulse.streams.tools.demo import run_demo
 
-    sys.exit(run_demo(rate=rate, duration=duration, backfill=backfill, with_prometheus=with_prometheus))
+    try:
+        # The token of SALESPULSE_DATA_DIR (as a worker there would), so `salespulse kpis` finds it.
+        token = worker_settings(_settings()).ingest_token
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(
+        run_demo(token, rate=rate, duration=duration, backfill=backfill, with_prometheus=with_prometheus)
+    )
 
 
 @main.command()

@@ -3,6 +3,11 @@
 Everything it starts is a child it stops again: Ctrl-C, SIGTERM or the end of
 ``--duration`` leaves no process behind.
 
+Its worker is closed like any other: it serves with ``SALESPULSE_INGEST_TOKEN``, else the
+token stored in ``SALESPULSE_DATA_DIR/ingest-token`` (generated there at the first demo),
+so ``salespulse kpis`` run from the same place finds it, and the printed ``curl`` line
+carries it.
+
 The numbers read like a real team's month: the history is a steady 45 days of one sales
 team (20,000 events: about 2,900 leads and 500 deals won a month over 24 reps), the live
 traffic goes on at that team's pace unless ``--rate`` says otherwise, and the lead targets
@@ -47,8 +52,9 @@ class Interrupted(Exception):
     """SIGTERM arrived; unwind like Ctrl-C."""
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=3) as response:
+def _get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=3) as response:
         return orjson.loads(response.read())
 
 
@@ -138,9 +144,15 @@ def _live_traffic(settings: Settings, rate: float, stop: threading.Event, seed: 
 
 
 def run_demo(
-    *, rate: float | None, duration: float | None, backfill: int, with_prometheus: bool, seed: int = 1
+    token: str,
+    *,
+    rate: float | None,
+    duration: float | None,
+    backfill: int,
+    with_prometheus: bool,
+    seed: int = 1,
 ) -> int:
-    """Run the demo; ``rate`` None is the history's own pace (``backfill`` over 45 days)."""
+    """Run the demo with ``token``; ``rate`` None is the history's own pace (``backfill`` over 45 days)."""
     console = Console()
     rate = rate or backfill / (HISTORY_DAYS * 86400)
     port = 9092 if not port_open("127.0.0.1", 9092) else free_port()
@@ -163,6 +175,7 @@ def run_demo(
             "SALESPULSE_BROKER": broker.bootstrap,
             "SALESPULSE_WEB_PORT": str(web_port),
             "SALESPULSE_DATA_DIR": str(workdir / "data"),
+            "SALESPULSE_INGEST_TOKEN": token,
         }
         history = list(
             generate(
@@ -197,12 +210,17 @@ def run_demo(
                 f"Report: http://{address}/report?window=7d   "
                 f"in Persian: http://{address}/report?window=7d&locale=fa"
             )
+            console.print(
+                "/kpis and /report open in a browser with any user name and the token as password;"
+                f" the token is {token}"
+            )
             example = orjson.dumps(next(generate(GeneratorConfig(seed=42, recent_share=1.0), 1)))
             console.print(
                 Text(
-                    f"curl -X POST -H 'Content-Type: application/json' "
+                    f"curl -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
                     f"--data '{example.decode()}' http://{address}/events"
-                )
+                ),
+                soft_wrap=True,  # one line, to copy whole
             )
             traffic = threading.Thread(
                 target=_live_traffic, args=(settings, rate, stop, seed + 1000), daemon=True
@@ -216,7 +234,7 @@ def run_demo(
                         console.print("[red]the worker stopped; see its log[/red]")
                         return 1
                     try:
-                        view = _get_json(f"http://{address}/kpis")
+                        view = _get_json(f"http://{address}/kpis", token)
                     except OSError:
                         time.sleep(1)
                         continue
