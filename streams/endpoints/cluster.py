@@ -7,6 +7,7 @@ from the merged numerators and denominators by the same KPI code the workers use
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,10 @@ class WorkerUnreachable(RuntimeError):
     """A worker named in ``--workers`` did not answer."""
 
 
+class WorkerRefused(WorkerUnreachable):
+    """A worker answered with an error status: its message says why (a bad ``at``, ...)."""
+
+
 def fetch_json(
     worker: str, path: str, query: str = "", timeout: float = 5.0, token: str = ""
 ) -> dict[str, Any]:
@@ -32,8 +37,20 @@ def fetch_json(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(orjson.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        raise WorkerRefused(f"worker {worker} answered {exc.code} to {path}: {_error(exc)}") from None
     except OSError as exc:
         raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
+
+
+def _error(answer: urllib.error.HTTPError) -> str:
+    """The ``error`` of a worker's JSON answer, else its text."""
+    text = answer.read().decode(errors="replace").strip()
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text or str(answer.reason)
+    return str(body.get("error", text)) if isinstance(body, dict) else text
 
 
 def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None) -> dict[str, Any]:

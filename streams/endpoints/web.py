@@ -10,6 +10,7 @@ client that got 503 can resend the same request safely.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aioweb
@@ -22,6 +23,7 @@ from salespulse.streams.endpoints.replies import json_reply as _json
 from salespulse.streams.endpoints.replies import read_limited, refusal
 from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
+from salespulse.streams.pipeline.engine import ReadRefused
 
 if TYPE_CHECKING:
     import faust
@@ -49,7 +51,10 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
             at = request.query.get("at")
             if at is not None and not at.isdigit():
                 return _json(400, {"error": "at must be epoch seconds"})
-            view = runtime.engine.kpis_view(runtime.owned(), None if at is None else int(at))
+            try:
+                view = runtime.engine.kpis_view(runtime.owned(), None if at is None else int(at))
+            except ReadRefused as exc:
+                return _json(400, {"error": str(exc)})
             return _json(200, view)
 
     @app.page("/progress")
@@ -88,7 +93,12 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
                 return refused
             try:
                 body = await read_limited(request, settings.max_body_bytes)
-                events = parse_events(body, max_depth=settings.max_json_depth)
+                events = parse_events(
+                    body,
+                    max_depth=settings.max_json_depth,
+                    now_ms=int(time.time() * 1000),
+                    max_skew=settings.max_clock_skew,
+                )
             except IngestError as exc:
                 return _json(exc.status, exc.body())
             try:

@@ -15,15 +15,23 @@ copy, which decides when it expires. A later copy is a duplicate whatever its ow
 connectors and CRMs re-stamp facts. Two distinct ids colliding in one partition is the one
 way an event could be taken for a duplicate: about n²/2⁶⁵, 1e-7 for 2,000,000 ids in a
 partition.
+
+The changelog gets the new ids in chunks of :data:`SEEN_CHUNK`, each keyed by its first id's
+offset. Each chunk key's newest hour is remembered, so a chunk whose ids have all expired
+gets a tombstone and compaction reclaims it: the seen-id records on the changelog stay
+those of the retention, not of every id ever seen.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
+#: Ids per changelog record.
+SEEN_CHUNK = 4096
 #: Merge the small dict into the columns once they hold this many ids, or the columns'
 #: size >> MERGE_SHIFT if that is more, so merging stays linear overall.
 MERGE_AT = 1 << 14
@@ -52,6 +60,10 @@ class SeenIds:
         self.pending: list[object] = []
         self.oldest_hour: int | None = None
         self.changed = False
+        #: The changelog's chunk keys with the newest hour of their ids, and the keys of
+        #: chunks whose ids have all expired since the last drain (their tombstones).
+        self.chunks: dict[int, int] = {}
+        self.expired_chunks: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.keys)
@@ -149,10 +161,14 @@ class SeenIds:
             self._add_to_bloom(keys)
 
     def expire(self, oldest_hour: int) -> None:
-        """Drop hours that left retention; a no-op until the clock enters a new hour."""
+        """Drop hours that left retention, and the chunks that held only those; a no-op until
+        the clock enters a new hour."""
         if oldest_hour == self.oldest_hour:
             return
         self.oldest_hour = oldest_hour
+        for key in [k for k, newest in self.chunks.items() if newest < oldest_hour]:
+            del self.chunks[key]
+            self.expired_chunks.add(key)
         for key in [k for k, packed in self.recent.items() if packed & _HOUR_MASK < oldest_hour]:
             del self.recent[key]
         if len(self.hours) and int(self.hours.min()) < oldest_hour:
@@ -160,8 +176,39 @@ class SeenIds:
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
             self._build_bloom()
 
-    def restore(self, flat: list[Any], oldest_hour: int) -> None:
-        """Take back a changelog chunk of ``hour, event_id, offset`` triples."""
+    def drain(self) -> Iterator[tuple[int, list[object] | None]]:
+        """What the changelog is owed: ``(key, None)``, a tombstone, for each chunk whose ids
+        all expired, then ``(key, chunk)`` for the pending ids, keyed by the first's offset."""
+        for key in self.expired_chunks:
+            yield key, None
+        self.expired_chunks.clear()
+        pending = self.pending
+        for i in range(0, len(pending), SEEN_CHUNK * 3):
+            chunk = pending[i : i + SEEN_CHUNK * 3]
+            key = cast(int, chunk[2])
+            self._track(key, cast(list[int], chunk[0::3]))
+            yield key, chunk
+        pending.clear()
+
+    def _track(self, key: int, hours: list[int]) -> None:
+        """Remember a chunk's newest hour (a chunk written again under its key keeps the later)."""
+        newest = max(hours)
+        self.chunks[key] = max(newest, self.chunks.get(key, newest))
+
+    def restore(self, key: int, flat: list[Any] | None, oldest_hour: int) -> None:
+        """Take back a changelog chunk of ``hour, event_id, offset`` triples; a tombstone
+        (``None``) only forgets the chunk. A chunk whose ids have all expired here is owed
+        a tombstone: its writer stopped before it wrote one."""
+        if flat is None:
+            self.chunks.pop(key, None)
+            self.expired_chunks.discard(key)
+            return
+        hours = flat[0::3]
+        self._track(key, hours)
+        if self.chunks[key] < oldest_hour:
+            del self.chunks[key]
+            self.expired_chunks.add(key)
+            return
         for i in range(0, len(flat), 3):
             hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
             if hour >= oldest_hour:
