@@ -266,21 +266,40 @@ class WindowedCounter:
         """Sums of ``window`` at any clock, changing nothing.
 
         At the counter's own clock (its minute for ``1h``, its hour for the others) this
-        reads the running sums. At a later clock it sums the retained buckets, which hold
-        everything such a window can see. At an earlier one (the digest's previous periods)
-        it sums hour buckets, and minute buckets for ``1h`` only where they are still kept.
+        reads the running sums. At a later clock it works from the retained buckets, which
+        hold everything such a window can see. At an earlier one (the digest's previous
+        periods) it sums hour buckets, and minute buckets for ``1h`` only where they are
+        still kept.
         """
         i = WINDOW_AT[window]
         _, size, minute = WINDOWS[i]
         if minute:
-            if clock.minute == self._cm:
-                return self._named(self.sums[i])
-            if clock.minute > self._cm:
-                return self._named(self._sum(self.minutes, clock.minute, size))
+            if clock.minute >= self._cm:
+                return self._named(self._moved(i, self.minutes, self._cm, clock.minute, size))
             return self._named(self._sum(self.hours, clock.hour, 1))
-        if clock.hour == self._ch:
-            return self._named(self.sums[i])
-        return self._named(self._sum(self.hours, clock.hour, size))
+        return self._named(self._moved(i, self.hours, self._ch, clock.hour, size))
+
+    def _moved(
+        self, i: int, store: dict[int, Vector], current: int, target: int, size: int
+    ) -> dict[int, Vector]:
+        """Window ``i``'s sums at bucket ``target``: the running sums at ``current`` (the
+        counter's own bucket), less the buckets that leave the window on the way and plus those
+        that enter, when looking those up costs less than summing every retained bucket."""
+        steps = target - current
+        if steps == 0:
+            return self.sums[i]
+        known = self.known
+        if not 0 < steps < size or 2 * steps * len(known) > len(store):
+            return self._sum(store, target, size)
+        sums = {lid: list(vec) for lid, vec in self.sums[i].items()}
+        for first, sign in ((current - size + 1, -1), (current + 1, 1)):
+            for bucket in range(first, first + steps):
+                base = bucket << LABEL_BITS
+                for lid in known:
+                    rec = store.get(base | lid)
+                    if rec is not None:
+                        add_into(sums, lid, [sign * v for v in rec[1:]])
+        return sums
 
     # -- persistence -----------------------------------------------------------------
     def drain_dirty(self) -> Iterator[tuple[list[object], Vector | None]]:

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salespulse.agents.rolling import HOUR, MINUTE, Clock
+from salespulse.agents.rolling import HOUR, MINUTE, WINDOW_NAMES, Clock, WindowedCounter
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.pipeline import state_image
@@ -167,6 +167,34 @@ def test_the_issues_reads_leave_the_hour_at_seven_after_one_more_lead_and_after_
     driver.apply([lead(6, T - 5 * MINUTE)], T, written=T)
     assert leads_1h(driver.engine) == 7
     assert leads_1h(replayed(driver.changelog, format_time(T))) == 7
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    adds=st.lists(
+        st.tuples(st.integers(-3 * DAY, 2 * HOUR), st.sampled_from(["north", "south", "east"])),
+        max_size=60,
+    ),
+    ahead=st.one_of(st.integers(0, 3 * HOUR), st.integers(0, 40 * DAY)),
+)
+def test_a_read_at_a_later_clock_counts_what_the_tables_will_hold_when_they_get_there(
+    adds: list[tuple[int, str]], ahead: int
+) -> None:
+    def built() -> WindowedCounter:
+        counter = WindowedCounter("leads", ("region",), 1)
+        for offset, (t, region) in enumerate(adds):
+            counter.add(T + t, (region,), [1], offset, Clock(T))
+        counter.refresh(Clock(T))
+        return counter
+
+    counter, moved = built(), built()
+    moved.refresh(Clock(T + ahead))
+    for window in WINDOW_NAMES:
+        read = {
+            labels: vec for labels, vec in counter.window_at(Clock(T + ahead), window).items() if any(vec)
+        }
+        assert read == {labels: vec for labels, vec in moved.window(window).items() if any(vec)}, window
+    assert counter.labels_seen(Clock(T + ahead)) == moved.labels_seen()
 
 
 def test_an_at_beyond_the_clock_skew_or_before_the_retention_is_refused_with_the_reason() -> None:
