@@ -253,7 +253,7 @@ class DetractorState:
     def _set_follow(self, row: int, times: Iterable[int], oldest: int) -> bool:
         """Keep the activities after the latest answer's time (all, before any answer) that
         are not older than ``oldest``, the retention's first second."""
-        after = max(oldest - 1, -1 if self.answer_off[row] < 0 else self.answer_t[row])
+        after = oldest - 1 if self.answer_off[row] < 0 else max(oldest - 1, self.answer_t[row])
         kept = tuple(sorted(p for p in times if _time(p) > after))
         if kept == self._follow(row):
             return False

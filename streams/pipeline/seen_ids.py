@@ -17,9 +17,10 @@ way an event could be taken for a duplicate: about n²/2⁶⁵, 1e-7 for 2,000,0
 partition.
 
 The changelog gets the new ids in chunks of :data:`SEEN_CHUNK`, each keyed by its first id's
-offset. Each chunk key's newest hour is remembered, so a chunk whose ids have all expired
-gets a tombstone and compaction reclaims it: the seen-id records on the changelog stay
-those of the retention, not of every id ever seen.
+offset. Each chunk key remembers the newest hour of its batch's ids (one compare an id, where
+a chunk's own maximum cost a pass over it), so a chunk whose ids have all expired gets a
+tombstone and compaction reclaims it: the seen-id records on the changelog stay those of
+the retention, not of every id ever seen.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class SeenIds:
         self.bloom = bytearray(1)
         self.bloom_mask = 7
         self.pending: list[object] = []
+        #: The newest hour among the pending ids: each chunk they go out in is at most as new.
+        self.pending_newest = -1
         self.oldest_hour: int | None = None
         self.changed = False
         #: The changelog's chunk keys with the newest hour of their ids, and the keys of
@@ -73,6 +76,8 @@ class SeenIds:
         first = self._offer(hour, hash(event_id), offset)
         if self.changed:
             self.pending += (hour, event_id, offset)
+            if hour > self.pending_newest:
+                self.pending_newest = hour
         return first
 
     def offered(self, hour: int, event_id: str, offset: int, late: bool) -> int:
@@ -186,13 +191,13 @@ class SeenIds:
         for i in range(0, len(pending), SEEN_CHUNK * 3):
             chunk = pending[i : i + SEEN_CHUNK * 3]
             key = cast(int, chunk[2])
-            self._track(key, cast(list[int], chunk[0::3]))
+            self._track(key, self.pending_newest)
             yield key, chunk
         pending.clear()
+        self.pending_newest = -1
 
-    def _track(self, key: int, hours: list[int]) -> None:
+    def _track(self, key: int, newest: int) -> None:
         """Remember a chunk's newest hour (a chunk written again under its key keeps the later)."""
-        newest = max(hours)
         self.chunks[key] = max(newest, self.chunks.get(key, newest))
 
     def restore(self, key: int, flat: list[Any] | None, oldest_hour: int) -> None:
@@ -203,8 +208,7 @@ class SeenIds:
             self.chunks.pop(key, None)
             self.expired_chunks.discard(key)
             return
-        hours = flat[0::3]
-        self._track(key, hours)
+        self._track(key, max(flat[0::3]))
         if self.chunks[key] < oldest_hour:
             del self.chunks[key]
             self.expired_chunks.add(key)
