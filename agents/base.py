@@ -100,12 +100,14 @@ class ExportContext:
 class KpiState(Protocol):
     """One partition's state for one KPI."""
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[Any]]]:
-        """Records of ``topic``'s families touched since the last drain."""
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[Any] | None]]:
+        """Records of ``topic``'s families touched since the last drain, and a tombstone
+        (``None``) for each of their keys whose state expired or closed since; families
+        that expire by time are moved to the batch's ``clock`` first, touched or not."""
         ...
 
-    def restore(self, topic: str, key: list[Any], rec: list[Any], ctx: ApplyContext) -> None:
-        """Apply one record read back from the changelog."""
+    def restore(self, topic: str, key: list[Any], rec: list[Any] | None, ctx: ApplyContext) -> None:
+        """Apply one record read back from the changelog; ``None`` is a tombstone."""
         ...
 
 
@@ -151,7 +153,7 @@ def window_samples(
     sums_by_window = {w: merged_window(counters, w, clock) for w in WINDOW_NAMES}
     seen: set[Labels] = set()
     for counter in counters:
-        seen |= counter.labels_seen()
+        seen |= counter.labels_seen(clock)
     for window, sums in sums_by_window.items():
         for labels in seen:
             vec = sums.get(labels)
@@ -259,12 +261,13 @@ class CountersState:
         self.topic_of = {counter.family: topic for topic, counter in feeds}
         self.counters = {counter.family: counter for _, counter in feeds}
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[int] | None]]:
         for family, counter in self.counters.items():
             if self.topic_of[family] == topic:
+                counter.refresh(clock)  # a counter no event of the batch touched expires too
                 yield from counter.drain_dirty()
 
-    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+    def restore(self, topic: str, key: list[Any], rec: list[int] | None, ctx: ApplyContext) -> None:
         family, res, bucket, *labels = key
         counter = self.counters[family]
         for name, value in zip(counter.label_names, labels, strict=True):

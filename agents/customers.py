@@ -49,18 +49,22 @@ class CustomerIndex:
         return len(self.hashes)
 
     def find(self, customer: str) -> int:
-        """The customer's row, or -1 if it has none."""
+        """The customer's row, or -1 if it has none (remembered for the next lookup)."""
         if customer is self._last_id:
             return self._last_row
+        row = self.peek(customer)
+        if row >= 0:
+            self._last_id, self._last_row = customer, row
+        return row
+
+    def peek(self, customer: str) -> int:
+        """:meth:`find` for reads: changes nothing, not even which lookup it remembers."""
         key = hash(customer)
         table, hashes, mask = self.table, self.hashes, self.mask
         i = key & mask
         while True:
             row = table[i] - 1
-            if row < 0:
-                return row
-            if hashes[row] == key:
-                self._last_id, self._last_row = customer, row
+            if row < 0 or hashes[row] == key:
                 return row
             i = (i + 1) & mask
 

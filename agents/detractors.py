@@ -16,7 +16,9 @@ Exact whatever the arrival order across the three topics, with this state per cu
   or before it can never follow anything up again: the latest answer only moves forward.
   Later ones must stay, because a newer answer may arrive (or be replayed) after them and
   then needs the first activity after *its* time. An activity older than the retention
-  can follow up no case (every case's answer is within retention), so it is not kept.
+  can follow up no case (every case's answer is within retention), so it is not kept, and
+  one that ages out of it is dropped the next time the customer's activities change. A
+  customer left with none has their record replaced by a tombstone.
 
 Each family is persisted with the topic that changes it (answers with ``crm.surveys``,
 deals with ``crm.deals``, activities with ``crm.activities``), and each is a maximum or a
@@ -223,7 +225,9 @@ class DetractorState:
         return True
 
     # -- the three families ------------------------------------------------------------
-    def _set_answer(self, row: int, t: int, off: int, region: int, product: int, note: Note | None) -> bool:
+    def _set_answer(
+        self, row: int, t: int, off: int, region: int, product: int, note: Note | None, oldest: int
+    ) -> bool:
         old = self.answer_off[row]
         if old >= 0 and (self.answer_t[row], old >> _SCORE_BITS) >= (t, off >> _SCORE_BITS):
             return False
@@ -233,7 +237,7 @@ class DetractorState:
             self.notes.pop(row, None)
         else:
             self.notes[row] = note
-        self._set_follow(row, self._follow(row))
+        self._set_follow(row, self._follow(row), oldest)
         return True
 
     def _set_owner(self, row: int, t: int, offset: int, rep: int) -> bool:
@@ -246,9 +250,10 @@ class DetractorState:
         self.owner_t[row], self.owner_off[row], self.owner_rep[row] = t, offset, rep
         return True
 
-    def _set_follow(self, row: int, times: Iterable[int]) -> bool:
-        """Keep the activities after the latest answer's time (all, before any answer)."""
-        after = -1 if self.answer_off[row] < 0 else self.answer_t[row]
+    def _set_follow(self, row: int, times: Iterable[int], oldest: int) -> bool:
+        """Keep the activities after the latest answer's time (all, before any answer) that
+        are not older than ``oldest``, the retention's first second."""
+        after = oldest - 1 if self.answer_off[row] < 0 else max(oldest - 1, self.answer_t[row])
         kept = tuple(sorted(p for p in times if _time(p) > after))
         if kept == self._follow(row):
             return False
@@ -280,7 +285,10 @@ class DetractorState:
         row = self._row(customer)
         note = None if comment is None and response is None else (comment, response)
         ids = self.names.id(region), self.names.id(product)
-        changed = self._change(row, ctx, self._set_answer, t, offset << _SCORE_BITS | score, *ids, note)
+        oldest = ctx.clock.oldest_hour * HOUR
+        changed = self._change(
+            row, ctx, self._set_answer, t, offset << _SCORE_BITS | score, *ids, note, oldest
+        )
         if changed and not restored:
             self.dirty["answer"][row] = customer
 
@@ -299,22 +307,25 @@ class DetractorState:
         row = self._row(customer)
         packed = _pack(t, offset, self.names.id(channel))
         times = self._follow(row)
-        if packed not in times and self._change(row, ctx, self._set_follow, (*times, packed)):
+        oldest = ctx.clock.oldest_hour * HOUR
+        if packed not in times and self._change(row, ctx, self._set_follow, (*times, packed), oldest):
             self.dirty["follow"][row] = customer
 
     def restore_follow(self, customer: str, flat: list[Any], ctx: ApplyContext) -> None:
-        """Set the activities read back as ``[t, offset, channel, ...]`` (the newest record wins)."""
+        """Set the activities read back as ``[t, offset, channel, ...]`` (the newest record wins;
+        a tombstone is an empty one)."""
         times = [_pack(flat[i], flat[i + 1], self.names.id(flat[i + 2])) for i in range(0, len(flat), 3)]
-        self._change(self._row(customer), ctx, self._set_follow, times)
+        self._change(self._row(customer), ctx, self._set_follow, times, ctx.clock.oldest_hour * HOUR)
 
     # -- persistence -----------------------------------------------------------------
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[Any]]]:
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[Any] | None]]:
         family = FAMILY_OF.get(topic)
         if family is None:
             return
         dirty = self.dirty[family]
         for row, customer in dirty.items():
-            yield [family, customer], self._record(family, row)
+            # Answers and owners are never empty; a customer's activities all gone is a tombstone.
+            yield [family, customer], self._record(family, row) or None
         dirty.clear()
 
     def _record(self, family: str, row: int) -> list[Any]:
@@ -338,14 +349,16 @@ class DetractorState:
             response,
         ]
 
-    def restore(self, topic: str, key: list[Any], rec: list[Any], ctx: ApplyContext) -> None:
+    def restore(self, topic: str, key: list[Any], rec: list[Any] | None, ctx: ApplyContext) -> None:
         family, customer = key
-        if family == "answer":
+        if family == "follow":
+            self.restore_follow(customer, rec or [], ctx)
+        elif rec is None:  # latest answers and deals never expire, so they never get a tombstone
+            return
+        elif family == "answer":
             self.offer_answer(customer, rec, ctx, restored=True)
-        elif family == "owner":
-            self.offer_owner(customer, rec, ctx, restored=True)
         else:
-            self.restore_follow(customer, rec, ctx)
+            self.offer_owner(customer, rec, ctx, restored=True)
 
     # -- reading ---------------------------------------------------------------------
     def overdue(self, clock: Clock) -> int:
@@ -386,9 +399,10 @@ class DetractorState:
             channel=names[self.follow_ch[row]] if followed else None,
         )
 
-    def note(self, customer: str) -> Note | None:
-        """The comment and response id of the customer's latest answer, if it has either."""
-        return self.notes.get(self.index.find(customer))
+    def note(self, row: int) -> Note | None:
+        """The comment and response id of the latest answer of the customer at ``row``, if it
+        has either."""
+        return self.notes.get(row)
 
     def listed(self, clock: Clock, window: str, status: str) -> Iterator[Case]:
         for row in range(len(self.answer_off)):

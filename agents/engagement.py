@@ -51,25 +51,25 @@ class AtRisk:
             self.count += 1
 
     def at(self, clock: Clock) -> int:
-        """At-risk count at ``clock``: the running count, or a look back for the digest."""
-        if self.threshold is None or clock.minute - AT_RISK_MINUTES >= self.threshold:
-            self.refresh(clock)
-            return self.count
+        """At-risk count at ``clock``, changing nothing: the running count at its own minute."""
         threshold = clock.minute - AT_RISK_MINUTES
-        return sum(n for m, n in self.by_minute.items() if m < threshold)
+        return self.count if threshold == self.threshold else self._count_below(threshold)
 
     def refresh(self, clock: Clock) -> None:
+        """Move the running count to ``clock`` (when applying only)."""
         threshold = clock.minute - AT_RISK_MINUTES
-        if threshold == self.threshold:
-            return
-        old, self.threshold = self.threshold, threshold
+        if threshold != self.threshold:
+            self.count, self.threshold = self._count_below(threshold), threshold
+
+    def _count_below(self, threshold: int) -> int:
+        """Customers whose latest touch is before ``threshold``: from the running count when
+        the minutes in between are fewer than the customers' distinct minutes, else a sum."""
+        old = self.threshold
         if old is None or abs(threshold - old) > len(self.by_minute):
-            self.count = sum(n for m, n in self.by_minute.items() if m < threshold)
-            return
-        step = 1 if threshold > old else -1
-        lo, hi = (old, threshold) if step == 1 else (threshold, old)
+            return sum(n for m, n in self.by_minute.items() if m < threshold)
+        lo, hi = sorted((old, threshold))
         moved = sum(self.by_minute.get(m, 0) for m in range(lo, hi))
-        self.count += moved * step
+        return self.count + (moved if threshold > old else -moved)
 
 
 class EngagementState(CountersState):
@@ -103,25 +103,29 @@ class EngagementState(CountersState):
         if self.deal.offer(customer, minute) is not None:
             self.at_risk.move(before, self._latest(customer))
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
-        yield from super().drain(topic, offset)
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[int] | None]]:
+        yield from super().drain(topic, offset, clock)
         if topic == ACTIVITIES:
             yield from self.activity.drain_dirty(offset)
         elif topic == DEALS:
             yield from self.deal.drain_dirty(offset)
 
-    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
-        if key[0] == "activity":
+    def restore(self, topic: str, key: list[Any], rec: list[int] | None, ctx: ApplyContext) -> None:
+        if key[0] not in ("activity", "deal"):
+            super().restore(topic, key, rec, ctx)
+        elif rec is None:  # latest touches never expire, so they never get a tombstone
+            return
+        elif key[0] == "activity":
             self.offer_activity(key[1], rec[0], ctx.clock)
             self.activity.restored(key[1])
-        elif key[0] == "deal":
+        else:
             self.offer_deal(key[1], rec[0])
             self.deal.restored(key[1])
-        else:
-            super().restore(topic, key, rec, ctx)
 
     def profile(self, customer: str) -> dict[str, Any]:
-        act, deal = self.activity.get(customer), self.deal.get(customer)
+        """The customer's part of the profile (a read: changes nothing)."""
+        row = self.activity.index.peek(customer)
+        act, deal = self.activity.at_row(row), self.deal.at_row(row)
         return {
             "known": deal is not None,
             "last_activity_minute": act,

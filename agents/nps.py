@@ -25,7 +25,7 @@ from salespulse.agents.base import (
     window_samples,
 )
 from salespulse.agents.customers import CustomerIndex
-from salespulse.agents.rolling import LatestAnswer, WindowedCounter
+from salespulse.agents.rolling import Clock, LatestAnswer, WindowedCounter
 from salespulse.schemas.topics import SURVEYS
 
 NPS_LABELS = ("region", "product")
@@ -49,16 +49,16 @@ class NpsState(CountersState):
             self.by_category[nps_category(old_score)] -= 1
         self.by_category[nps_category(score_value)] += 1
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
-        yield from super().drain(topic, offset)
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[int] | None]]:
+        yield from super().drain(topic, offset, clock)
         if topic == SURVEYS:
             yield from self.latest.drain_dirty()
 
-    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
-        if key[0] == "latest":
-            self._recount(self.latest.restore(key[1], rec), rec[2])
-        else:
+    def restore(self, topic: str, key: list[Any], rec: list[int] | None, ctx: ApplyContext) -> None:
+        if key[0] != "latest":
             super().restore(topic, key, rec, ctx)
+        elif rec is not None:  # latest answers never expire, so they never get a tombstone
+            self._recount(self.latest.restore(key[1], rec), rec[2])
 
 
 class NpsKpi:

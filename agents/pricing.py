@@ -21,7 +21,7 @@ from salespulse.agents.base import (
     ratio,
 )
 from salespulse.agents.customers import CustomerIndex
-from salespulse.agents.rolling import LatestMap
+from salespulse.agents.rolling import Clock, LatestMap
 from salespulse.schemas.topics import MARKET
 
 
@@ -30,12 +30,14 @@ class PricingState:
         self.competitor = LatestMap("competitor")
         self.list_price = LatestMap("list")
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[int]]]:
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[int]]]:
         if topic == MARKET:
             yield from self.competitor.drain_dirty()
             yield from self.list_price.drain_dirty()
 
-    def restore(self, topic: str, key: list[Any], rec: list[int], ctx: ApplyContext) -> None:
+    def restore(self, topic: str, key: list[Any], rec: list[int] | None, ctx: ApplyContext) -> None:
+        if rec is None:  # latest prices never expire, so they never get a tombstone
+            return
         family, *labels = key
         target = self.competitor if family == "competitor" else self.list_price
         for name, value in zip(

@@ -9,6 +9,12 @@ Window rule, exactly: with the clock at second ``T``, ``cm = T // 60`` and ``ch 
 the ``1h`` window holds minute buckets ``cm-59 .. cm`` and the ``24h``/``7d``/``30d`` windows
 hold hour buckets ``ch-23 .. ch``, ``ch-167 .. ch`` and ``ch-719 .. ch``. Hour buckets are kept
 for 62 days (``ch-1487 .. ch``); an event older than that is late.
+
+Only applying (and restoring) moves a counter's clock: that is when running sums advance
+and expired buckets are dropped, and each dropped bucket of a persisted counter leaves a
+tombstone for the changelog, so compaction can reclaim its key. A read at any other clock
+sums the retained buckets and changes nothing (a read that advanced the clock once dropped
+buckets that the next event's record then overwrote on the changelog).
 """
 
 from __future__ import annotations
@@ -109,6 +115,8 @@ class WindowedCounter:
         "_cm",
         "dirty_hours",
         "dirty_minutes",
+        "expired_hours",
+        "expired_minutes",
         "family",
         "hours",
         "ids",
@@ -135,6 +143,9 @@ class WindowedCounter:
         self.hours: dict[int, Vector] = {}
         self.dirty_minutes: set[int] = set()
         self.dirty_hours: set[int] = set()
+        #: Keys of persisted buckets dropped since the last drain: their tombstones.
+        self.expired_minutes: set[int] = set()
+        self.expired_hours: set[int] = set()
         self.sums: list[dict[int, Vector]] = [{} for _ in WINDOWS]
         self.known: set[int] = set()
         self._cm = -1
@@ -205,25 +216,39 @@ class WindowedCounter:
 
     # -- clock -----------------------------------------------------------------------
     def refresh(self, clock: Clock) -> None:
-        """Recompute window sums when the clock enters a new minute; drop expired buckets."""
+        """Recompute window sums when the clock enters a new minute; drop expired buckets.
+
+        Called only when applying or restoring: reads never move the counter's clock.
+        """
         if clock.minute == self._cm:
             return
         self._cm = clock.minute
         hour_changed = clock.hour != self._ch
         self._ch = clock.hour
-        expired_minutes = [k for k in self.minutes if k >> LABEL_BITS <= self._cm - MINUTE_WINDOW]
-        for key in expired_minutes:
-            del self.minutes[key]
+        self._expire(self.minutes, self.expired_minutes, self._cm - MINUTE_WINDOW + 1)
         self.sums[_1H] = self._sum(self.minutes, self._cm, 60)
         if hour_changed:
-            oldest = clock.oldest_hour
-            for key in [k for k in self.hours if k >> LABEL_BITS < oldest]:
-                del self.hours[key]
-            self.known = {k & LABEL_MASK for k in self.hours}
-            self.known.update(k & LABEL_MASK for k in self.minutes)
+            self._expire(self.hours, self.expired_hours, clock.oldest_hour)
+            self.known = self._retained(clock)
             for i, (_, size, minute) in enumerate(WINDOWS):
                 if not minute:
                     self.sums[i] = self._sum(self.hours, self._ch, size)
+
+    def _expire(self, store: dict[int, Vector], expired: set[int], oldest: int) -> None:
+        """Drop the buckets before ``oldest``, noting their keys for tombstones if persisted."""
+        gone = [k for k in store if k >> LABEL_BITS < oldest]
+        for key in gone:
+            del store[key]
+        if self.persisted:
+            expired.update(gone)
+
+    def _retained(self, clock: Clock) -> set[int]:
+        """Label ids with a bucket retained at ``clock``."""
+        oldest_minute = clock.minute - MINUTE_WINDOW + 1
+        oldest_hour = clock.oldest_hour
+        lids = {k & LABEL_MASK for k in self.hours if k >> LABEL_BITS >= oldest_hour}
+        lids.update(k & LABEL_MASK for k in self.minutes if k >> LABEL_BITS >= oldest_minute)
+        return lids
 
     @staticmethod
     def _sum(store: dict[int, Vector], current: int, size: int) -> dict[int, Vector]:
@@ -238,62 +263,101 @@ class WindowedCounter:
         return {labels_of[lid]: vec for lid, vec in sums.items()}
 
     def window_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
-        """Sums of ``window`` at ``clock``: advances the running sums, or looks back."""
-        if clock.now // MINUTE >= self._cm:
-            self.refresh(clock)
-            return self._named(self.sums[WINDOW_AT[window]])
-        return self.sums_at(clock, window)
+        """Sums of ``window`` at any clock, changing nothing.
 
-    def sums_at(self, clock: Clock, window: str) -> dict[Labels, Vector]:
-        """Window sums at any clock, without touching the running sums.
-
-        At the running clock this is a read; at another clock (the digest's previous
-        periods) it sums retained buckets: minute buckets for ``1h`` where they are still
-        kept, hour buckets otherwise.
+        At the counter's own clock (its minute for ``1h``, its hour for the others) this
+        reads the running sums. At a later clock it works from the retained buckets, which
+        hold everything such a window can see. At an earlier one (the digest's previous
+        periods) it sums hour buckets, and minute buckets for ``1h`` only where they are
+        still kept.
         """
-        if clock.now // MINUTE == self._cm:
-            return self._named(self.sums[WINDOW_AT[window]])
-        size, minute = next((n, m) for name, n, m in WINDOWS if name == window)
-        if minute and clock.minute - 59 > self._cm - MINUTE_WINDOW:
-            return self._named(self._sum(self.minutes, clock.minute, size))
+        i = WINDOW_AT[window]
+        _, size, minute = WINDOWS[i]
         if minute:
+            if clock.minute >= self._cm:
+                return self._named(self._moved(i, self.minutes, self._cm, clock.minute, size))
             return self._named(self._sum(self.hours, clock.hour, 1))
-        return self._named(self._sum(self.hours, clock.hour, size))
+        return self._named(self._moved(i, self.hours, self._ch, clock.hour, size))
+
+    def _moved(
+        self, i: int, store: dict[int, Vector], current: int, target: int, size: int
+    ) -> dict[int, Vector]:
+        """Window ``i``'s sums at bucket ``target``: the running sums at ``current`` (the
+        counter's own bucket), less the buckets that leave the window on the way and plus those
+        that enter, when looking those up costs less than summing every retained bucket."""
+        steps = target - current
+        if steps == 0:
+            return self.sums[i]
+        known = self.known
+        if not 0 < steps < size or 2 * steps * len(known) > len(store):
+            return self._sum(store, target, size)
+        sums = {lid: list(vec) for lid, vec in self.sums[i].items()}
+        for first, sign in ((current - size + 1, -1), (current + 1, 1)):
+            for bucket in range(first, first + steps):
+                base = bucket << LABEL_BITS
+                for lid in known:
+                    rec = store.get(base | lid)
+                    if rec is not None:
+                        add_into(sums, lid, [sign * v for v in rec[1:]])
+        return sums
 
     # -- persistence -----------------------------------------------------------------
-    def drain_dirty(self) -> Iterator[tuple[list[object], Vector]]:
-        """Yield (key suffix, record) for every record touched since the last drain."""
+    def drain_dirty(self) -> Iterator[tuple[list[object], Vector | None]]:
+        """Yield (key suffix, None), a tombstone, for every bucket dropped since the last
+        drain, then (key suffix, record) for every record touched since.
+
+        Tombstones go first: a bucket dropped and then made again (a clock stepping back)
+        ends as its record, and a touched bucket dropped since is only a tombstone.
+        """
         labels_of = self.labels_of
-        for res, store, dirty in (
-            ("m", self.minutes, self.dirty_minutes),
-            ("h", self.hours, self.dirty_hours),
+        for res, store, dirty, expired in (
+            ("m", self.minutes, self.dirty_minutes, self.expired_minutes),
+            ("h", self.hours, self.dirty_hours, self.expired_hours),
         ):
+            for key in expired:
+                yield [self.family, res, key >> LABEL_BITS, *labels_of[key & LABEL_MASK]], None
+            expired.clear()
             for key in dirty:
                 rec = store.get(key)
                 if rec is not None:
                     yield [self.family, res, key >> LABEL_BITS, *labels_of[key & LABEL_MASK]], rec
             dirty.clear()
 
-    def restore(self, res: str, bucket: int, labels: Labels, rec: Vector, clock: Clock) -> None:
-        """Set a record read back from the changelog (the newest write wins)."""
+    def restore(self, res: str, bucket: int, labels: Labels, rec: Vector | None, clock: Clock) -> None:
+        """Set a record read back from the changelog (the newest write wins); a tombstone
+        (``None``) removes it. A record already expired at ``clock`` is not kept, and its
+        tombstone is left to write: its writer stopped before it dropped the bucket."""
         self.refresh(clock)
-        if res == "m" and bucket <= self._cm - MINUTE_WINDOW:
+        lid = self._id(labels) if rec is not None else self.ids.get(labels)
+        if lid is None:
             return
-        if res == "h" and bucket < clock.oldest_hour:
-            return
-        lid = self._id(labels)
-        store = self.minutes if res == "m" else self.hours
+        minute = res == "m"
+        store, expired = (self.minutes, self.expired_minutes) if minute else (self.hours, self.expired_hours)
         key = bucket << LABEL_BITS | lid
-        old = store.get(key)
-        store[key] = list(rec)
-        self.known.add(lid)
-        delta = rec[1:] if old is None else [new - old[i] for i, new in enumerate(rec[1:], 1)]
-        self._add_to_sums(res, bucket, lid, delta)
+        if rec is not None and bucket < (self._cm - MINUTE_WINDOW + 1 if minute else clock.oldest_hour):
+            expired.add(key)
+            return
+        old = store.pop(key, None)
+        if rec is None:
+            expired.discard(key)
+        else:
+            store[key] = list(rec)
+            self.known.add(lid)
+        if old is None:
+            delta = rec[1:] if rec is not None else []
+        elif rec is None:
+            delta = [-v for v in old[1:]]
+        else:
+            delta = [new - old[i] for i, new in enumerate(rec[1:], 1)]
+        if delta:
+            self._add_to_sums(res, bucket, lid, delta)
 
-    def labels_seen(self) -> set[Labels]:
-        """Every label tuple with a retained bucket: these series stay exported, at 0 if idle."""
+    def labels_seen(self, clock: Clock | None = None) -> set[Labels]:
+        """Every label tuple with a bucket retained at ``clock`` (by default the counter's own):
+        these series stay exported, at 0 if idle."""
+        lids = self.known if clock is None or clock.hour <= self._ch else self._retained(clock)
         labels_of = self.labels_of
-        return {labels_of[lid] for lid in self.known}
+        return {labels_of[lid] for lid in lids}
 
     def window(self, name: str) -> dict[Labels, Vector]:
         return self._named(self.sums[WINDOW_AT[name]])
@@ -379,7 +443,11 @@ class LatestTime(CustomerMap):
         return self.get(customer) is not None
 
     def get(self, customer: str) -> int | None:
-        minute = value_at(self.minutes, self.index.find(customer))
+        return self.at_row(self.index.find(customer))
+
+    def at_row(self, row: int) -> int | None:
+        """The minute held for the customer at ``row`` (-1: none in the index), if any."""
+        minute = value_at(self.minutes, row)
         return None if minute < 0 else minute
 
     def offer(self, customer: str, minute: int) -> int | None:
@@ -439,7 +507,10 @@ class LatestAnswer(CustomerMap):
         return old_score
 
     def get(self, customer: str) -> tuple[int, int, int] | None:
-        row = self.index.find(customer)
+        return self.at_row(self.index.find(customer))
+
+    def at_row(self, row: int) -> tuple[int, int, int] | None:
+        """(time, offset, score) of the answer held for the customer at ``row``, if any."""
         return None if value_at(self.offsets, row) < 0 else (self.times[row], *self._offset_score(row))
 
     def drain_dirty(self) -> Iterator[tuple[list[object], list[int]]]:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
 from salespulse.schemas.validator import SCHEMA_DIR
+from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW
 
 EMBEDDED_BROKER = "127.0.0.1:9092"
 SECRET_FIELDS = frozenset(
@@ -149,6 +150,9 @@ class Settings:
     connectors_file: Path | None = None
     workers: tuple[str, ...] = ("127.0.0.1:6066",)
     clock: str = "wall"
+    #: Seconds an event's ``occurred_at`` may run ahead of its record's timestamp (beyond:
+    #: dead-lettered as ``future``), and a read's ``at`` ahead of the worker's clock.
+    max_clock_skew: int = MAX_CLOCK_SKEW
     end_offsets: str = "auto"
     label_cap: int = 50
     #: Most records one fetch hands to the engine. A fetch is one engine call and one
@@ -289,6 +293,9 @@ class Settings:
             if workers
             else (f"127.0.0.1:{web_port}",),  # the local worker, wherever it listens
             clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
+            max_clock_skew=parse_duration("SALESPULSE_MAX_CLOCK_SKEW", env["SALESPULSE_MAX_CLOCK_SKEW"])
+            if env.get("SALESPULSE_MAX_CLOCK_SKEW")
+            else defaults.max_clock_skew,
             end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
             label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
             fetch_records=_int(env, "SALESPULSE_FETCH_RECORDS", defaults.fetch_records),

@@ -82,7 +82,7 @@ def test_a_record_on_a_wrong_partition_is_forwarded_once_and_applied_where_it_be
     value = orjson.dumps(lead("e1", "L-1"))
     right = partition_for(b"L-1", PARTITIONS)
     wrong = (right + 1) % PARTITIONS
-    record = Rec(7, b"L-1", value, timestamp=1_700_000_000_000, headers=[("trace", b"abc")])
+    record = Rec(7, b"L-1", value, timestamp=NOW * 1000, headers=[("trace", b"abc")])
     out = engine.apply("crm.leads", wrong, [record])
     (forward,) = out.forwards
     assert (forward.topic, forward.partition, forward.key, forward.value) == (
@@ -91,7 +91,7 @@ def test_a_record_on_a_wrong_partition_is_forwarded_once_and_applied_where_it_be
         b"L-1",
         value,
     )
-    assert forward.timestamp == 1_700_000_000_000, "the original record time, so latency includes the hop"
+    assert forward.timestamp == NOW * 1000, "the original record time, so latency includes the hop"
     assert forward.headers == [("trace", b"abc"), (FORWARDED_FROM, f"crm.leads/{wrong}/7".encode())]
     assert leads_1h(engine) == 0, "not applied where it arrived"
     assert engine.counters([wrong])["rerouted"]["crm.leads"] == 1

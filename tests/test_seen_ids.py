@@ -59,7 +59,8 @@ def test_restore_from_the_pending_chunks_gives_the_same_answers() -> None:
     for hour, event_id, offset in work:
         store.first_offset(hour, event_id, offset)
     restored = SeenIds()
-    restored.restore(store.pending, oldest_hour=0)
+    for key, chunk in store.drain():
+        restored.restore(key, chunk, oldest_hour=0)
     for hour, event_id, offset in work:
         assert restored.first_offset(hour, event_id, offset) == store.first_offset(hour, event_id, offset)
 

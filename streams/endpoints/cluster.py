@@ -23,6 +23,10 @@ class WorkerUnreachable(RuntimeError):
     """A worker named in ``--workers`` did not answer, or refused to."""
 
 
+class WorkerRefused(WorkerUnreachable):
+    """A worker answered with an error status: its message says why (a bad ``at``, ...)."""
+
+
 def fetch_json(
     worker: str, path: str, query: str = "", timeout: float = 5.0, token: str = ""
 ) -> dict[str, Any]:
@@ -36,16 +40,26 @@ def fetch_json(
             return dict(orjson.loads(response.read()))
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
-            raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
+            raise WorkerRefused(f"worker {worker} answered {exc.code} to {path}: {_error(exc)}") from None
         hint = (
             f"the token sent is not the worker's: set {TOKEN_SETTING} to the workers' token"
             if token
             else f"set {TOKEN_SETTING} to the workers' token (a worker with none configured keeps"
             " its own in SALESPULSE_DATA_DIR/ingest-token, which the CLI reads on the same machine)"
         )
-        raise WorkerUnreachable(f"worker {worker} refused {path} (401): {hint}") from None
+        raise WorkerRefused(f"worker {worker} refused {path} (401): {hint}") from None
     except OSError as exc:
         raise WorkerUnreachable(f"worker {worker} did not answer {path}: {exc}") from None
+
+
+def _error(answer: urllib.error.HTTPError) -> str:
+    """The ``error`` of a worker's JSON answer, else its text."""
+    text = answer.read().decode(errors="replace").strip()
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text or str(answer.reason)
+    return str(body.get("error", text)) if isinstance(body, dict) else text
 
 
 def fetch_share(worker: str, timeout: float = 5.0, at: int | None = None, token: str = "") -> dict[str, Any]:

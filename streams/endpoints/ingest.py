@@ -2,7 +2,9 @@
 
 A body is one JSON event, a JSON array of events, or NDJSON. If any event is invalid the
 whole request is refused, naming every bad event by index, field and reason, and nothing
-is written. Size and nesting are bounded before any event is looked at.
+is written. Size and nesting are bounded before any event is looked at. An event from the
+future (``occurred_at`` beyond the clock skew after the worker's clock, which is about the
+timestamp its record would get) is refused here by the rule the worker dead-letters it by.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from salespulse.streams.pipeline.codec import Rejected, check_event
+from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW, Rejected, check_not_future, checked
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,16 @@ def _loads(raw: bytes, index: int, max_depth: int) -> tuple[Any, Problem | None]
         return None, Problem(index, "$", f"not valid JSON: {exc}")
 
 
-def parse_events(body: bytes, *, max_depth: int, max_events: int = 100_000) -> list[dict[str, Any]]:
-    """Events in ``body``, or :class:`IngestError` listing every bad one."""
+def parse_events(
+    body: bytes,
+    *,
+    max_depth: int,
+    max_events: int = 100_000,
+    now_ms: int | None = None,
+    max_skew: int = MAX_CLOCK_SKEW,
+) -> list[dict[str, Any]]:
+    """Events in ``body``, or :class:`IngestError` listing every bad one; with ``now_ms`` (the
+    worker's clock), an event from the future is a bad one."""
     if not body.strip():
         raise IngestError(400, "empty body")
     whole, problem = _loads(body, 0, max_depth + 1)
@@ -94,7 +104,9 @@ def parse_events(body: bytes, *, max_depth: int, max_events: int = 100_000) -> l
             problems.append(Problem(i, "$", f"nesting deeper than {max_depth} levels"))
             continue
         try:
-            events.append(check_event(item))
+            event, t = checked(item)
+            check_not_future(t, now_ms, max_skew)
+            events.append(event)
         except Rejected as exc:
             field, _, reason = exc.detail.partition(": ")
             problems.append(Problem(i, exc.field or field, reason or exc.detail))

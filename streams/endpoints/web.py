@@ -17,6 +17,7 @@ being captured in a thread.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,7 @@ from salespulse.streams.endpoints.replies import json_reply as _json
 from salespulse.streams.endpoints.replies import read_limited
 from salespulse.streams.endpoints.report_page import install_report_page
 from salespulse.streams.endpoints.webhooks import install_webhooks
+from salespulse.streams.pipeline.engine import ReadRefused
 
 if TYPE_CHECKING:
     import faust
@@ -80,7 +82,10 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
             at = request.query.get("at")
             if at is not None and not at.isdigit():
                 return _json(400, {"error": "at must be epoch seconds"})
-            view = runtime.engine.kpis_view(runtime.owned(), None if at is None else int(at))
+            try:
+                view = runtime.engine.kpis_view(runtime.owned(), None if at is None else int(at))
+            except ReadRefused as exc:
+                return _json(400, {"error": str(exc)})
             return _json(200, view)
 
     @app.page("/progress")
@@ -115,7 +120,13 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
         async def post(self, request: Request) -> Any:
             try:
                 body = await read_limited(request, settings.max_body_bytes)
-                events = await asyncio.to_thread(parse_events, body, max_depth=settings.max_json_depth)
+                events = await asyncio.to_thread(
+                    parse_events,
+                    body,
+                    max_depth=settings.max_json_depth,
+                    now_ms=int(time.time() * 1000),
+                    max_skew=settings.max_clock_skew,
+                )
             except IngestError as exc:
                 return _json(exc.status, exc.body())
             try:

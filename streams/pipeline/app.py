@@ -102,6 +102,7 @@ def create_app(
         targets=load_targets(settings.targets_file),
         partitions=settings.partitions,
         kpis=configured_kpis(settings) if kpis is None else kpis,
+        max_clock_skew=settings.max_clock_skew,
     )
     app = SalesPulseApp(
         settings.app_id,

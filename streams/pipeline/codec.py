@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 
 from salespulse.schemas import InvalidEvent, validate_event
-from salespulse.schemas.event_time import parse_time
+from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.fast_decoder import decode_valid
 from salespulse.schemas.topics import route
 
@@ -25,8 +25,14 @@ REASONS: Final = (
     "wrong_topic",
     "wrong_key",
     "wrong_partition",
+    "future",
     "unmappable",
 )
+
+
+#: How far, in seconds, an event's ``occurred_at`` may run ahead of its record's timestamp, and
+#: a read's ``at`` ahead of the worker's clock: ``SALESPULSE_MAX_CLOCK_SKEW``'s default.
+MAX_CLOCK_SKEW: Final = 600
 
 
 class Rejected(Exception):
@@ -50,6 +56,25 @@ def checked(obj: object) -> tuple[dict[str, Any], int]:
         return event, parse_time(event["occurred_at"])
     except ValueError:
         raise Rejected("schema", "occurred_at: not a valid date-time", "occurred_at") from None
+
+
+def check_not_future(t: int, written_ms: int | None, max_skew: int) -> None:
+    """Refuse an event dated more than ``max_skew`` seconds after it was written.
+
+    ``written_ms`` is the Kafka record's timestamp (the worker's wall clock for HTTP ingest,
+    which is about what the record will get): the decision depends on the record alone, so
+    every replay makes it again, whatever the worker's clock. A record without a timestamp
+    (``None``, or Kafka's -1) cannot be judged and passes.
+    """
+    # t > (written + skew) // 1000 is t * 1000 > written + skew for whole seconds t, without a
+    # product past 2**31, which mypyc multiplies as a Python long (about 300 instructions).
+    if written_ms is not None and written_ms >= 0 and t > (written_ms + max_skew * 1000) // 1000:
+        raise Rejected(
+            "future",
+            f"occurred_at {format_time(t)} is in the future, more than {max_skew}s"
+            f" (SALESPULSE_MAX_CLOCK_SKEW) after it was written ({format_time(written_ms / 1000)})",
+            "occurred_at",
+        )
 
 
 def check_event(obj: object) -> dict[str, Any]:

@@ -42,13 +42,19 @@ from salespulse.agents.detractors import order_cases
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
-from salespulse.schemas.event_time import parse_time
+from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import INPUT_TOPICS
-from salespulse.streams.pipeline.codec import REASONS, Rejected, check_route, decode
+from salespulse.streams.pipeline.codec import (
+    MAX_CLOCK_SKEW,
+    REASONS,
+    Rejected,
+    check_not_future,
+    check_route,
+    decode,
+)
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
-SEEN_CHUNK = 4096
 #: A survey comment longer than this many characters is cut to it (and counted), never rejected.
 COMMENT_CHARS = 2000
 #: Response ids share the seen-ids state with event ids, under this prefix (no event id has it).
@@ -134,11 +140,16 @@ class Forward:
     headers: list[tuple[str, bytes]]
 
 
+class ReadRefused(ValueError):
+    """A read asked for a clock the state cannot answer for (too far ahead, or before retention)."""
+
+
 @dataclass
 class Output:
-    """What a batch produced: changelog records, forwards and dead letters, to be written first."""
+    """What a batch produced: changelog records (a ``None`` value is a tombstone), forwards and
+    dead letters, to be written first."""
 
-    changelog: list[tuple[bytes, bytes]] = field(default_factory=list)
+    changelog: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
     #: Record timestamps (ms) of the events applied, and when they were applied (ms).
@@ -219,8 +230,10 @@ class Engine:
         targets: dict[tuple[str, str], float] | None = None,
         kpis: Sequence[Kpi] = KPIS,
         partitions: int = 1,
+        max_clock_skew: int = MAX_CLOCK_SKEW,
     ) -> None:
         self.kpis = tuple(kpis)
+        self.max_clock_skew = max_clock_skew
         #: Partitions of each input topic, which decide where a key belongs; the worker
         #: keeps them to what the broker's metadata says.
         self.partition_counts: dict[str, int] = dict.fromkeys(INPUT_TOPICS, partitions)
@@ -289,12 +302,15 @@ class Engine:
         out.applied_ms = time.time() * 1000.0
         timestamps = out.timestamps
         oldest_hour = clock.oldest_hour
+        max_skew = self.max_clock_skew
         for record in records:
             offset = record.offset
             fresh = offset > meta.offset
             key = record.key
+            written = record.timestamp
             try:
                 raw, t = decode(record.value, self.max_event_bytes)
+                check_not_future(t, written, max_skew)
                 check_route(raw, topic, key)
                 # check_route has checked the key is the contract's, so it is not None.
                 right = partition_for(key, partitions) if key is not None else partition
@@ -341,12 +357,12 @@ class Engine:
             event = Event(kind, t, offset, data, late, repeat)
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
-            if fresh and record.timestamp is not None:
-                timestamps.append(record.timestamp)
+            if fresh and written is not None:
+                timestamps.append(written)
         last = records[-1].offset
         meta.offset = max(meta.offset, last)
-        out.changelog = list(self._changelog(state, topic, last))
         seen.expire(oldest_hour)
+        out.changelog = list(self._changelog(state, topic, last, clock))
         return out
 
     @staticmethod
@@ -380,46 +396,67 @@ class Engine:
         assert record.key is not None
         return Forward(topic, right, record.key, record.value, record.timestamp, headers)
 
-    def _changelog(self, state: PartitionState, topic: str, last: int) -> Iterator[tuple[bytes, bytes]]:
+    def _changelog(
+        self, state: PartitionState, topic: str, last: int, clock: Clock
+    ) -> Iterator[tuple[bytes, bytes | None]]:
+        """The batch's changelog records: what changed, and a tombstone for what expired."""
         p = state.partition
         dumps = _encode
         for kpi in self.by_topic.get(topic, ()):
             # Keys share their first three items: encode those once, not once per record.
             # The bytes are those of dumps([topic, p, kpi.name, *suffix]) (no spaces).
             head = dumps([topic, p, kpi.name])[:-1] + b","
-            for suffix, rec in state.kpis[kpi.name].drain(topic, last):
-                yield head + dumps(suffix)[1:], dumps(rec)
-        pending = state.seen[topic].pending
-        for i in range(0, len(pending), SEEN_CHUNK * 3):
-            chunk = pending[i : i + SEEN_CHUNK * 3]
-            yield dumps([topic, p, "seen", chunk[2]]), dumps(chunk)
-        pending.clear()
+            for suffix, rec in state.kpis[kpi.name].drain(topic, last, clock):
+                yield head + dumps(suffix)[1:], None if rec is None else dumps(rec)
+        for key, chunk in state.seen[topic].drain():
+            yield dumps([topic, p, "seen", key]), None if chunk is None else dumps(chunk)
         yield dumps([topic, p, "meta"]), dumps(state.meta[topic].encode())
 
     # -- recovery --------------------------------------------------------------------
     def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog record read back by faust's recovery."""
-        if value is None:
-            return
+        """Apply one changelog record read back by faust's recovery; a tombstone (``None``)
+        removes what its key held, so a full replay ends where its compacted copy starts."""
         k = orjson.loads(key)
-        v = orjson.loads(value)
+        v = None if value is None else orjson.loads(value)
         topic, partition, kind = k[0], k[1], k[2]
         state = self.state(partition)
         ctx = self.context()
         if kind == "meta":
-            restored = TopicMeta.decode(v)
-            if restored.offset >= state.meta[topic].offset:
+            restored = None if v is None else TopicMeta.decode(v)
+            if restored is not None and restored.offset >= state.meta[topic].offset:
                 state.meta[topic] = restored
         elif kind == "seen":
-            state.seen[topic].restore(v, ctx.clock.oldest_hour)
+            state.seen[topic].restore(k[3], v, ctx.clock.oldest_hour)
         else:
             state.kpis[kind].restore(topic, k[3:], v, ctx)
 
     # -- export ----------------------------------------------------------------------
+    # Reads: each computes from the state and changes none of it (nor the changelog).
+
+    def read_clock(self, at: int | None = None) -> Clock:
+        """The clock a read is answered at: the worker's, or ``at`` (epoch seconds) within
+        the retention and at most ``max_clock_skew`` ahead; :class:`ReadRefused` otherwise."""
+        clock = self.clock()
+        if at is None:
+            return clock
+        if at > clock.now + self.max_clock_skew:
+            raise ReadRefused(
+                f"at={at} ({format_time(at)}) is {at - clock.now}s after the worker's clock"
+                f" ({format_time(clock.now)}); at most {self.max_clock_skew}s"
+                " (SALESPULSE_MAX_CLOCK_SKEW) ahead can be read"
+            )
+        if clock.is_late(at):
+            raise ReadRefused(
+                f"at={at} ({format_time(at)}) is before the 62-day retention: the oldest clock"
+                f" that can be read is {clock.oldest_hour * HOUR} ({format_time(clock.oldest_hour * HOUR)})"
+            )
+        return Clock(at)
+
     def samples(self, partitions: Iterable[int], at: int | None = None) -> Iterator[Sample]:
-        """Gauge samples for the given (actively owned) partitions, now or at an earlier clock."""
+        """Gauge samples for the given (actively owned) partitions, now or at another clock
+        (:meth:`read_clock`)."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.clock() if at is None else Clock(at), self.targets)
+        ctx = ExportContext(self.read_clock(at), self.targets)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
@@ -480,10 +517,10 @@ class Engine:
         ``1h`` window within the last two hours, and known customers are today's.
         """
         parts = sorted(partitions)
+        clock = self.read_clock(at)
         series = Series()
-        for name, labels, value in self.samples(parts, at):
+        for name, labels, value in self.samples(parts, clock.now):
             series.add(name, labels, value)
-        clock = self.clock() if at is None else Clock(at)
         return {
             "clock": clock.now,
             "partitions": parts,
@@ -496,21 +533,22 @@ class Engine:
         """A customer's profile: known, latest touches and latest NPS answer."""
         for p in partitions:
             state = self.partitions.get(p)
-            if state is None:
+            row = -1 if state is None else state.customers.peek(customer)
+            if state is None or row < 0:
                 continue
             engagement: Any = state.kpis.get("engagement")
             nps: Any = state.kpis.get("nps")
             detractors: Any = state.kpis.get("detractors")
             touched = engagement is not None and (
-                customer in engagement.activity or customer in engagement.deal
+                engagement.activity.at_row(row) is not None or engagement.deal.at_row(row) is not None
             )
-            answer = None if nps is None else nps.latest.get(customer)
+            answer = None if nps is None else nps.latest.at_row(row)
             if touched or answer is not None:
                 profile: dict[str, Any] = {"customer_id": customer, "partition": p}
                 profile.update(engagement.profile(customer))
                 if answer is not None:
                     profile["nps"] = {"score": answer[2], "occurred_at": answer[0]}
-                    note = None if detractors is None else detractors.note(customer)
+                    note = None if detractors is None else detractors.note(row)
                     if note is not None:
                         profile["nps"]["comment"], profile["nps"]["response_id"] = note
                 return profile

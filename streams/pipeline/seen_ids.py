@@ -15,15 +15,24 @@ copy, which decides when it expires. A later copy is a duplicate whatever its ow
 connectors and CRMs re-stamp facts. Two distinct ids colliding in one partition is the one
 way an event could be taken for a duplicate: about n²/2⁶⁵, 1e-7 for 2,000,000 ids in a
 partition.
+
+The changelog gets the new ids in chunks of :data:`SEEN_CHUNK`, each keyed by its first id's
+offset. Each chunk key remembers the newest hour of its batch's ids (one compare an id, where
+a chunk's own maximum cost a pass over it), so a chunk whose ids have all expired gets a
+tombstone and compaction reclaims it: the seen-id records on the changelog stay those of
+the retention, not of every id ever seen.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
+#: Ids per changelog record.
+SEEN_CHUNK = 4096
 #: Merge the small dict into the columns once they hold this many ids, or the columns'
 #: size >> MERGE_SHIFT if that is more, so merging stays linear overall.
 MERGE_AT = 1 << 14
@@ -50,8 +59,14 @@ class SeenIds:
         self.bloom = bytearray(1)
         self.bloom_mask = 7
         self.pending: list[object] = []
+        #: The newest hour among the pending ids: each chunk they go out in is at most as new.
+        self.pending_newest = -1
         self.oldest_hour: int | None = None
         self.changed = False
+        #: The changelog's chunk keys with the newest hour of their ids, and the keys of
+        #: chunks whose ids have all expired since the last drain (their tombstones).
+        self.chunks: dict[int, int] = {}
+        self.expired_chunks: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.keys)
@@ -61,6 +76,8 @@ class SeenIds:
         first = self._offer(hour, hash(event_id), offset)
         if self.changed:
             self.pending += (hour, event_id, offset)
+            if hour > self.pending_newest:
+                self.pending_newest = hour
         return first
 
     def offered(self, hour: int, event_id: str, offset: int, late: bool) -> int:
@@ -149,10 +166,14 @@ class SeenIds:
             self._add_to_bloom(keys)
 
     def expire(self, oldest_hour: int) -> None:
-        """Drop hours that left retention; a no-op until the clock enters a new hour."""
+        """Drop hours that left retention, and the chunks that held only those; a no-op until
+        the clock enters a new hour."""
         if oldest_hour == self.oldest_hour:
             return
         self.oldest_hour = oldest_hour
+        for key in [k for k, newest in self.chunks.items() if newest < oldest_hour]:
+            del self.chunks[key]
+            self.expired_chunks.add(key)
         for key in [k for k, packed in self.recent.items() if packed & _HOUR_MASK < oldest_hour]:
             del self.recent[key]
         if len(self.hours) and int(self.hours.min()) < oldest_hour:
@@ -160,8 +181,38 @@ class SeenIds:
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
             self._build_bloom()
 
-    def restore(self, flat: list[Any], oldest_hour: int) -> None:
-        """Take back a changelog chunk of ``hour, event_id, offset`` triples."""
+    def drain(self) -> Iterator[tuple[int, list[object] | None]]:
+        """What the changelog is owed: ``(key, None)``, a tombstone, for each chunk whose ids
+        all expired, then ``(key, chunk)`` for the pending ids, keyed by the first's offset."""
+        for key in self.expired_chunks:
+            yield key, None
+        self.expired_chunks.clear()
+        pending = self.pending
+        for i in range(0, len(pending), SEEN_CHUNK * 3):
+            chunk = pending[i : i + SEEN_CHUNK * 3]
+            key = cast(int, chunk[2])
+            self._track(key, self.pending_newest)
+            yield key, chunk
+        pending.clear()
+        self.pending_newest = -1
+
+    def _track(self, key: int, newest: int) -> None:
+        """Remember a chunk's newest hour (a chunk written again under its key keeps the later)."""
+        self.chunks[key] = max(newest, self.chunks.get(key, newest))
+
+    def restore(self, key: int, flat: list[Any] | None, oldest_hour: int) -> None:
+        """Take back a changelog chunk of ``hour, event_id, offset`` triples; a tombstone
+        (``None``) only forgets the chunk. A chunk whose ids have all expired here is owed
+        a tombstone: its writer stopped before it wrote one."""
+        if flat is None:
+            self.chunks.pop(key, None)
+            self.expired_chunks.discard(key)
+            return
+        self._track(key, max(flat[0::3]))
+        if self.chunks[key] < oldest_hour:
+            del self.chunks[key]
+            self.expired_chunks.add(key)
+            return
         for i in range(0, len(flat), 3):
             hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
             if hour >= oldest_hour:

@@ -41,7 +41,9 @@ from salespulse.streams.pipeline import state_image
 log = logging.getLogger(__name__)
 
 #: 2: one customer index per partition, shared by the KPIs (an image of 1 does not fit).
-FORMAT: Final = 2
+#: 3: the tombstones owed and the seen-id chunks' newest hours (a 2 has neither: it would
+#: never tombstone the keys it holds).
+FORMAT: Final = 3
 SUFFIX: Final = ".state"
 #: The trailer's length, after the trailer itself.
 _LENGTH: Final = struct.Struct(">Q")

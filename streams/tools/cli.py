@@ -175,7 +175,7 @@ def generate(
 def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
     """Send NDJSON events from FILE (or - for stdin), validating each one."""
     from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
-    from salespulse.streams.pipeline.codec import Rejected, check_event
+    from salespulse.streams.pipeline.codec import Rejected, check_not_future, checked
 
     settings = _settings(brokers=brokers, broker_timeout=timeout)
     lines = source.read().splitlines()
@@ -193,7 +193,11 @@ def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
                 if not line.strip():
                     continue
                 try:
-                    producer.send(check_event(orjson.loads(line)))
+                    event, t = checked(orjson.loads(line))
+                    # The record gets this machine's clock: a later occurred_at is refused here,
+                    # by the rule the worker would dead-letter it by.
+                    check_not_future(t, int(time.time() * 1000), settings.max_clock_skew)
+                    producer.send(event)
                     accepted += 1
                 except orjson.JSONDecodeError as exc:
                     reasons["not_json"] += 1
@@ -211,15 +215,34 @@ def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
         sys.exit(1)
 
 
+def _epoch_seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--at`` as epoch seconds, from epoch seconds or an RFC 3339 time with a zone."""
+    from salespulse.schemas.event_time import parse_time
+
+    if value is None or value.isdigit():
+        return None if value is None else int(value)
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither epoch seconds nor an RFC 3339 time with a zone"
+        ) from None
+
+
 @main.command()
 @click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option(
+    "--at",
+    callback=_epoch_seconds,
+    help="Look back to this clock (epoch seconds or RFC 3339), within the 62-day retention.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def kpis(workers: str | None, as_json: bool) -> None:
+def kpis(workers: str | None, at: int | None, as_json: bool) -> None:
     """Show the cluster-wide KPIs, merged from every worker's share."""
     from salespulse.streams.endpoints.cluster import cluster_view
     from salespulse.streams.tools.board import kpi_table
 
-    _show_merged(workers, lambda names, token: cluster_view(names, token=token), as_json, kpi_table)
+    _show_merged(workers, lambda names, token: cluster_view(names, at=at, token=token), as_json, kpi_table)
 
 
 def _show_merged(

@@ -20,6 +20,7 @@ from typing import Any
 
 from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series
 from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.rolling import Clock
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.pipeline.hash_seed import pin
 from salespulse.streams.pipeline.worker import run_worker
@@ -31,10 +32,10 @@ APP_ID = "salespulse-no-kpis"
 class NothingKept:
     """A KPI state with nothing in it: no changelog records, nothing to restore."""
 
-    def drain(self, topic: str, offset: int) -> Iterator[tuple[list[object], list[Any]]]:
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[Any] | None]]:
         return iter(())
 
-    def restore(self, topic: str, key: list[Any], rec: list[Any], ctx: ApplyContext) -> None:
+    def restore(self, topic: str, key: list[Any], rec: list[Any] | None, ctx: ApplyContext) -> None:
         raise ValueError(f"the no-KPI reference writes no KPI records, but read {key!r}")
 
 
