@@ -9,16 +9,14 @@ some 35,000 events) takes a good fraction of a second, so it runs in a thread: t
 loop keeps answering ``/healthz`` and applying batches meanwhile.
 
 Every view but the probes (and ``/metrics`` without its own token) needs the token: one
-middleware (``access.py``) guards them all, faust's own pages included. A second one makes
-the views that read the engine state hold ``Runtime.still()``, since a state image may be
-being captured in a thread.
+middleware (``access.py``) guards them all, faust's own pages included. Reads never change
+the engine state, so they need not wait for a state image being captured in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web as aioweb
@@ -38,25 +36,6 @@ if TYPE_CHECKING:
 
     from salespulse.streams.pipeline.runtime import Runtime
 
-#: Routes that never read the engine state, so never wait for a state image being captured
-#: (``/report`` reads it through this worker's own ``/kpis``, from a thread).
-STATELESS_ROUTES = frozenset({"/healthz", "/readyz", "/events", "/report"})
-
-
-def _still_while_reading(runtime: Runtime) -> Callable[[aioweb.Request, access.Handler], Awaitable[Any]]:
-    """Every other route reads the state holding ``runtime.still()``: a read may refresh the
-    rolling windows, and a state image captured in a thread meanwhile would be torn."""
-
-    @aioweb.middleware
-    async def middleware(request: aioweb.Request, handler: access.Handler) -> Any:
-        route = access.route_of(request)
-        if route in STATELESS_ROUTES or route.startswith(access.WEBHOOK_PREFIX):
-            return await handler(request)
-        async with runtime.still():
-            return await handler(request)
-
-    return middleware
-
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server."""
@@ -64,7 +43,6 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     # On aiohttp's app under faust's driver, so on every route, faust's own pages too.
     middlewares = cast(Any, app.web).web_app.middlewares
     middlewares.append(access.guard(settings.ingest_token, settings.metrics_token))
-    middlewares.append(_still_while_reading(runtime))
     install_report_page(app, settings)
 
     @app.page("/metrics")

@@ -51,8 +51,9 @@ class Runtime:
         return set(self.ownership.active)
 
     def still(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Held while the engine state is applied to or read: a state image is never
-        captured (in a thread) meanwhile. Nothing to hold without snapshots."""
+        """Held while the engine state is applied to: a state image is never captured (in a
+        thread) meanwhile. Reads change nothing, so they need not hold it. Nothing to hold
+        without snapshots."""
         return contextlib.nullcontext() if self.snapshots is None else self.snapshots.lock
 
     def kafka_producer(self) -> Any:

@@ -15,8 +15,8 @@ only when it changed; a graceful stop takes the rest.
 An image is captured in a thread, so the event loop keeps answering (``/healthz`` within
 100 ms during the image of a 250,000-customer partition). The state must not change while
 the thread walks it, so the capture holds :attr:`SnapshotWriter.lock`, which the apply path
-holds while it applies a fetch, the reads hold while they read (a read may refresh rolling
-windows), and a rebalance waits for before any partition moves. From a rebalance until its
+holds while it applies a fetch and a rebalance waits for before any partition moves (reads
+change nothing, so they go on meanwhile). From a rebalance until its
 recovery completes no image is started: recovery may restore changelog records (this
 worker's own, read back) into a partition that stayed active.
 """
@@ -50,7 +50,7 @@ class SnapshotWriter:
         #: Clear while a batch is applied and its writes are not all sent yet: no image then.
         self._idle = asyncio.Event()
         self._idle.set()
-        #: Held by the apply path, the reads and a capture: the state stands still while held.
+        #: Held by the apply path and a capture: the state stands still while held.
         self.lock = asyncio.Lock()
         #: The capture under way (one at a time), if any.
         self._capture: asyncio.Future[None] | None = None
