@@ -2,41 +2,38 @@
 
 Every process (worker, CLI, tests) builds a :class:`Settings` here instead of reading the
 environment itself, so defaults live in one place and secrets never reach a log line.
+Each variable is declared once, as a field of a msgspec ``Struct``: its type, default,
+bounds and meaning. msgspec (already the worker's decoder) converts and checks the values;
+``docs/configuration.md``'s table is generated from the same declarations
+(:func:`markdown_table`), so a variable cannot be missing from the docs. msgspec rather
+than pydantic-settings: importing pydantic grows every process by about 25 MB, and the
+worker's memory budget at a million customers has less than that to spare.
+
+Values keep the plain forms people type into an environment: ``call,email`` for a list,
+``24h`` for a duration (one syntax for every duration, :func:`parse_duration`), a path as
+it is. A wrong value stops the process with one line naming the variable.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Meta
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
 from salespulse.schemas.validator import SCHEMA_DIR
 from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW
 
-EMBEDDED_BROKER = "127.0.0.1:9092"
-SECRET_FIELDS = frozenset(
-    {
-        "ingest_token",
-        "metrics_token",
-        "sasl_password",
-        "hubspot_client_secret",
-        "hubspot_token",
-        "pipedrive_password",
-        "salesforce_secret",
-        "delighted_api_key",
-        "typeform_secret",
-        "vtiger_access_key",
-    }
-)
-
+PREFIX: Final = "SALESPULSE_"
+EMBEDDED_BROKER: Final = "127.0.0.1:9092"
 
 #: A secret that is a URL path segment as it is: unreserved characters only, long enough.
 SALESFORCE_SECRET = re.compile(r"[A-Za-z0-9._~-]{24,}")
@@ -44,6 +41,15 @@ SALESFORCE_SECRET = re.compile(r"[A-Za-z0-9._~-]{24,}")
 
 class SettingsError(ValueError):
     """A ``SALESPULSE_*`` variable has a value that cannot be used."""
+
+
+class Secret(str):
+    """A secret setting: a string everywhere it is used, ``'***'`` wherever it is shown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'" if self else "''"
 
 
 #: The shortest token accepted: ``secrets.token_urlsafe(32)`` gives 43 characters.
@@ -66,52 +72,34 @@ def check_secret(name: str, value: str) -> None:
         )
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_duration(name: str, value: str) -> int:
-    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``2d``."""
-    raw = value.strip().lower()
-    unit = _DURATION_UNITS.get(raw[-1:], 0)
-    digits = raw[:-1] if unit else raw
-    if not digits.isdigit() or int(digits) < 1:
-        raise SettingsError(f"{name}={value!r} is not a duration such as 24h, 30m, 2d or 3600 (seconds)")
-    return int(digits) * (unit or 1)
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``1.5m``, ``24h``, ``2d`` or ``1w`` (a bare number is seconds).
+
+    The one duration syntax: every duration setting and ``report --every`` read it.
+    """
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 24h, 2d, 1w or 3600 (seconds)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that divides it (``600`` -> ``10m``), as
+    :func:`parse_duration` reads it back."""
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def activity_channels() -> tuple[str, ...]:
     """The channels the ``customer.activity`` contract allows, read from its schema."""
     schema = json.loads((SCHEMA_DIR / "customer.activity.schema.json").read_text(encoding="utf-8"))
     return tuple(schema["properties"]["data"]["properties"]["channel"]["enum"])
-
-
-def _channels(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if not raw:
-        return default
-    channels = tuple(sorted({c.strip() for c in raw.split(",") if c.strip()}))
-    known = activity_channels()
-    unknown = [c for c in channels if c not in known]
-    if not channels or unknown:
-        raise SettingsError(f"{name}={raw!r}: channels must be some of {', '.join(known)}")
-    return channels
-
-
-Number = TypeVar("Number", int, float)
-
-
-def _number(env: Mapping[str, str], name: str, default: Number, kind: type[Number]) -> Number:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return _number(env, name, default, int)
 
 
 def parse_brokers(value: str) -> tuple[str, ...]:
@@ -131,94 +119,324 @@ def parse_brokers(value: str) -> tuple[str, ...]:
     return tuple(hosts)
 
 
-@dataclass(frozen=True)
-class Settings:
+#: A duration, written as :func:`parse_duration` reads it: seconds, and whole seconds.
+Duration = Annotated[float, Meta(extra={"duration": True})]
+Seconds = Annotated[int, Meta(extra={"duration": True})]
+#: A comma-separated list.
+Names = tuple[str, ...]
+
+
+def meaning(text: str, *, shown: str | None = None, **bounds: Any) -> Meta:
+    """A field's documentation (``docs/configuration.md``) and bounds; ``shown`` replaces the
+    default in the docs where the value alone would mislead (it depends on other settings)."""
+    return Meta(description=" ".join(text.split()), extra={"shown": shown} if shown else {}, **bounds)
+
+
+# Variables whose name is not the field's upper-cased: the names the docs always had.
+_RENAMED: Final = {"brokers": "BROKER", "targets_file": "TARGETS", "connectors_file": "CONNECTORS"}
+
+
+class Settings(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename=lambda name: PREFIX + _RENAMED.get(name, name.upper()),
+):
     """Everything a SalesPulse process can be configured with."""
 
-    brokers: tuple[str, ...] = (EMBEDDED_BROKER,)
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    data_dir: Path = Path("data")
-    ingest_token: str = ""
-    #: Protects ``/metrics`` too when set (Prometheus sends it with ``authorization``).
-    metrics_token: str = ""
-    partitions: int = 4
-    #: Replicas of every topic SalesPulse creates; None: 1 on the embedded broker, else 3.
-    replication_factor: int | None = None
-    targets_file: Path | None = None
-    #: The connectors' mapping file (owners, regions, sources, kinds, ...); None: built-in defaults.
-    connectors_file: Path | None = None
-    workers: tuple[str, ...] = ("127.0.0.1:6066",)
-    clock: str = "wall"
-    #: Seconds an event's ``occurred_at`` may run ahead of its record's timestamp (beyond:
-    #: dead-lettered as ``future``), and a read's ``at`` ahead of the worker's clock.
-    max_clock_skew: int = MAX_CLOCK_SKEW
-    end_offsets: str = "auto"
-    label_cap: int = 50
-    #: Most records one fetch hands to the engine. A fetch is one engine call and one
-    #: changelog write per partition: the larger, the more events share a bucket record.
+    brokers: Annotated[
+        tuple[str, ...],
+        meaning(
+            "`host:port` or `kafka://host:port`, comma-separated for a cluster (faust gets them"
+            " joined with `;`, kafka-python a list)"
+        ),
+    ] = (EMBEDDED_BROKER,)
+    web_host: Annotated[str, meaning("address of the worker's HTTP server")] = "127.0.0.1"
+    web_port: Annotated[int, meaning("port of the worker's HTTP server", ge=1, le=65535)] = 6066
+    data_dir: Annotated[
+        Path,
+        meaning(
+            "the worker's local directory (broker identity marker, [state"
+            " snapshot](operations.md#local-state-snapshot), the generated `ingest-token`)"
+        ),
+    ] = Path("data")
+    ingest_token: Annotated[
+        Secret,
+        meaning(
+            "the token every endpoint but `/metrics`, `/healthz` and `/readyz` needs, as"
+            " `Authorization: Bearer <token>` or as the password of HTTP Basic (for browsers). At"
+            " least 24 characters and not a placeholder such as `change-me`, or the worker stops at"
+            " start. Empty: the worker generates one into `SALESPULSE_DATA_DIR/ingest-token`, which"
+            " the CLI on the same machine reads. See [Access](#access)",
+            shown="generated",
+        ),
+    ] = Secret("")
+    metrics_token: Annotated[
+        Secret,
+        meaning(
+            "when set, `/metrics` needs it too (same rules); Prometheus sends it with"
+            " `authorization`. See [Access](#access)"
+        ),
+    ] = Secret("")
+    partitions: Annotated[int, meaning("partitions of every input topic and of the changelog", ge=1)] = 4
+    replication_factor: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        meaning(
+            "replicas of every topic SalesPulse creates (the `crm.*` topics, the dead letters, the"
+            " changelog, faust's leader topic, the probe, the connector state); a worker or"
+            " connector refuses to start on a cluster with fewer brokers or on its topics with"
+            " fewer replicas. See [Topics and replication](operations.md#topics-and-replication)"
+            " and `salespulse topics plan`",
+            shown="`1` on the embedded broker, else `3`",
+        ),
+    ] = None
+    targets_file: Annotated[
+        Path | None,
+        meaning("YAML file of monthly lead targets per (region, rep)"),
+    ] = None
+    connectors_file: Annotated[
+        Path | None,
+        meaning(
+            "YAML mapping file for the connectors (owner ids to reps, places to regions, lead"
+            " sources, deal types, currency, product, survey teams, customer-id fields, vtiger's"
+            " closing stages); without it, built-in defaults. See [the mapping"
+            " file](connectors.md#the-mapping-file)"
+        ),
+    ] = None
+    workers: Annotated[
+        Names,
+        meaning(
+            "workers `salespulse kpis`, `report` and the worker's `GET /report` page merge"
+            " (by default the local worker)",
+            shown="`127.0.0.1:<SALESPULSE_WEB_PORT>`",
+        ),
+    ] = ()
+    clock: Annotated[
+        str,
+        meaning(
+            "`wall`, `stream` or a fixed RFC 3339 time; a fixed time is the vtiger connector's clock"
+            " too (what is planned, what is past the retention), `stream` is the wall clock there"
+        ),
+    ] = "wall"
+    max_clock_skew: Annotated[
+        Seconds,
+        meaning(
+            "how far an event's `occurred_at` may run ahead of its Kafka record's timestamp before"
+            " it is [refused as `future`](semantics.md#events-from-the-future) (whatever the clock),"
+            " and how far a read's `at` may run ahead of the worker's clock",
+            ge=0,
+        ),
+    ] = MAX_CLOCK_SKEW
+    end_offsets: Annotated[
+        Literal["auto", "fetch", "listoffsets"],
+        meaning(
+            "`auto` probes the broker at start-up; `fetch` always reads end offsets from Fetch"
+            " high watermarks; `listoffsets` trusts ListOffsets"
+        ),
+    ] = "auto"
+    label_cap: Annotated[
+        int, meaning("distinct values per label per worker before folding into `other`", ge=1)
+    ] = 50
     #: 25,000 against 2,000 lifted the bench by a quarter; larger gained nothing. 15,000
     #: measured the same `vs_raw` as 25,000, and a fetch's records, changelog records and
     #: producer batches, alive together, peak 8-11 MB lower at a million customers.
-    fetch_records: int = 15_000
-    #: Seconds between commits of consumed offsets. Longer means more records replayed
-    #: (and skipped by their applied offsets) after a crash, never a lost one.
-    commit_interval: float = 1.0
-    #: Seconds between images of a partition's state in the local snapshot under ``data_dir``
-    #: (a restart replays only the changelog written after it); 0 turns snapshots off.
-    snapshot_interval: float = 30.0
-    app_id: str = "salespulse"
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_event_bytes: int = 64 * 1024
-    max_json_depth: int = 32
-    broker_timeout: float = 10.0
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    ssl_cafile: str = ""
-    #: The worker's external base URL (``https://sp.example.com``): the URL HubSpot signs.
-    public_url: str = ""
-    hubspot_client_secret: str = ""
-    hubspot_token: str = ""
-    hubspot_api: str = "https://api.hubapi.com"
-    salesforce_org_id: str = ""
-    #: The last segment of the Outbound Message URL (``/webhooks/salesforce/<secret>``).
-    salesforce_secret: str = field(default="", repr=False)
-    pipedrive_user: str = ""
-    pipedrive_password: str = ""
-    delighted_api_key: str = ""
-    typeform_secret: str = ""
-    typeform_score_field: str = ""
-    typeform_customer_field: str = "customer_id"
-    typeform_comment_field: str = ""
-    #: The digest's language: a catalogue file in streams/report/locales (``en``, ``fa``).
-    locale: str = "en"
-    #: Seconds a detractor case may stay open before it is overdue.
-    detractor_sla: int = DEFAULT_SLA
-    #: ``customer.activity`` channels that count as a human follow-up of a detractor.
-    human_channels: tuple[str, ...] = DEFAULT_HUMAN_CHANNELS
-    #: The vtiger CRM the ``connect vtiger`` poller reads (its base URL), and as whom.
-    vtiger_url: str = ""
-    vtiger_user: str = ""
-    vtiger_access_key: str = field(default="", repr=False)
-    #: Seconds between two polls of vtiger: how far behind the boards can be.
-    vtiger_poll: float = 60.0
-    #: The zone of vtiger's zone-less ``YYYY-MM-DD HH:MM:SS`` times (UTC unless changed).
-    vtiger_timezone: str = "UTC"
-    #: How far back a first start reads (ISO date or time); empty: the 62-day bucket retention.
-    vtiger_since: str = ""
-    #: The connector's own HTTP port, for ``/metrics`` and ``/healthz``.
-    connector_port: int = 6067
+    fetch_records: Annotated[
+        int,
+        meaning(
+            "most records one fetch hands to the engine; larger fetches write fewer changelog"
+            " records an event, smaller ones lower the worker's peak memory (see [fetch size and"
+            " memory](benchmark.md#fetch-size-and-memory))",
+            ge=1,
+        ),
+    ] = 15_000
+    commit_interval: Annotated[
+        Duration,
+        meaning(
+            "time between commits of consumed offsets; longer means more records replayed (and"
+            " skipped by their applied offsets) after a crash, never a lost one",
+            gt=0,
+        ),
+    ] = 1.0
+    snapshot_interval: Annotated[
+        Duration,
+        meaning(
+            "time between images of each partition's state in the [local state"
+            " snapshot](operations.md#local-state-snapshot); a restart replays only the changelog"
+            " written after the last one; `0` turns the snapshot off (every restart replays the"
+            " whole changelog)",
+            ge=0,
+        ),
+    ] = 30.0
+    app_id: Annotated[
+        str, meaning("the faust application id: the consumer group and the changelog's prefix")
+    ] = "salespulse"
+    max_body_bytes: Annotated[int, meaning("largest `POST /events` body accepted", ge=1)] = 8 * 1024 * 1024
+    max_event_bytes: Annotated[int, meaning("largest event accepted, on a topic or over HTTP", ge=1)] = (
+        64 * 1024
+    )
+    max_json_depth: Annotated[int, meaning("deepest nesting of an event accepted over HTTP", ge=1)] = 32
+    broker_timeout: Annotated[
+        Duration, meaning("how long to wait for the broker (ingest, SDK, emit)", gt=0)
+    ] = 10.0
+    security_protocol: Annotated[
+        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        meaning("`SSL`, `SASL_PLAINTEXT` or `SASL_SSL` for a real cluster"),
+    ] = "PLAINTEXT"
+    sasl_mechanism: Annotated[str, meaning("SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, ...)")] = ""
+    sasl_username: Annotated[str, meaning("SASL user name")] = ""
+    sasl_password: Annotated[Secret, meaning("SASL password")] = Secret("")
+    ssl_cafile: Annotated[str, meaning("CA bundle for TLS to the brokers")] = ""
+    public_url: Annotated[
+        str,
+        meaning(
+            "the workers' external base URL (`https://sp.example.com`); the HubSpot signature"
+            " covers the URL HubSpot called. Empty: the request's own scheme and host"
+        ),
+    ] = ""
+    hubspot_client_secret: Annotated[
+        Secret,
+        meaning(
+            "HubSpot app's client secret; enables `POST /webhooks/hubspot` (with the token)."
+            " See [HubSpot](connectors.md#hubspot)"
+        ),
+    ] = Secret("")
+    hubspot_token: Annotated[
+        Secret, meaning("HubSpot private-app token, for reading deals, contacts, companies and pipelines")
+    ] = Secret("")
+    hubspot_api: Annotated[str, meaning("HubSpot's CRM API base URL")] = "https://api.hubapi.com"
+    salesforce_org_id: Annotated[
+        str,
+        meaning(
+            "the Salesforce org (15 or 18 characters) whose Outbound Messages the endpoint accepts,"
+            " checked after the secret"
+        ),
+    ] = ""
+    salesforce_secret: Annotated[
+        Secret,
+        meaning(
+            "the last segment of the Outbound Message's endpoint URL, `POST"
+            " /webhooks/salesforce/<secret>` (at least 24 of `A-Z a-z 0-9 - _ . ~`: `openssl rand -hex"
+            " 32`); enables the endpoint (with the org id). See [Salesforce](connectors.md#salesforce)"
+        ),
+    ] = Secret("")
+    pipedrive_user: Annotated[
+        str,
+        meaning(
+            "the HTTP Basic user set on the Pipedrive webhooks; with the password, enables"
+            " `POST /webhooks/pipedrive`. See [Pipedrive](connectors.md#pipedrive)"
+        ),
+    ] = ""
+    pipedrive_password: Annotated[
+        Secret, meaning("the HTTP Basic password set on the Pipedrive webhooks")
+    ] = Secret("")
+    delighted_api_key: Annotated[
+        Secret,
+        meaning(
+            "Delighted API key, which signs its webhooks; enables `POST /webhooks/delighted`."
+            " See [Delighted](connectors.md#delighted)"
+        ),
+    ] = Secret("")
+    typeform_secret: Annotated[
+        Secret,
+        meaning(
+            "the Typeform webhook's secret; enables `POST /webhooks/typeform` (with the score"
+            " field). See [Typeform](connectors.md#typeform)"
+        ),
+    ] = Secret("")
+    typeform_score_field: Annotated[str, meaning("field id or ref of the NPS question")] = ""
+    typeform_customer_field: Annotated[str, meaning("hidden field holding the customer id")] = "customer_id"
+    typeform_comment_field: Annotated[str, meaning("field id or ref of an optional comment question")] = ""
+    locale: Annotated[
+        str,
+        meaning(
+            "language of the digest and of `GET /report`'s default: `en` or `fa` (Persian: Jalali"
+            " dates, Persian digits, right to left); one catalogue file per language in"
+            " `streams/report/locales/`. See [Languages](digest.md#languages)",
+            pattern="^[A-Za-z]+$",
+        ),
+    ] = "en"
+    detractor_sla: Annotated[
+        Seconds,
+        meaning(
+            "follow-up target for a detractor case: a case open longer is overdue"
+            " (`salespulse_detractors_overdue`, alert SalesPulseDetractorsUnanswered)",
+            gt=0,
+        ),
+    ] = DEFAULT_SLA
+    human_channels: Annotated[
+        Names,
+        meaning(
+            "`customer.activity` channels that follow a detractor up (comma-separated, from the"
+            " contract's channels)"
+        ),
+    ] = DEFAULT_HUMAN_CHANNELS
+    vtiger_url: Annotated[
+        str,
+        meaning(
+            "the vtiger CRM's base URL, as in the browser without `/index.php`"
+            " (`https://crm.example.com`), for `salespulse connect vtiger`; see"
+            " [vtiger](connectors.md#vtiger)"
+        ),
+    ] = ""
+    vtiger_user: Annotated[str, meaning("the vtiger user name the connector logs in as")] = ""
+    vtiger_access_key: Annotated[
+        Secret, meaning("that user's access key (My Preferences), not the password")
+    ] = Secret("")
+    vtiger_poll: Annotated[
+        Duration, meaning("time between polls of vtiger: how far behind the boards can be", gt=0)
+    ] = 60.0
+    vtiger_timezone: Annotated[
+        str,
+        meaning(
+            "IANA zone of vtiger's zone-less times (`Asia/Tehran`); see [checking the time"
+            " zone](connectors.md#checking-vtigers-time-zone)"
+        ),
+    ] = "UTC"
+    vtiger_since: Annotated[
+        str,
+        meaning(
+            "how far back a first start reads: an ISO date or time (`2026-01-01`, in vtiger's"
+            " zone unless it names one); empty: the 62-day bucket retention"
+        ),
+    ] = ""
+    connector_port: Annotated[
+        int,
+        meaning(
+            "the connector's own HTTP port (`/metrics`, `/healthz`), on `SALESPULSE_WEB_HOST`", ge=1, le=65535
+        ),
+    ] = 6067
 
-    def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            shown.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(shown)})"
+    def __post_init__(self) -> None:
+        # Checks that span fields or need more than a type; msgspec reports a ValueError
+        # raised here as a ValidationError, which from_env turns into one line.
+        for name, secret in (
+            ("SALESPULSE_INGEST_TOKEN", self.ingest_token),
+            ("SALESPULSE_METRICS_TOKEN", self.metrics_token),
+        ):
+            if secret:
+                check_secret(name, secret)
+        known = activity_channels()
+        unknown = [c for c in self.human_channels if c not in known]
+        if not self.human_channels or unknown:
+            raise SettingsError(f"SALESPULSE_HUMAN_CHANNELS: channels must be some of {', '.join(known)}")
+        if self.salesforce_secret and not SALESFORCE_SECRET.fullmatch(self.salesforce_secret):
+            raise SettingsError(
+                "SALESPULSE_SALESFORCE_SECRET must be at least 24 letters, digits, '-', '_', '.' or '~' "
+                "(it is a URL path segment): generate one with `openssl rand -hex 32`"
+            )
+        try:
+            ZoneInfo(self.vtiger_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"SALESPULSE_VTIGER_TIMEZONE={self.vtiger_timezone!r} is not an IANA time zone"
+            ) from None
+        if self.vtiger_since:
+            try:
+                self.vtiger_since_time()
+            except ValueError:
+                raise SettingsError(
+                    f"SALESPULSE_VTIGER_SINCE={self.vtiger_since!r} is not an ISO date or date and time"
+                ) from None
 
     @property
     def embedded(self) -> bool:
@@ -239,6 +457,11 @@ class Settings:
         return 1 if self.embedded else 3
 
     @property
+    def worker_addresses(self) -> tuple[str, ...]:
+        """``SALESPULSE_WORKERS``, else the local worker, wherever it listens."""
+        return self.workers or (f"127.0.0.1:{self.web_port}",)
+
+    @property
     def faust_broker(self) -> str:
         """faust wants one URL with hosts joined by ``;``."""
         return "kafka://" + ";".join(self.brokers)
@@ -253,7 +476,7 @@ class Settings:
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
             config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = self.sasl_password
+            config["sasl_plain_password"] = str(self.sasl_password)
         if self.ssl_cafile:
             config["ssl_cafile"] = self.ssl_cafile
         return config
@@ -263,122 +486,12 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "brokers" in given and isinstance(given["brokers"], str):
             given["brokers"] = parse_brokers(given["brokers"])
-        return dataclasses.replace(self, **given)
+        return msgspec.structs.replace(self, **given)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SALESPULSE_*`` variables; unset ones keep the defaults."""
-        env = os.environ if env is None else env
-        defaults = cls()
-        targets = env.get("SALESPULSE_TARGETS")
-        workers = env.get("SALESPULSE_WORKERS")
-        connectors = env.get("SALESPULSE_CONNECTORS")
-        web_port = _int(env, "SALESPULSE_WEB_PORT", defaults.web_port)
-        settings = cls(
-            brokers=parse_brokers(env["SALESPULSE_BROKER"])
-            if env.get("SALESPULSE_BROKER")
-            else defaults.brokers,
-            web_host=env.get("SALESPULSE_WEB_HOST") or defaults.web_host,
-            web_port=web_port,
-            data_dir=Path(env.get("SALESPULSE_DATA_DIR") or defaults.data_dir),
-            ingest_token=env.get("SALESPULSE_INGEST_TOKEN", ""),
-            metrics_token=env.get("SALESPULSE_METRICS_TOKEN", ""),
-            partitions=_int(env, "SALESPULSE_PARTITIONS", defaults.partitions),
-            replication_factor=_int(env, "SALESPULSE_REPLICATION_FACTOR", 0)
-            if env.get("SALESPULSE_REPLICATION_FACTOR")
-            else None,
-            targets_file=Path(targets) if targets else None,
-            connectors_file=Path(connectors) if connectors else None,
-            workers=tuple(w.strip() for w in workers.split(",") if w.strip())
-            if workers
-            else (f"127.0.0.1:{web_port}",),  # the local worker, wherever it listens
-            clock=env.get("SALESPULSE_CLOCK") or defaults.clock,
-            max_clock_skew=parse_duration("SALESPULSE_MAX_CLOCK_SKEW", env["SALESPULSE_MAX_CLOCK_SKEW"])
-            if env.get("SALESPULSE_MAX_CLOCK_SKEW")
-            else defaults.max_clock_skew,
-            end_offsets=env.get("SALESPULSE_END_OFFSETS") or defaults.end_offsets,
-            label_cap=_int(env, "SALESPULSE_LABEL_CAP", defaults.label_cap),
-            fetch_records=_int(env, "SALESPULSE_FETCH_RECORDS", defaults.fetch_records),
-            commit_interval=_number(env, "SALESPULSE_COMMIT_INTERVAL", defaults.commit_interval, float),
-            snapshot_interval=_number(env, "SALESPULSE_SNAPSHOT_INTERVAL", defaults.snapshot_interval, float),
-            broker_timeout=_number(env, "SALESPULSE_BROKER_TIMEOUT", defaults.broker_timeout, float),
-            security_protocol=env.get("SALESPULSE_SECURITY_PROTOCOL") or defaults.security_protocol,
-            sasl_mechanism=env.get("SALESPULSE_SASL_MECHANISM", ""),
-            sasl_username=env.get("SALESPULSE_SASL_USERNAME", ""),
-            sasl_password=env.get("SALESPULSE_SASL_PASSWORD", ""),
-            ssl_cafile=env.get("SALESPULSE_SSL_CAFILE", ""),
-            public_url=env.get("SALESPULSE_PUBLIC_URL", ""),
-            hubspot_client_secret=env.get("SALESPULSE_HUBSPOT_CLIENT_SECRET", ""),
-            hubspot_token=env.get("SALESPULSE_HUBSPOT_TOKEN", ""),
-            hubspot_api=env.get("SALESPULSE_HUBSPOT_API") or defaults.hubspot_api,
-            salesforce_org_id=env.get("SALESPULSE_SALESFORCE_ORG_ID", ""),
-            salesforce_secret=env.get("SALESPULSE_SALESFORCE_SECRET", "").strip(),
-            pipedrive_user=env.get("SALESPULSE_PIPEDRIVE_USER", ""),
-            pipedrive_password=env.get("SALESPULSE_PIPEDRIVE_PASSWORD", ""),
-            delighted_api_key=env.get("SALESPULSE_DELIGHTED_API_KEY", ""),
-            typeform_secret=env.get("SALESPULSE_TYPEFORM_SECRET", ""),
-            typeform_score_field=env.get("SALESPULSE_TYPEFORM_SCORE_FIELD", ""),
-            typeform_customer_field=env.get("SALESPULSE_TYPEFORM_CUSTOMER_FIELD")
-            or defaults.typeform_customer_field,
-            typeform_comment_field=env.get("SALESPULSE_TYPEFORM_COMMENT_FIELD", ""),
-            locale=env.get("SALESPULSE_LOCALE") or defaults.locale,
-            detractor_sla=parse_duration("SALESPULSE_DETRACTOR_SLA", env["SALESPULSE_DETRACTOR_SLA"])
-            if env.get("SALESPULSE_DETRACTOR_SLA")
-            else defaults.detractor_sla,
-            human_channels=_channels(env, "SALESPULSE_HUMAN_CHANNELS", defaults.human_channels),
-            vtiger_url=env.get("SALESPULSE_VTIGER_URL", "").strip(),
-            vtiger_user=env.get("SALESPULSE_VTIGER_USER", "").strip(),
-            vtiger_access_key=env.get("SALESPULSE_VTIGER_ACCESS_KEY", "").strip(),
-            vtiger_poll=_number(env, "SALESPULSE_VTIGER_POLL", defaults.vtiger_poll, float),
-            vtiger_timezone=env.get("SALESPULSE_VTIGER_TIMEZONE") or defaults.vtiger_timezone,
-            vtiger_since=env.get("SALESPULSE_VTIGER_SINCE", "").strip(),
-            connector_port=_int(env, "SALESPULSE_CONNECTOR_PORT", defaults.connector_port),
-        )
-        for name, secret in (
-            ("SALESPULSE_INGEST_TOKEN", settings.ingest_token),
-            ("SALESPULSE_METRICS_TOKEN", settings.metrics_token),
-        ):
-            if secret:
-                check_secret(name, secret)
-        if settings.partitions < 1:
-            raise SettingsError("SALESPULSE_PARTITIONS must be at least 1")
-        if settings.replication_factor is not None and settings.replication_factor < 1:
-            raise SettingsError("SALESPULSE_REPLICATION_FACTOR must be at least 1")
-        if settings.end_offsets not in {"auto", "fetch", "listoffsets"}:
-            raise SettingsError("SALESPULSE_END_OFFSETS must be auto, fetch or listoffsets")
-        if settings.label_cap < 1:
-            raise SettingsError("SALESPULSE_LABEL_CAP must be at least 1")
-        if settings.fetch_records < 1:
-            raise SettingsError("SALESPULSE_FETCH_RECORDS must be at least 1")
-        if not (settings.locale.isascii() and settings.locale.isalpha()):
-            raise SettingsError(
-                f"SALESPULSE_LOCALE={settings.locale!r} is not a language code such as en or fa"
-            )
-        if settings.snapshot_interval < 0:
-            raise SettingsError("SALESPULSE_SNAPSHOT_INTERVAL must be 0 (off) or more seconds")
-        if settings.commit_interval <= 0:
-            raise SettingsError("SALESPULSE_COMMIT_INTERVAL must be above 0 seconds")
-        if settings.salesforce_secret and not SALESFORCE_SECRET.fullmatch(settings.salesforce_secret):
-            raise SettingsError(
-                "SALESPULSE_SALESFORCE_SECRET must be at least 24 letters, digits, '-', '_', '.' or '~' "
-                "(it is a URL path segment): generate one with `openssl rand -hex 32`"
-            )
-        if settings.vtiger_poll <= 0:
-            raise SettingsError("SALESPULSE_VTIGER_POLL must be above 0 seconds")
-        try:
-            ZoneInfo(settings.vtiger_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"SALESPULSE_VTIGER_TIMEZONE={settings.vtiger_timezone!r} is not an IANA time zone"
-            ) from None
-        if settings.vtiger_since:
-            try:
-                settings.vtiger_since_time()
-            except ValueError:
-                raise SettingsError(
-                    f"SALESPULSE_VTIGER_SINCE={settings.vtiger_since!r} is not an ISO date or date and time"
-                ) from None
-        return settings
+        """Read ``SALESPULSE_*`` variables; unset (or empty) ones keep the defaults."""
+        return read(cls, os.environ if env is None else env, {"brokers": parse_brokers})
 
     def vtiger_since_time(self) -> datetime | None:
         """``SALESPULSE_VTIGER_SINCE`` as an aware time (a bare date or time is in vtiger's zone)."""
@@ -386,3 +499,160 @@ class Settings:
             return None
         moment = datetime.fromisoformat(self.vtiger_since)
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo(self.vtiger_timezone))
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(text: str) -> bool:
+    word = text.lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise ValueError("is not 0 or 1 (or true/false, yes/no, on/off)")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({v.strip() for v in text.split(",") if v.strip()}))
+
+
+def _decode(kind: type, value: Any) -> Any:
+    """The types msgspec leaves to its caller: paths and secrets, from their text."""
+    if kind is Path:
+        return Path(value)
+    if kind is Secret:
+        return Secret(value)
+    raise NotImplementedError(kind)
+
+
+def _fields(cls: type[msgspec.Struct]) -> list[tuple[msgspec.structs.FieldInfo, Any]]:
+    """Each field with msgspec's description of its type (bounds, docs, markers)."""
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return list(zip(msgspec.structs.fields(cls), (f.type for f in info.fields), strict=True))
+
+
+def _reader(kind: Any) -> Callable[[str], Any] | None:
+    """How a variable's text becomes what msgspec converts: a duration, a list, a flag."""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        if (kind.extra or {}).get("duration"):
+            return parse_duration
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.VarTupleType):
+        return _names
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return _flag
+    return None  # msgspec converts the text itself ("8" to 8)
+
+
+def read(
+    cls: type[S], env: Mapping[str, str], parsers: Mapping[str, Callable[[str], Any]] | None = None
+) -> S:
+    """Build ``cls`` from the variables in ``env`` that are set and not empty.
+
+    A field named in ``parsers`` is read by its parser, a duration by :func:`parse_duration`,
+    a list split at commas, a flag from 0/1; msgspec converts the rest and checks every bound.
+    Any error is one line naming the variable.
+    """
+    given: dict[str, Any] = {}
+    for field, kind in _fields(cls):
+        raw = env.get(field.encode_name, "").strip()
+        if not raw:
+            continue
+        parser = (parsers or {}).get(field.name) or _reader(kind)
+        try:
+            given[field.encode_name] = raw if parser is None else parser(raw)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{field.encode_name}={_shown_value(field.encode_name, raw)}: {exc}"
+            ) from None
+    try:
+        return msgspec.convert(given, cls, strict=False, dec_hook=_decode)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_one_line(cls, exc, env)) from None
+
+
+def _shown_value(name: str, raw: str) -> str:
+    return "'***'" if name.endswith(("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")) else repr(raw)
+
+
+def _one_line(cls: type[msgspec.Struct], exc: msgspec.ValidationError, env: Mapping[str, str]) -> str:
+    """msgspec's ``Expected `int` >= 1 - at `$.SALESPULSE_PARTITIONS``` as
+    ``SALESPULSE_PARTITIONS='0': expected `int` >= 1``."""
+    what, _, where = str(exc).rpartition(" - at `$.")
+    if not what:
+        return str(exc)  # a check of __post_init__: it names its variable itself
+    name = where.rstrip("`")
+    kind = next((k for f, k in _fields(cls) if f.encode_name == name), None)
+    if isinstance(kind, msgspec.inspect.Metadata):
+        if (kind.extra or {}).get("duration") and what.startswith("Expected `int`, got"):
+            what = "expected whole seconds"
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        field = next(f.name for f in msgspec.structs.fields(cls) if f.encode_name == name)
+        what += f" (one of {', '.join(map(str, _choices(get_type_hints(cls)[field])))})"
+    return f"{name}={_shown_value(name, env.get(name, '').strip())}: {what[:1].lower()}{what[1:]}"
+
+
+def _choices(hint: Any) -> tuple[Any, ...]:
+    """The values of a ``Literal``, in the order declared, inside any ``Annotated``."""
+    while get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    return get_args(hint)
+
+
+def markdown_table(*classes: type[msgspec.Struct]) -> str:
+    """The ``| variable | default | meaning |`` table of ``docs/configuration.md``, one row a
+    variable, from the declarations of ``classes``."""
+    rows = ["| variable | default | meaning |", "|----------|---------|---------|"]
+    for cls in classes:
+        for field, kind in _fields(cls):
+            extra = kind.extra or {} if isinstance(kind, msgspec.inspect.Metadata) else {}
+            doc = kind.extra_json_schema or {} if isinstance(kind, msgspec.inspect.Metadata) else {}
+            shown = extra.get("shown") or _shown_default(field.default, bool(extra.get("duration")))
+            text = doc.get("description", "")
+            if _is_secret(kind):
+                text += "; secret, masked wherever settings are shown"
+            elif extra.get("duration"):
+                text += "; a duration (`90s`, `10m`, `24h`, `2d`, `1w`; a bare number is seconds)"
+            rows.append(f"| `{field.encode_name}` | {shown} | {text} |")
+    return "\n".join(rows) + "\n"
+
+
+def shown_values(settings: msgspec.Struct) -> list[tuple[str, str]]:
+    """Each variable of ``settings`` with its value as a variable would hold it; secrets masked."""
+    shown = []
+    for field, kind in _fields(type(settings)):
+        value = getattr(settings, field.name)
+        if _is_secret(kind):
+            text = "***" if value else ""
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        elif value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "1" if value else "0"
+        else:
+            text = str(value)
+        shown.append((field.encode_name, text))
+    return shown
+
+
+def _is_secret(kind: Any) -> bool:
+    if isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    return isinstance(kind, msgspec.inspect.CustomType) and kind.cls is Secret
+
+
+def _shown_default(value: Any, duration: bool) -> str:
+    if value is None or value == "" or value == () or value is msgspec.NODEFAULT:
+        return "empty"
+    if duration:
+        return f"`{format_duration(value)}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(value)}`"
+    if isinstance(value, bool):
+        return "`1`" if value else "`0`"
+    return f"`{value}`"

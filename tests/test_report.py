@@ -30,7 +30,7 @@ import trustme
 from aiosmtpd.controller import Controller
 
 from salespulse.streams.endpoints.producer import EventProducer
-from salespulse.streams.report.command import parse_duration, report_command
+from salespulse.streams.report.command import every_seconds, report_command
 from salespulse.streams.report.digest import build_digest
 from salespulse.streams.report.errors import DigestDeliveryError, ReportError
 from salespulse.streams.report.formatting import COUNT, PERCENT, SCORE, format_change, format_value
@@ -466,17 +466,28 @@ def test_settings_and_options() -> None:
     for variables, mode in tls.items():
         assert SmtpSettings.from_env(dict(v.split("=") for v in variables.split())).tls == mode, variables
     refused = {
-        "SALESPULSE_SMTP_TLS=ssl": "SALESPULSE_SMTP_TLS='ssl' is not one of none, starttls, implicit",
+        "SALESPULSE_SMTP_TLS=ssl": (
+            "SALESPULSE_SMTP_TLS='ssl': invalid enum value 'ssl' (one of none, starttls, implicit)"
+        ),
         "SALESPULSE_SMTP_TLS=implicit SALESPULSE_SMTP_STARTTLS=1": "SALESPULSE_SMTP_STARTTLS=1 contradicts",
         "SALESPULSE_SMTP_CA_FILE=/no/ca.pem": "SALESPULSE_SMTP_CA_FILE='/no/ca.pem' is not a file",
     }
     for variables, error in refused.items():
         with pytest.raises(ValueError, match=re.escape(error)):
             SmtpSettings.from_env(dict(v.split("=") for v in variables.split()))
-    assert [parse_duration(d) for d in ("30m", "24h", "7d", "90s")] == [1800, 86400, 604800, 90]
-    for bad in ("", "7", "0h", "-1d", "1y"):
+    # --every reads the settings' one duration syntax: a bare number is seconds.
+    assert [every_seconds(d) for d in ("30m", "24h", "7d", "90s", "1.5h", "1w", "7")] == [
+        1800,
+        86400,
+        604800,
+        90,
+        5400,
+        604800,
+        7,
+    ]
+    for bad in ("", "0h", "-1d", "1y", "h"):
         with pytest.raises(ReportError):
-            parse_duration(bad)
+            every_seconds(bad)
     with pytest.raises(ReportError, match="window"):
         report_command(Path("unused"), window="1h", workers="127.0.0.1:1")
     # Previous periods and trend points must still be in the workers' 62-day buckets.

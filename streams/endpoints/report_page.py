@@ -84,7 +84,11 @@ def _page_builder(settings: Settings) -> Builder:
         from salespulse.streams.report.digest import build_digest
 
         return build_digest(
-            settings.workers, window, locale=locale, refresh=REFRESH_SECONDS, token=settings.ingest_token
+            settings.worker_addresses,
+            window,
+            locale=locale,
+            refresh=REFRESH_SECONDS,
+            token=settings.ingest_token,
         ).html_file
 
     return build

@@ -9,14 +9,13 @@ configured token, since each would generate its own.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import secrets
 from pathlib import Path
 
 from salespulse.streams.endpoints.access import TOKEN_SETTING
-from salespulse.streams.settings import Settings, check_secret
+from salespulse.streams.settings import Secret, Settings, check_secret
 
 log = logging.getLogger("salespulse.access")
 
@@ -63,7 +62,7 @@ def worker_settings(settings: Settings) -> Settings:
     """``settings`` with the token the worker serves with: the configured one, else the stored one."""
     if settings.ingest_token:
         return settings
-    return dataclasses.replace(settings, ingest_token=stored_token(settings.data_dir))
+    return settings.with_overrides(ingest_token=Secret(stored_token(settings.data_dir)))
 
 
 def client_token(settings: Settings) -> str:

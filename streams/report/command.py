@@ -7,7 +7,6 @@ handling for the schedule can be tested without a subprocess.
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 import threading
@@ -17,29 +16,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from salespulse.agents.rolling import HOUR
 from salespulse.streams.report.catalogue import UnknownLocale, catalogue
 from salespulse.streams.report.cron import CronSchedule
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.outbox import OUTBOX, pending_messages
 from salespulse.streams.report.schedule import run_once, run_schedule
 from salespulse.streams.report.smtp import SmtpSettings
-from salespulse.streams.report.windows import DAY, DIGEST_WINDOWS, TREND
-from salespulse.streams.settings import Settings, SettingsError
+from salespulse.streams.report.windows import DIGEST_WINDOWS, TREND
+from salespulse.streams.settings import Settings, SettingsError, parse_duration
 
 log = logging.getLogger("salespulse.report")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": 7 * DAY}
-
-
-def parse_duration(text: str) -> float:
-    """``30m``, ``24h``, ``7d``, ``1w``, ``90s`` in seconds."""
-    match = _DURATION.match(text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ReportError(f"{text!r} is not a duration like 30m, 24h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+def every_seconds(text: str) -> float:
+    """``--every``'s period in seconds, in the one duration syntax of the settings."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ReportError(f"--every: {exc}") from None
+    if seconds <= 0:
+        raise ReportError(f"--every {text!r} is not a period: it must be above 0")
+    return seconds
 
 
 def _addresses(email: str | Sequence[str] | None) -> list[str]:
@@ -84,7 +81,7 @@ def report_command(
     to = _addresses(email)
     when: float | CronSchedule | None = None  # None: once
     if every is not None:
-        when = parse_duration(every)
+        when = every_seconds(every)
     elif cron is not None:
         when = CronSchedule(cron)
     try:
@@ -92,7 +89,7 @@ def report_command(
         if isinstance(workers, str):
             names = [w.strip() for w in workers.split(",") if w.strip()]
         else:
-            names = list(workers) if workers else list(settings.workers)
+            names = list(workers) if workers else list(settings.worker_addresses)
         locale = locale or settings.locale
         catalogue(locale)  # an unknown language fails now, not on every scheduled run
         if to and smtp is None:

@@ -1,10 +1,11 @@
 """The SMTP settings of the digest, read from the ``SALESPULSE_SMTP_*`` variables.
 
-Delivery is configured only through the environment, like the rest of SalesPulse; this
-module validates those variables once and keeps the password out of ``repr``. A server is
-reached in plain SMTP, upgraded with STARTTLS (submission, port 587) or over TLS from the
-first byte (implicit TLS, port 465, which many providers offer as the only way in), and
-its certificate is verified against the system's CAs or a given bundle.
+Delivery is configured only through the environment, like the rest of SalesPulse; the
+variables are declared here once, with their types and bounds, and read by the same
+loader as every other setting (``streams/settings.py``), which keeps the password out of
+``repr``. A server is reached in plain SMTP, upgraded with STARTTLS (submission, port 587)
+or over TLS from the first byte (implicit TLS, port 465, which many providers offer as the
+only way in), and its certificate is verified against the system's CAs or a given bundle.
 """
 
 from __future__ import annotations
@@ -13,84 +14,60 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Annotated, Final, Literal
 
-from salespulse.streams.settings import SettingsError
+import msgspec
 
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not 0 or 1")
-
+from salespulse.streams.settings import Duration, Secret, SettingsError, meaning, read
 
 #: ``SALESPULSE_SMTP_TLS``: none, STARTTLS after connecting, or TLS from the first byte.
 TlsMode = Literal["none", "starttls", "implicit"]
-TLS_MODES: tuple[TlsMode, ...] = ("none", "starttls", "implicit")
 #: The port of SMTP over implicit TLS (RFC 8314), which alone implies ``implicit``.
-SMTPS_PORT = 465
+SMTPS_PORT: Final = 465
 
 
-def _tls(env: Mapping[str, str], port: int) -> TlsMode:
-    raw = env.get("SALESPULSE_SMTP_TLS", "").strip().lower()
-    starttls = _flag(env, "SALESPULSE_SMTP_STARTTLS", False)
-    if not raw:
-        return "starttls" if starttls else "implicit" if port == SMTPS_PORT else "none"
-    mode = next((m for m in TLS_MODES if m == raw), None)
-    if mode is None:
-        raise SettingsError(f"SALESPULSE_SMTP_TLS={raw!r} is not one of {', '.join(TLS_MODES)}")
-    if starttls and mode != "starttls":
-        raise SettingsError(f"SALESPULSE_SMTP_STARTTLS=1 contradicts SALESPULSE_SMTP_TLS={mode}")
-    return mode
-
-
-def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
-    return value
-
-
-def _file(env: Mapping[str, str], name: str) -> str:
-    path = env.get(name, "").strip()
-    if path and not os.path.isfile(path):
-        raise SettingsError(f"{name}={path!r} is not a file")
-    return path
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
+class SmtpSettings(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename=lambda name: "SALESPULSE_SMTP_" + ("FROM" if name == "sender" else name.upper()),
+):
     """Where the digest is sent from: the ``SALESPULSE_SMTP_*`` variables."""
 
-    host: str = "localhost"
-    port: int = 25
-    tls: TlsMode = "none"
-    user: str = ""
-    password: str = field(default="", repr=False)
-    sender: str = ""
-    timeout: float = 30.0
-    ca_file: str = ""  # a PEM bundle to verify the server against instead of the system's CAs
+    host: Annotated[str, meaning("SMTP server of `salespulse report --email`")] = "localhost"
+    port: Annotated[
+        int,
+        meaning("port: 587 with STARTTLS for a submission server, 465 for implicit TLS", ge=1, le=65535),
+    ] = 25
+    tls: Annotated[
+        TlsMode,
+        meaning(
+            "`starttls` to upgrade the connection with STARTTLS, `implicit` for TLS from the first"
+            " byte (SMTPS, RFC 8314), `none` for plain SMTP. See [SMTP settings](digest.md#smtp-settings)",
+            shown="`none`, or `implicit` on port 465",
+        ),
+    ] = "none"
+    starttls: Annotated[
+        bool, meaning("`1` is the same as `SALESPULSE_SMTP_TLS=starttls` (the older spelling)")
+    ] = False
+    user: Annotated[str, meaning("login user; no login when empty")] = ""
+    password: Annotated[Secret, meaning("login password")] = Secret("")
+    sender: Annotated[
+        str,
+        meaning("sender address; set it, many servers reject the default", shown="`salespulse@<hostname>`"),
+    ] = ""
+    timeout: Annotated[Duration, meaning("per SMTP connection and command", gt=0)] = 30.0
+    ca_file: Annotated[
+        str,
+        meaning(
+            "a PEM file of CA certificates to verify the server against instead of the system's"
+            " (a relay with a private CA)"
+        ),
+    ] = ""
 
-    def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "password" and value:
-                value = "***"
-            shown.append(f"{f.name}={value!r}")
-        return f"SmtpSettings({', '.join(shown)})"
+    def __post_init__(self) -> None:
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise SettingsError(f"SALESPULSE_SMTP_CA_FILE={self.ca_file!r} is not a file")
 
     @property
     def address(self) -> str:
@@ -106,18 +83,15 @@ class SmtpSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
-        """Read ``SALESPULSE_SMTP_{HOST,PORT,TLS,STARTTLS,USER,PASSWORD,FROM,TIMEOUT,CA_FILE}``."""
+        """Read ``SALESPULSE_SMTP_*``; the TLS mode follows the port or the older STARTTLS flag
+        when ``SALESPULSE_SMTP_TLS`` is not set."""
         env = os.environ if env is None else env
-        port = _number(env, "SALESPULSE_SMTP_PORT", 25, int)
-        if port > 65535:
-            raise SettingsError(f"SALESPULSE_SMTP_PORT={port} is not a port")
-        return cls(
-            host=env.get("SALESPULSE_SMTP_HOST", "").strip() or "localhost",
-            port=port,
-            tls=_tls(env, port),
-            user=env.get("SALESPULSE_SMTP_USER", ""),
-            password=env.get("SALESPULSE_SMTP_PASSWORD", ""),
-            sender=env.get("SALESPULSE_SMTP_FROM", "").strip(),
-            timeout=float(_number(env, "SALESPULSE_SMTP_TIMEOUT", 30.0, float)),
-            ca_file=_file(env, "SALESPULSE_SMTP_CA_FILE"),
-        )
+        smtp = read(cls, env, {"tls": str.lower})
+        if not env.get("SALESPULSE_SMTP_TLS", "").strip():
+            implied: TlsMode = (
+                "starttls" if smtp.starttls else "implicit" if smtp.port == SMTPS_PORT else "none"
+            )
+            return msgspec.structs.replace(smtp, tls=implied)
+        if smtp.starttls and smtp.tls != "starttls":
+            raise SettingsError(f"SALESPULSE_SMTP_STARTTLS=1 contradicts SALESPULSE_SMTP_TLS={smtp.tls}")
+        return smtp

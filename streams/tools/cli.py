@@ -230,6 +230,28 @@ def _epoch_seconds(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 @main.command()
+@click.option("--docs", is_flag=True, help="Print the variables' table of docs/configuration.md instead.")
+def config(docs: bool) -> None:
+    """Print the settings this machine's environment gives, secrets masked.
+
+    Each line is a SALESPULSE_* variable and its value here (set, or the default); a wrong
+    value stops with the same one-line error a worker would give.
+    """
+    from salespulse.streams.report.smtp import SmtpSettings
+    from salespulse.streams.settings import markdown_table, shown_values
+
+    if docs:
+        click.echo(markdown_table(Settings, SmtpSettings), nl=False)
+        return
+    try:
+        smtp = SmtpSettings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    for name, value in (*shown_values(_settings()), *shown_values(smtp)):
+        click.echo(f"{name}={value}")
+
+
+@main.command()
 @click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
 @click.option(
     "--at",
@@ -259,7 +281,7 @@ def _show_merged(
     from salespulse.streams.endpoints.tokens import client_token
 
     settings = _settings()
-    names = workers.split(",") if workers else list(settings.workers)
+    names = workers.split(",") if workers else list(settings.worker_addresses)
     try:
         view = fetch([w.strip() for w in names if w.strip()], client_token(settings))
     except WorkerUnreachable as exc:

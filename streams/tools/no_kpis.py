@@ -14,7 +14,6 @@ and it is told apart from a worker by nothing else: the bench reads its ``/progr
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -62,7 +61,7 @@ class NoKpi:
 
 def main() -> None:
     """Run the worker as ``salespulse worker`` would, from the ``SALESPULSE_*`` variables."""
-    settings = dataclasses.replace(Settings.from_env(), app_id=APP_ID)
+    settings = Settings.from_env().with_overrides(app_id=APP_ID)
     if settings.snapshot_interval > 0:
         pin(settings.data_dir)  # a worker takes state images, so this one does too
     run_worker(settings, "warning", kpis=(NoKpi(),))
