@@ -49,8 +49,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy dashboards/build_dashboards.py
 
+# Most tests wait on brokers and worker processes, so four test processes share two cores
+# well; the few that measure latency under a load of their own run alone afterwards.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST) -n 4 -m "not serial"
+	$(PYTEST) -m serial
 
 bench: $(STAMP)
 	$(BIN)/salespulse bench

@@ -142,6 +142,22 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+#: The fixtures of tests that start a broker or worker processes: the long ones.
+_PROCESS_FIXTURES = frozenset({"broker", "settings", "producer", "spawn_worker", "fake"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that start processes first. The suite runs in several processes
+    (pytest-xdist, ``make test``), which take tests in this order: a long test taken last
+    would run alone at the end, after the short ones are done."""
+
+    def short(item: pytest.Item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        return not (_PROCESS_FIXTURES.intersection(fixtures) or item.get_closest_marker("slow"))
+
+    items.sort(key=short)
+
+
 @pytest.fixture
 def broker() -> Iterator[EmbeddedBroker]:
     """A fresh, empty embedded broker per test (Tansu starts in milliseconds)."""

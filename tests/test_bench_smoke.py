@@ -7,6 +7,7 @@ import pytest
 from salespulse.streams.tools.bench import run_bench, run_memory
 
 
+@pytest.mark.slow
 def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> None:
     result = run_bench(
         events=20_000,
@@ -27,6 +28,7 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     assert result.no_kpis_events_per_s > 0 and result.no_kpis_vs_raw > 0
 
 
+@pytest.mark.slow
 def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

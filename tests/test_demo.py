@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from salespulse.streams.tools.broker import port_open
 
@@ -34,6 +35,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_demo_shows_all_eight_kpis_its_curl_line_and_kpis_work_and_it_stops_cleanly(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "salespulse.streams", "demo", "--duration", "30", "--backfill", "5000"],

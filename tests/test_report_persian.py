@@ -283,6 +283,7 @@ def without_noto(*command: str, **env: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+@pytest.mark.slow
 def test_the_dockerfile_install_steps_in_a_fresh_venv_write_the_persian_digest_with_no_system_font(
     worker: Any,  # noqa: F811 (the imported module fixture)
     tmp_path: Path,

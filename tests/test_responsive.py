@@ -27,6 +27,9 @@ from salespulse.streams.tools.bench import _customer_events, _load
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_CLOCK, FIXED_NOW, TOKEN, http, wait_until
 
+# Latency under a load the tests make themselves: other tests' load would be measured too.
+pytestmark = pytest.mark.serial
+
 P99_LIMIT = 0.100
 CUSTOMERS = 250_000
 
