@@ -7,7 +7,7 @@ remembers the outcomes it applied by what they are: ``won <deal_id>``, ``lost <d
 a survey answer's ``response_id``, for ``SALESPULSE_OUTCOME_MEMORY`` (3 years) after the
 event-time hour of the first copy, with the offset that copy was applied at, so a replay
 after a crash is never taken for a duplicate of itself. In memory an outcome is kept exactly
-as an event id is (its ``hash()``, hour and first offset in sorted columns, about 22 bytes).
+as an event id is (its ``hash()``, hour and first offset in sorted columns: about 25 bytes).
 
 The changelog keeps the ids themselves, so each worker hashes them with its own seed, in a
 few keys a partition instead of one a batch:
