@@ -36,8 +36,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, in_window, ratio
-from salespulse.agents.customers import CustomerIndex, fill_to, value_at
+from salespulse.agents.customers import CustomerIndex, TextColumn, fill_to, value_at
 from salespulse.agents.rolling import HOUR, WINDOW_NAMES, WINDOWS, Clock, WindowedCounter
 from salespulse.schemas.event_time import format_time
 from salespulse.schemas.topics import ACTIVITIES, DEALS, SURVEYS
@@ -133,8 +135,9 @@ class DetractorState:
 
     The latest answer, the latest deal and the earliest activity kept are packed columns by
     the partition's customer rows (``agents/customers.py``, whose ids the case list shows);
-    each ends at the last row that has a value in it. The later activities, and comments and
-    response ids, are dicts by row, holding only the customers that have any.
+    each ends at the last row that has a value in it. Comments and response ids are a text
+    column (as JSON). The later activities are a dict by row, holding only the customers that
+    have any.
     """
 
     def __init__(self, policy: Policy, customers: CustomerIndex) -> None:
@@ -152,8 +155,8 @@ class DetractorState:
         self.owner_t: array[int] = array("q")
         self.owner_off: array[int] = array("q")
         self.owner_rep: array[int] = array("i")
-        #: comment, response id of the latest answer, where it has either.
-        self.notes: dict[int, Note] = {}
+        #: ``[comment, response id]`` of the latest answer, as JSON, where it has either.
+        self.notes = TextColumn()
         # The earliest activity kept: time, offset (-1: none), channel name id; later ones packed.
         self.follow_t: array[int] = array("q")
         self.follow_off: array[int] = array("q")
@@ -233,10 +236,7 @@ class DetractorState:
             return False
         self.answer_t[row], self.answer_off[row] = t, off
         self.answer_region[row], self.answer_product[row] = region, product
-        if note is None:
-            self.notes.pop(row, None)
-        else:
-            self.notes[row] = note
+        self.notes.set(row, None if note is None else orjson.dumps(note))
         self._set_follow(row, self._follow(row), oldest)
         return True
 
@@ -338,7 +338,7 @@ class DetractorState:
         if family == "owner":
             return [self.owner_t[row], self.owner_off[row], names[self.owner_rep[row]]]
         off = self.answer_off[row]
-        comment, response = self.notes.get(row, (None, None))
+        comment, response = self.note(row) or (None, None)
         return [
             self.answer_t[row],
             off >> _SCORE_BITS,
@@ -384,7 +384,7 @@ class DetractorState:
         if score >= 7:
             return None
         names = self.names.names
-        comment, response = self.notes.get(row, (None, None))
+        comment, response = self.note(row) or (None, None)
         followed = self.follow_off[row] >= 0
         return Case(
             customer_id=self.index.customer(row),
@@ -402,7 +402,11 @@ class DetractorState:
     def note(self, row: int) -> Note | None:
         """The comment and response id of the latest answer of the customer at ``row``, if it
         has either."""
-        return self.notes.get(row)
+        text = self.notes.get(row)
+        if text is None:
+            return None
+        comment, response = orjson.loads(text)
+        return comment, response
 
     def listed(self, clock: Clock, window: str, status: str) -> Iterator[Case]:
         for row in range(len(self.answer_off)):

@@ -29,6 +29,10 @@ from salespulse.agents.customers import CustomerIndex, fill_to, value_at
 MINUTE: Final = 60
 HOUR: Final = 3600
 RETENTION_HOURS: Final = 62 * 24
+#: How long a deal's outcome and a survey response are remembered after their event time
+#: (``SALESPULSE_OUTCOME_MEMORY``'s default, three years of 365 days): another copy within it
+#: is not counted again (streams/pipeline/outcomes.py).
+OUTCOME_MEMORY: Final = 3 * 365 * 86400
 MINUTE_WINDOW: Final = 60
 
 #: (name, bucket count, uses minute buckets)

@@ -21,6 +21,7 @@ HOT_MODULES: Final = (
     "salespulse.streams.pipeline.codec",
     "salespulse.schemas.topics",
     "salespulse.streams.pipeline.seen_ids",
+    "salespulse.streams.pipeline.outcomes",
     "salespulse.streams.pipeline.engine",
     "salespulse.agents.customers",
     "salespulse.agents.rolling",

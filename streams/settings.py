@@ -29,6 +29,7 @@ import msgspec
 from msgspec import Meta
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
+from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, RETENTION_HOURS
 from salespulse.schemas.validator import SCHEMA_DIR
 from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW
 
@@ -227,6 +228,17 @@ class Settings(
             ge=0,
         ),
     ] = MAX_CLOCK_SKEW
+    outcome_memory: Annotated[
+        Seconds,
+        meaning(
+            "how long a deal's win, a deal's loss and a survey response are remembered after the"
+            " event time of their first copy: another copy within it is a"
+            " [duplicate](semantics.md#deal-outcomes) (a repeat, for a response), whatever its"
+            " event id and time. At least the 62-day retention (`62d`); each remembered outcome"
+            " costs a worker about 25 bytes of memory",
+            ge=RETENTION_HOURS * HOUR,
+        ),
+    ] = OUTCOME_MEMORY
     end_offsets: Annotated[
         Literal["auto", "fetch", "listoffsets"],
         meaning(

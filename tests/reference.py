@@ -37,6 +37,7 @@ WINDOWS = ("1h", "24h", "7d", "30d")
 WINDOW_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 HOUR_WINDOW_SIZE = {"24h": 24, "7d": 168, "30d": 720}
 RETENTION_HOURS = 1488  # hour buckets ch-1487 .. ch (62 days)
+OUTCOME_MEMORY_HOURS = 3 * 365 * 24  # SALESPULSE_OUTCOME_MEMORY's default: 3 years of 365 days
 AT_RISK_MINUTES = 43200  # 30 days
 MIN_ANONYMOUS = 5
 CATEGORIES = ("promoter", "passive", "detractor")
@@ -108,6 +109,7 @@ class Delivery:
     offset: int
     t: int
     late: bool
+    #: The same event id applied before, or the same deal outcome (its win, its loss).
     duplicate: bool
     #: A survey answer whose response_id an earlier answer already carried.
     repeat: bool = False
@@ -129,14 +131,19 @@ class Delivery:
 class Clock:
     """The clock ``T`` and the window rules of docs/semantics.md."""
 
-    def __init__(self, now: int) -> None:
+    def __init__(self, now: int, outcome_hours: int = OUTCOME_MEMORY_HOURS) -> None:
         self.now = now
         self.cm = now // 60
         self.ch = now // 3600
         self.oldest_hour = self.ch - RETENTION_HOURS + 1
+        self.remembered_hour = self.ch - outcome_hours + 1
 
     def is_late(self, t: int) -> bool:
         return t // 3600 < self.oldest_hour
+
+    def is_forgotten(self, t: int) -> bool:
+        """Whether an outcome at ``t`` is past the outcome memory, ``SALESPULSE_OUTCOME_MEMORY``."""
+        return t // 3600 < self.remembered_hour
 
     def minute_in(self, minute: int, window: str) -> bool:
         """Whether an event in minute bucket ``minute`` falls in ``window``."""
@@ -149,11 +156,21 @@ class Clock:
         return self.minute_in(t // 60, window)
 
 
+def outcome(event: dict[str, Any]) -> tuple[str, str] | None:
+    """What counts once for life: a deal's win, a deal's loss, a survey response."""
+    data = event["data"]
+    if event["type"] in ("deal.won", "deal.lost"):
+        return event["type"], data["deal_id"]
+    if event["type"] == "survey.answered" and data.get("response_id") is not None:
+        return "response", data["response_id"]
+    return None
+
+
 def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) -> list[Delivery]:
     """Place every event (send order) and decide late / duplicate for each delivery."""
     next_offset: dict[tuple[str, int], int] = defaultdict(int)
     applied: dict[tuple[str, int], set[str]] = defaultdict(set)
-    responses: dict[tuple[str, int], set[str]] = defaultdict(set)
+    outcomes: dict[tuple[str, int], set[tuple[str, str]]] = defaultdict(set)
     out = []
     for index, event in enumerate(events):
         topic, key = route(event)
@@ -168,14 +185,19 @@ def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) 
         duplicate = event["event_id"] in seen
         if not late:
             seen.add(event["event_id"])
-        # A response counts once: an answer repeating a response id seen before (within
-        # retention, so not from a late copy) is not counted in windows again.
-        response = event["data"].get("response_id") if event["type"] == "survey.answered" else None
+        # A deal's win and its loss count once each, whatever another copy's event id and
+        # time: it is a duplicate. A response counts once: another answer with its id is not
+        # counted in windows again. Both are remembered, late or not, for the outcome memory.
+        once = outcome(event)
         repeat = False
-        if response is not None and not duplicate:
-            repeat = response in responses[topic, partition]
-            if not late:
-                responses[topic, partition].add(response)
+        if once is not None and not duplicate:
+            remembered = outcomes[topic, partition]
+            if once[0] == "response":
+                repeat = once in remembered
+            else:
+                duplicate = once in remembered
+            if not clock.is_forgotten(t):
+                remembered.add(once)
         out.append(Delivery(index, event, topic, partition, offset, t, late, duplicate, repeat))
     return out
 
@@ -427,9 +449,10 @@ def expected(
     targets: Mapping[tuple[str, str], float] | None = None,
     sla: int = DETRACTOR_SLA,
     human_channels: Iterable[str] = HUMAN_CHANNELS,
+    outcome_hours: int = OUTCOME_MEMORY_HOURS,
 ) -> Expected:
     """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds)."""
-    clk = Clock(clock)
+    clk = Clock(clock, outcome_hours)
     dels = deliveries(events, clk, partitions)
     fold = Fold(label_cap)
     targets = dict(targets or {})

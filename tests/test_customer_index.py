@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from salespulse.agents.base import ApplyContext, LabelFolder
-from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.customers import CustomerIndex, TextColumn
 from salespulse.agents.detractors import DetractorState, Policy
 from salespulse.agents.rolling import Clock, LatestAnswer, LatestTime
 
@@ -97,3 +97,22 @@ def test_a_detractor_case_shows_its_customer_id_exactly_whatever_characters_it_h
         state.offer_answer(customer, (now - 60, i, 2, "north", "crm-pro", None, None), ctx)
     listed = sorted(case.customer_id for case in state.listed(ctx.clock, "30d", "open"))
     assert listed == sorted(customers)
+
+
+def test_a_text_column_matches_a_dict_through_replacements_removals_and_compactions() -> None:
+    column, expected = TextColumn(), dict[int, bytes]()
+    rng = random.Random(5)
+    for step in range(60_000):
+        row = rng.randrange(3000)
+        text = None if rng.random() < 0.2 else f"R-{step}-{'x' * rng.randrange(600)}".encode()
+        column.set(row, text)
+        if text is None:
+            expected.pop(row, None)
+        else:
+            expected[row] = text
+    assert all(column.get(row) == expected.get(row) for row in range(3100))
+    live = sum(map(len, expected.values()))
+    # Replaced texts were reclaimed along the way: the arena holds the live ones and at most
+    # as much garbage again (or 1 MiB).
+    assert live <= len(column.arena) <= live + max(1 << 20, live) + 700
+    assert column.get(-1) is None

@@ -103,6 +103,7 @@ def create_app(
         partitions=settings.partitions,
         kpis=configured_kpis(settings) if kpis is None else kpis,
         max_clock_skew=settings.max_clock_skew,
+        outcome_memory=settings.outcome_memory,
     )
     app = SalesPulseApp(
         settings.app_id,

@@ -4,7 +4,9 @@ Exactness without Kafka transactions (design brief, section 4): every state reco
 the source offset it has applied up to and is skipped record by record on replay; event
 ids are remembered with the offset they were first seen at (expiring with the event-time
 hour of that first copy), so a duplicate is recognised whatever its ``occurred_at`` and a
-replay of the original is not mistaken for one.
+replay of the original is not mistaken for one. Deal outcomes and survey responses are
+remembered the same way by what they are (``outcomes.py``), for years: a deal's second win
+is a duplicate whatever its event id and time.
 
 Keyed state is exact only if each key lives on one partition. A record whose key belongs
 on another partition (a producer with another partitioner) is not applied where it
@@ -40,7 +42,7 @@ from salespulse.agents.base import (
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.detractors import order_cases
 from salespulse.agents.registry import KPIS
-from salespulse.agents.rolling import HOUR, WINDOW_NAMES, Clock
+from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
@@ -53,12 +55,11 @@ from salespulse.streams.pipeline.codec import (
     check_route,
     decode,
 )
+from salespulse.streams.pipeline.outcomes import COUNTED_ONCE, OUTCOME_TOPICS, OutcomeMemory
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
 #: A survey comment longer than this many characters is cut to it (and counted), never rejected.
 COMMENT_CHARS = 2000
-#: Response ids share the seen-ids state with event ids, under this prefix (no event id has it).
-RESPONSE_PREFIX = "\x00response\x00"
 #: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
 FORWARDED_FROM = "salespulse.forwarded-from"
 
@@ -212,6 +213,7 @@ class PartitionState:
         self.seen: defaultdict[str, SeenIds] = defaultdict(SeenIds)
         for topic in INPUT_TOPICS:
             self.meta[topic], self.seen[topic] = TopicMeta(), SeenIds()
+        self.outcomes = {topic: OutcomeMemory() for topic in OUTCOME_TOPICS}
 
     @property
     def newest(self) -> int:
@@ -231,9 +233,12 @@ class Engine:
         kpis: Sequence[Kpi] = KPIS,
         partitions: int = 1,
         max_clock_skew: int = MAX_CLOCK_SKEW,
+        outcome_memory: int = OUTCOME_MEMORY,
     ) -> None:
         self.kpis = tuple(kpis)
         self.max_clock_skew = max_clock_skew
+        #: Hours a deal outcome or survey response is remembered, counted like retention's.
+        self.outcome_hours = max(1, outcome_memory // HOUR)
         #: Partitions of each input topic, which decide where a key belongs; the worker
         #: keeps them to what the broker's metadata says.
         self.partition_counts: dict[str, int] = dict.fromkeys(INPUT_TOPICS, partitions)
@@ -294,6 +299,7 @@ class Engine:
         state = self.state(partition)
         meta = state.meta[topic]
         seen = state.seen[topic]
+        outcomes = state.outcomes.get(topic)
         partitions = self.partition_counts.get(topic, 1)
         ctx = self.context()
         clock = ctx.clock
@@ -302,6 +308,9 @@ class Engine:
         out.applied_ms = time.time() * 1000.0
         timestamps = out.timestamps
         oldest_hour = clock.oldest_hour
+        forgotten = self.forgotten_hour(clock)
+        if outcomes is not None:
+            outcomes.expire(forgotten)  # first: an outcome past the memory is a new one
         max_skew = self.max_clock_skew
         for record in records:
             offset = record.offset
@@ -345,15 +354,26 @@ class Engine:
                 if fresh:
                     meta.duplicates += 1
                 continue
+            data = raw["data"]
+            repeat = False
+            if outcomes is not None:
+                # An outcome first applied at a lower offset (within the memory, late or not)
+                # is a duplicate whatever its event id and time; a response is a repeat.
+                name, tag = COUNTED_ONCE[kind]
+                once = data.get(name)
+                if once is not None and outcomes.offered(hour, tag + once, offset, hour < forgotten) < offset:
+                    if kind != "survey.answered":
+                        if fresh:
+                            meta.duplicates += 1
+                        continue
+                    repeat = True
             if fresh:
                 meta.events[kind] = meta.events.get(kind, 0) + 1
                 if late:
                     meta.late[kind] = meta.late.get(kind, 0) + 1
                 meta.newest = max(meta.newest, t)
-            data = raw["data"]
-            repeat = False
             if kind == "survey.answered":
-                repeat = self._survey_extras(data, seen, meta if fresh else None, hour, late, offset)
+                self._cut_comment(data, meta if fresh else None)
             event = Event(kind, t, offset, data, late, repeat)
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
@@ -365,21 +385,18 @@ class Engine:
         out.changelog = list(self._changelog(state, topic, last, clock))
         return out
 
+    def forgotten_hour(self, clock: Clock) -> int:
+        """The oldest event-time hour whose outcomes are still remembered at ``clock``."""
+        return clock.hour - self.outcome_hours + 1
+
     @staticmethod
-    def _survey_extras(
-        data: dict[str, Any], seen: SeenIds, meta: TopicMeta | None, hour: int, late: bool, offset: int
-    ) -> bool:
-        """Cut a long comment (counted once, when ``meta`` is given); say whether the answer is a
-        repeat: its ``response_id`` was first seen at an earlier offset (within retention)."""
+    def _cut_comment(data: dict[str, Any], meta: TopicMeta | None) -> None:
+        """Cut a long survey comment (counted once, when ``meta`` is given)."""
         comment = data.get("comment")
         if comment is not None and len(comment) > COMMENT_CHARS:
             data["comment"] = comment[:COMMENT_CHARS]
             if meta is not None:
                 meta.truncated += 1
-        response = data.get("response_id")
-        if response is None:
-            return False
-        return seen.offered(hour, RESPONSE_PREFIX + response, offset, late) < offset
 
     @staticmethod
     def _forward(topic: str, partition: int, right: int, partitions: int, record: Record) -> Forward:
@@ -410,6 +427,10 @@ class Engine:
                 yield head + dumps(suffix)[1:], None if rec is None else dumps(rec)
         for key, chunk in state.seen[topic].drain():
             yield dumps([topic, p, "seen", key]), None if chunk is None else dumps(chunk)
+        outcomes = state.outcomes.get(topic)
+        if outcomes is not None:
+            for tag, number, triples in outcomes.drain():
+                yield dumps([topic, p, "outcomes", tag, number]), None if triples is None else dumps(triples)
         yield dumps([topic, p, "meta"]), dumps(state.meta[topic].encode())
 
     # -- recovery --------------------------------------------------------------------
@@ -427,6 +448,8 @@ class Engine:
                 state.meta[topic] = restored
         elif kind == "seen":
             state.seen[topic].restore(k[3], v, ctx.clock.oldest_hour)
+        elif kind == "outcomes":
+            state.outcomes[topic].restore_record(k[3], k[4], v, self.forgotten_hour(ctx.clock))
         else:
             state.kpis[kind].restore(topic, k[3:], v, ctx)
 

@@ -21,6 +21,10 @@ offset. Each chunk key remembers the newest hour of its batch's ids (one compare
 a chunk's own maximum cost a pass over it), so a chunk whose ids have all expired gets a
 tombstone and compaction reclaims it: the seen-id records on the changelog stay those of
 the retention, not of every id ever seen.
+
+:class:`IdMemory` is the memory with the book of its changelog records; :class:`SeenIds`
+writes event ids in the chunks above, and ``outcomes.py`` keeps deal outcomes and survey
+responses the same way for years, in records of its own.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ _HOUR_BITS = 32
 _HOUR_MASK = (1 << _HOUR_BITS) - 1
 
 
-class SeenIds:
-    """Ids of one source topic partition; ``pending`` is what the changelog must still get."""
+class IdMemory:
+    """Ids of one source topic partition with their first offsets; ``pending`` is what the
+    changelog must still get, and ``chunks`` the changelog records that hold them."""
 
     def __init__(self) -> None:
         # Ids not yet merged into the columns: first offset << 32 | the hour they expire with.
@@ -181,21 +186,6 @@ class SeenIds:
             self.keys, self.hours, self.offsets = self.keys[keep], self.hours[keep], self.offsets[keep]
             self._build_bloom()
 
-    def drain(self) -> Iterator[tuple[int, list[object] | None]]:
-        """What the changelog is owed: ``(key, None)``, a tombstone, for each chunk whose ids
-        all expired, then ``(key, chunk)`` for the pending ids, keyed by the first's offset."""
-        for key in self.expired_chunks:
-            yield key, None
-        self.expired_chunks.clear()
-        pending = self.pending
-        for i in range(0, len(pending), SEEN_CHUNK * 3):
-            chunk = pending[i : i + SEEN_CHUNK * 3]
-            key = cast(int, chunk[2])
-            self._track(key, self.pending_newest)
-            yield key, chunk
-        pending.clear()
-        self.pending_newest = -1
-
     def _track(self, key: int, newest: int) -> None:
         """Remember a chunk's newest hour (a chunk written again under its key keeps the later)."""
         self.chunks[key] = max(newest, self.chunks.get(key, newest))
@@ -213,7 +203,30 @@ class SeenIds:
             del self.chunks[key]
             self.expired_chunks.add(key)
             return
+        self.offer_restored(flat, oldest_hour)
+
+    def offer_restored(self, flat: list[Any], oldest_hour: int) -> None:
+        """Take back the ``hour, id, offset`` triples of a changelog record, expired ones left out."""
         for i in range(0, len(flat), 3):
             hour, event_id, offset = flat[i], flat[i + 1], flat[i + 2]
             if hour >= oldest_hour:
                 self._offer(hour, hash(event_id), offset)
+
+
+class SeenIds(IdMemory):
+    """The event ids of one source topic partition, in changelog chunks of :data:`SEEN_CHUNK`."""
+
+    def drain(self) -> Iterator[tuple[int, list[object] | None]]:
+        """What the changelog is owed: ``(key, None)``, a tombstone, for each chunk whose ids
+        all expired, then ``(key, chunk)`` for the pending ids, keyed by the first's offset."""
+        for key in self.expired_chunks:
+            yield key, None
+        self.expired_chunks.clear()
+        pending = self.pending
+        for i in range(0, len(pending), SEEN_CHUNK * 3):
+            chunk = pending[i : i + SEEN_CHUNK * 3]
+            key = cast(int, chunk[2])
+            self._track(key, self.pending_newest)
+            yield key, chunk
+        pending.clear()
+        self.pending_newest = -1

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 #: 2: one customer index per partition, shared by the KPIs (an image of 1 does not fit).
 #: 3: the tombstones owed and the seen-id chunks' newest hours (a 2 has neither: it would
 #: never tombstone the keys it holds).
-FORMAT: Final = 3
+#: 4: the outcome memory (a 3 has none, and its response ids are among its event ids: it
+#: would count every outcome it applied again).
+FORMAT: Final = 4
 SUFFIX: Final = ".state"
 #: The trailer's length, after the trailer itself.
 _LENGTH: Final = struct.Struct(">Q")

@@ -383,7 +383,8 @@ class MemoryResult:
 
 
 def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
-    """One activity and one NPS answer for each of ``customers`` distinct customers."""
+    """One activity and one NPS answer for each of ``customers`` distinct customers. Each answer
+    carries a ``response_id``, as a survey tool's do, so the outcome memory holds a million."""
     rng = random.Random(seed)
     clock = int(BENCH_NOW.timestamp())
     out = []
@@ -400,6 +401,7 @@ def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]
                     "customer_id": customer,
                     "region": rng.choice(("north", "south", "berlin")),
                     "product": rng.choice(("crm-basic", "crm-pro")),
+                    "response_id": f"R-{i:07d}",
                 }
             )
             event = {
