@@ -18,7 +18,7 @@ HOT_MODULES: Final = (
     "salespulse.schemas.event_time",
     "salespulse.schemas.fast_decoder",
     "salespulse.schemas.partitions",
-    "salespulse.streams.pipeline.codec",
+    "salespulse.schemas.codec",
     "salespulse.schemas.topics",
     "salespulse.streams.pipeline.seen_ids",
     "salespulse.streams.pipeline.outcomes",

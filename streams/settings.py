@@ -30,8 +30,8 @@ from msgspec import Meta
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
 from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, RETENTION_HOURS
+from salespulse.schemas.codec import MAX_CLOCK_SKEW
 from salespulse.schemas.validator import SCHEMA_DIR
-from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW
 
 PREFIX: Final = "SALESPULSE_"
 EMBEDDED_BROKER: Final = "127.0.0.1:9092"

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from salespulse.streams.endpoints.access import check
-from salespulse.streams.endpoints.tokens import client_token, stored_token
 from salespulse.streams.pipeline.worker import check_state_dir
 from salespulse.streams.settings import Settings, SettingsError
+from salespulse.streams.tokens import client_token, stored_token
 from salespulse.streams.tools.generator import GeneratorConfig, generate
 from tests.conftest import FIXED_NOW, REPO
 from tests.prometheus_process import query, running_prometheus

@@ -8,6 +8,7 @@ import base64
 import orjson
 import pytest
 
+from salespulse.schemas.codec import check_event
 from salespulse.schemas.topics import route
 from salespulse.streams.endpoints.connectors.base import Refused, Unmappable, WebhookRequest, customer_of
 from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
@@ -27,7 +28,6 @@ from salespulse.streams.endpoints.connectors.salesforce import (
 )
 from salespulse.streams.endpoints.connectors.typeform import TypeformConnector
 from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
-from salespulse.streams.pipeline.codec import check_event
 from salespulse.streams.settings import Settings, SettingsError
 from tests import vendor_payloads as v
 

@@ -193,7 +193,7 @@ def test_the_follow_up_target_and_human_channels_are_settings_with_clear_errors(
 
 
 def test_the_sdk_contract_keeps_comment_and_response_id_and_never_rejects_a_long_comment() -> None:
-    from salespulse.streams.pipeline.codec import check_event
+    from salespulse.schemas.codec import check_event
 
     event = answer(T, "sdk-1", "C-1", 3, comment="é" * 5000, response_id="R-1")
     checked = check_event(event)

@@ -18,12 +18,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from salespulse.agents.rolling import HOUR, MINUTE
+from salespulse.schemas.codec import REASONS
 from salespulse.schemas.event_time import format_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import DEADLETTER, route
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.metrics import Exporter
-from salespulse.streams.pipeline.codec import REASONS
 from salespulse.streams.pipeline.engine import Engine
 from salespulse.streams.settings import Settings
 from tests.conftest import FIXED_NOW, wait_until

@@ -78,8 +78,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_is_read_from_every_module() -> None:
     graph = _graph()
-    assert "salespulse.streams.pipeline.app" in graph
-    assert "salespulse.streams.endpoints.web" in graph["salespulse.streams.pipeline.app"]
+    assert "salespulse.streams.composition" in graph
+    assert "salespulse.streams.endpoints.web" in graph["salespulse.streams.composition"]
     # TYPE_CHECKING imports count too: a cycle hidden behind one is still a cycle.
     assert "salespulse.streams.pipeline.runtime" in graph["salespulse.streams.endpoints.web"]
 
@@ -101,6 +101,17 @@ def _imports_out_of(package: str, allowed: tuple[str, ...]) -> list[tuple[str, s
         if name.startswith(package)
         for target in targets
         if not target.startswith(allowed)
+    )
+
+
+def _imports_into(package: str, target: str) -> list[tuple[str, str]]:
+    """Imports from modules of ``package`` into modules of ``target``."""
+    return sorted(
+        (name, to)
+        for name, tos in _graph().items()
+        if name.startswith(package)
+        for to in tos
+        if to.startswith(target)
     )
 
 
@@ -126,6 +137,26 @@ def test_kafka_administration_sits_below_the_pipeline_and_the_endpoints() -> Non
         *(t for n, t in graph.items() if n.startswith("salespulse.streams.endpoints.connectors"))
     )
     assert "salespulse.streams.pipeline.worker" not in connectors
+
+
+def test_the_pipeline_never_imports_the_endpoints() -> None:
+    """The worker's composition (``streams/composition.py``) installs the views and the
+    exporter on the pipeline; the pipeline only offers the runtime they read."""
+    assert [
+        i for i in _imports_out_of("salespulse.streams.pipeline", ("salespulse.",)) if ".endpoints" in i[1]
+    ] == []
+    graph = _graph()
+    assert {"salespulse.streams.endpoints.web", "salespulse.streams.pipeline.worker"} <= graph[
+        "salespulse.streams.composition"
+    ]
+
+
+def test_the_connectors_never_import_the_pipeline() -> None:
+    """A connector checks its events with the contract's codec and creates its topics in the
+    Kafka room, as the worker does, without reaching into the worker."""
+    connectors = "salespulse.streams.endpoints.connectors"
+    assert _imports_into(connectors, "salespulse.streams.pipeline") == []
+    assert "salespulse.schemas.codec" in _graph()["salespulse.streams.endpoints.connectors.vtiger.records"]
 
 
 def _run_away_from_the_repository(code: str, where: Path) -> str:
@@ -157,7 +188,7 @@ def test_the_installed_distribution_owns_one_import_name(tmp_path: Path) -> None
 def test_a_worker_loads_the_charting_stack_only_to_draw(tmp_path: Path) -> None:
     # matplotlib, fontTools and PIL are about 40 MB of a worker's memory; only /report uses them.
     probe = (
-        "import sys, salespulse.streams.pipeline.worker;"
+        "import sys, salespulse.streams.composition;"
         "print(sorted(m for m in ('matplotlib', 'fontTools', 'PIL') if m in sys.modules))"
     )
     assert _run_away_from_the_repository(probe, tmp_path) == "[]"

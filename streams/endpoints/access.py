@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from aiohttp import web as aioweb
 
-TOKEN_SETTING = "SALESPULSE_INGEST_TOKEN"
-METRICS_TOKEN_SETTING = "SALESPULSE_METRICS_TOKEN"
+from salespulse.streams.tokens import METRICS_TOKEN_SETTING, TOKEN_SETTING
+
 REALM = 'Basic realm="SalesPulse", charset="UTF-8"'
 #: Routes that carry no data: probes for orchestrators.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from salespulse.agents.base import Series
-from salespulse.streams.endpoints.access import TOKEN_SETTING
 from salespulse.streams.pipeline.engine import summarize
+from salespulse.streams.tokens import TOKEN_SETTING
 
 
 class WorkerUnreachable(RuntimeError):

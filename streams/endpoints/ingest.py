@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from salespulse.streams.pipeline.codec import MAX_CLOCK_SKEW, Rejected, check_not_future, checked
+from salespulse.schemas.codec import MAX_CLOCK_SKEW, Rejected, check_not_future, checked
 
 
 @dataclass(frozen=True)

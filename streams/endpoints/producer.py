@@ -17,9 +17,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner import DefaultPartitioner
 
+from salespulse.schemas.codec import Rejected, check_event
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
-from salespulse.streams.pipeline.codec import Rejected, check_event
 from salespulse.streams.settings import Settings
 
 
@@ -71,7 +71,7 @@ class EventProducer:
         self._pending: list[Any] = []
 
     def send(self, event: dict[str, Any]) -> None:
-        """Validate and send one event (raises :class:`~salespulse.streams.pipeline.codec.Rejected`)."""
+        """Validate and send one event (raises :class:`~salespulse.schemas.codec.Rejected`)."""
         event = check_event(event)
         topic, key = route(event)
         try:

@@ -25,6 +25,7 @@ from faust.web import Request, View
 from salespulse.streams.endpoints import access, detractors_view
 from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
+from salespulse.streams.endpoints.metrics import Exporter
 from salespulse.streams.endpoints.replies import json_reply as _json
 from salespulse.streams.endpoints.replies import read_limited
 from salespulse.streams.endpoints.report_page import install_report_page
@@ -38,8 +39,11 @@ if TYPE_CHECKING:
 
 
 def install_views(app: faust.App, runtime: Runtime) -> None:
-    """Register the views on the app's web server."""
+    """Register the views on the app's web server, and the exporter that ``/metrics`` renders
+    as what watches the runtime's applies."""
     settings = runtime.settings
+    exporter = Exporter(runtime.engine, runtime.owned, runtime.lag)
+    runtime.observe = exporter.observe
     # On aiohttp's app under faust's driver, so on every route, faust's own pages too.
     middlewares = cast(Any, app.web).web_app.middlewares
     middlewares.append(access.guard(settings.ingest_token, settings.metrics_token))
@@ -49,9 +53,7 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     class Metrics(View):
         async def get(self, request: Request) -> Any:
             headers = request.headers
-            body, answer = runtime.exporter.render(
-                headers.get("Accept", ""), headers.get("Accept-Encoding", "")
-            )
+            body, answer = exporter.render(headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
             return aioweb.Response(body=body, headers=answer)
 
     @app.page("/kpis")
@@ -119,4 +121,4 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
                 )
             return _json(202, {"accepted": len(events)})
 
-    install_webhooks(app, runtime)
+    install_webhooks(app, runtime, exporter.webhooks)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
+from salespulse.schemas.codec import Rejected, check_event
 from salespulse.streams.endpoints.connectors.base import (
     CONTRACT,
     BadRequest,
@@ -47,7 +48,6 @@ from salespulse.streams.endpoints.delivery import DeadLetters, send_all
 from salespulse.streams.endpoints.ingest import IngestError
 from salespulse.streams.endpoints.metrics import WebhookCounters
 from salespulse.streams.endpoints.replies import json_reply, read_limited
-from salespulse.streams.pipeline.codec import Rejected, check_event
 
 if TYPE_CHECKING:
     import faust
@@ -134,11 +134,12 @@ async def _translate(connector: Connector, body: bytes) -> Translation:
         return Translation(unmappable=[Unmappable(f"the {connector.vendor} connector failed: {exc!r}")])
 
 
-async def handle(runtime: Runtime, connector: Connector, request: Any, tail: str = "") -> Any:
+async def handle(
+    runtime: Runtime, counters: WebhookCounters, connector: Connector, request: Any, tail: str = ""
+) -> Any:
     """One webhook request, from the raw body to the vendor's answer; ``tail`` is the path
     segment after ``/webhooks/<vendor>/``."""
     settings = runtime.settings
-    counters: WebhookCounters = runtime.exporter.webhooks
     vendor = connector.vendor
     missing = connector.missing()
     if missing is not None:
@@ -186,13 +187,13 @@ async def handle(runtime: Runtime, connector: Connector, request: Any, tail: str
     return aioweb.Response(body=reply, status=200, content_type=content_type)
 
 
-def install_webhooks(app: faust.App, runtime: Runtime) -> None:
+def install_webhooks(app: faust.App, runtime: Runtime, counters: WebhookCounters) -> None:
     """Register ``POST /webhooks/<vendor>`` for every vendor (disabled ones answer 404)."""
     mapping = load_mapping(runtime.settings.connectors_file)
     connectors = build_connectors(runtime.settings, mapping)
     for connector in connectors:
-        runtime.exporter.webhooks.declare(connector.vendor, connector.modules.values(), connector.fallbacks)
-        _register(app, runtime, connector)
+        counters.declare(connector.vendor, connector.modules.values(), connector.fallbacks)
+        _register(app, runtime, counters, connector)
     apis = [c.api for c in connectors if isinstance(c, HubSpotConnector)]
 
     # The CRM API client keeps a connection pool open; close it before the loop goes.
@@ -204,15 +205,15 @@ def install_webhooks(app: faust.App, runtime: Runtime) -> None:
     cast(Any, app.on_before_shutdown).connect(close_api_clients)
 
 
-def _register(app: faust.App, runtime: Runtime, connector: Connector) -> None:
+def _register(app: faust.App, runtime: Runtime, counters: WebhookCounters, connector: Connector) -> None:
     @app.page(f"/webhooks/{connector.vendor}")
     class Webhook(View):
         async def post(self, request: Request) -> Any:
-            return await handle(runtime, connector, request)
+            return await handle(runtime, counters, connector, request)
 
     if isinstance(connector, SalesforceConnector):  # the one vendor whose secret is in its URL
 
         @app.page(f"/webhooks/{connector.vendor}/{{secret}}")
         class SecretWebhook(View):
             async def post(self, request: Request, secret: str) -> Any:
-                return await handle(runtime, connector, request, secret)
+                return await handle(runtime, counters, connector, request, secret)

@@ -20,7 +20,6 @@ from salespulse.agents.base import Kpi
 from salespulse.agents.detractors import DetractorsKpi, Policy
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import INPUT_TOPICS
-from salespulse.streams.endpoints.web import install_views
 from salespulse.streams.kafka.admin import state_table
 from salespulse.streams.pipeline.consumer import BatchConsumer, BatchTransport, pass_parsed_records
 from salespulse.streams.pipeline.engine import Engine, MessageRecord
@@ -58,7 +57,7 @@ def _agent_body(runtime: Runtime, kpi: Kpi) -> Callable[[Any], Any]:
             record = MessageRecord.of(message)
             async with runtime.still():
                 out = runtime.engine.apply(message.topic, message.partition, [record], only=kpi)
-            runtime.exporter.observe(out)
+            runtime.observe(out)
             await runtime.persist(message.partition, out)
             yield None
 
@@ -163,7 +162,6 @@ def create_app(
     BatchConsumer.changelog_topic = table.changelog_topic.get_topic_name()
     BatchConsumer.restore = engine.restore
     BatchConsumer.client_config = settings.kafka_python_config
-    install_views(app, runtime)
     return app, runtime
 
 

@@ -44,10 +44,7 @@ from salespulse.agents.detractors import order_cases
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
-from salespulse.schemas.event_time import format_time, parse_time
-from salespulse.schemas.partitions import partition_for
-from salespulse.schemas.topics import INPUT_TOPICS
-from salespulse.streams.pipeline.codec import (
+from salespulse.schemas.codec import (
     MAX_CLOCK_SKEW,
     REASONS,
     Rejected,
@@ -55,6 +52,9 @@ from salespulse.streams.pipeline.codec import (
     check_route,
     decode,
 )
+from salespulse.schemas.event_time import format_time, parse_time
+from salespulse.schemas.partitions import partition_for
+from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.pipeline.outcomes import COUNTED_ONCE, OUTCOME_TOPICS, OutcomeMemory
 from salespulse.streams.pipeline.seen_ids import SeenIds
 

@@ -1,14 +1,16 @@
-"""What a worker's parts share: the engine, partition ownership, the exporter and the writes.
+"""What a worker's parts share: the engine, partition ownership and the writes.
 
 It lives apart from the app that builds it so that the web views can depend on it without
-importing the app: the app is the composition root and imports the views, never the reverse.
+importing the app. The pipeline knows nothing of the views: whoever watches what is applied
+(the metrics exporter, installed with the views by ``streams/composition.py``) sets
+:attr:`Runtime.observe`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -16,11 +18,14 @@ import faust
 from faust.types import TP
 
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
-from salespulse.streams.endpoints.metrics import Exporter
 from salespulse.streams.pipeline.engine import DeadLetter, Engine, Forward, Output
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import Ownership, StateTable
 from salespulse.streams.settings import Settings
+
+
+def _unobserved(out: Output) -> None:
+    """A runtime with no views (unit tests of the app) has nobody watching."""
 
 
 @dataclass
@@ -43,7 +48,8 @@ class Runtime:
         self.app = app
         self.engine = engine
         self.ownership = Ownership()
-        self.exporter = Exporter(engine, self.owned, self.lag)
+        #: Called with every apply's output before anything awaits.
+        self.observe: Callable[[Output], None] = _unobserved
         self.table: StateTable | None = None
         self.snapshots: SnapshotWriter | None = None
 
@@ -156,7 +162,7 @@ class Runtime:
                 counts[tp.topic] = self.partition_count(tp.topic)
                 out = self.engine.apply(tp.topic, tp.partition, records)
                 # Observed before any await, so /progress and the histogram never disagree.
-                self.exporter.observe(out)
+                self.observe(out)
                 writes = prepared.get(tp.partition)
                 if writes is None:
                     writes = prepared[tp.partition] = Writes(tp.partition)

@@ -21,6 +21,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -30,7 +31,6 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaConfigurationError, KafkaError
 
 from salespulse.agents.base import Kpi
-from salespulse.streams.endpoints.tokens import TOKEN_FILE, worker_settings
 from salespulse.streams.hot_path import describe
 from salespulse.streams.kafka.admin import (
     admin_client,
@@ -43,11 +43,13 @@ from salespulse.streams.kafka.admin import (
 )
 from salespulse.streams.kafka.offsets import listoffsets_is_short
 from salespulse.streams.pipeline.allocator import fix_mmap_threshold
-from salespulse.streams.pipeline.app import create_app
+from salespulse.streams.pipeline.app import SalesPulseApp, create_app
 from salespulse.streams.pipeline.consumer import BatchConsumer
 from salespulse.streams.pipeline.hash_seed import pinned
 from salespulse.streams.pipeline.internals import check_internals
+from salespulse.streams.pipeline.runtime import Runtime
 from salespulse.streams.settings import Settings
+from salespulse.streams.tokens import TOKEN_FILE, worker_settings
 
 log = logging.getLogger("salespulse.worker")
 
@@ -209,8 +211,14 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     return worker
 
 
-def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...] | None = None) -> None:
-    """Run one worker until SIGINT or SIGTERM; ``kpis`` replaces the configured eight."""
+def run_worker(
+    settings: Settings,
+    serve: Callable[[SalesPulseApp, Runtime], None],
+    loglevel: str = "info",
+    kpis: tuple[Kpi, ...] | None = None,
+) -> None:
+    """Run one worker until SIGINT or SIGTERM. ``serve`` installs what it answers over HTTP
+    (``streams/composition.py``); ``kpis`` replaces the configured eight."""
     check_internals()  # faust and aiokafka as the batch path was written against, or stop now
     fix_mmap_threshold()  # before any state is built
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -225,12 +233,13 @@ def run_worker(settings: Settings, loglevel: str = "info", kpis: tuple[Kpi, ...]
     BatchConsumer.on_foreign_broker = functools.partial(restart_process)
     # A state image keeps ids as hashes: only a process seeded as its data dir may use one.
     snapshots = settings.snapshot_interval > 0 and pinned(settings.data_dir)
-    app, _ = create_app(
+    app, runtime = create_app(
         settings,
         kpis=kpis,
         epoch=identity_epoch(identity),
         topic_id=functools.partial(topic_id, settings) if snapshots else None,
     )
+    serve(app, runtime)
     log.info("hot path: %s; local state snapshot: %s", describe(), "on" if snapshots else "off")
     tune_gc()
     watchdog = threading.Thread(target=_watch_identity, args=(settings, identity), daemon=True)

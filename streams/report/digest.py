@@ -14,7 +14,6 @@ from typing import Any
 
 from salespulse.agents.rolling import WINDOW_SECONDS
 from salespulse.streams.endpoints.cluster import WorkerUnreachable, cluster_view
-from salespulse.streams.endpoints.tokens import client_token
 from salespulse.streams.report.catalogue import DEFAULT_LOCALE, UnknownLocale, catalogue
 from salespulse.streams.report.detractors import detractor_section, open_cases
 from salespulse.streams.report.errors import ReportError
@@ -25,6 +24,7 @@ from salespulse.streams.report.render import _render_html, _render_text
 from salespulse.streams.report.sections import _sections
 from salespulse.streams.report.windows import DIGEST_WINDOWS, TREND
 from salespulse.streams.settings import Settings
+from salespulse.streams.tokens import client_token
 
 
 class _Views:

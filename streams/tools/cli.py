@@ -98,10 +98,10 @@ def worker(loglevel: str, **overrides: Any) -> None:
     if settings.snapshot_interval > 0:
         pin(settings.data_dir)  # re-executes this command with the data dir's hash seed
 
+    from salespulse.streams.composition import run_worker
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.kafka.admin import TopicsRefused
     from salespulse.streams.pipeline.internals import InternalsChanged
-    from salespulse.streams.pipeline.worker import run_worker
 
     try:
         load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
@@ -174,8 +174,8 @@ def generate(
 @click.option("--timeout", type=float, help="Seconds to wait for the broker.")
 def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
     """Send NDJSON events from FILE (or - for stdin), validating each one."""
+    from salespulse.schemas.codec import Rejected, check_not_future, checked
     from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
-    from salespulse.streams.pipeline.codec import Rejected, check_not_future, checked
 
     settings = _settings(brokers=brokers, broker_timeout=timeout)
     lines = source.read().splitlines()
@@ -278,7 +278,7 @@ def _show_merged(
     The token is ``SALESPULSE_INGEST_TOKEN``, else the one a worker on this machine stored.
     """
     from salespulse.streams.endpoints.cluster import WorkerUnreachable
-    from salespulse.streams.endpoints.tokens import client_token
+    from salespulse.streams.tokens import client_token
 
     settings = _settings()
     names = workers.split(",") if workers else list(settings.worker_addresses)
@@ -419,7 +419,7 @@ def detractors(workers: str | None, status: str, window: str, as_json: bool) -> 
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus with the rules.")
 def demo(rate: float | None, duration: float | None, backfill: int, with_prometheus: bool) -> None:
     """Embedded broker, worker, generator and a live KPI board in one command."""
-    from salespulse.streams.endpoints.tokens import worker_settings
+    from salespulse.streams.tokens import worker_settings
     from salespulse.streams.tools.demo import run_demo
 
     try:

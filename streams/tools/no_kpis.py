@@ -21,8 +21,8 @@ from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, S
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.rolling import Clock
 from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.streams.composition import run_worker
 from salespulse.streams.pipeline.hash_seed import pin
-from salespulse.streams.pipeline.worker import run_worker
 from salespulse.streams.settings import Settings
 
 APP_ID = "salespulse-no-kpis"

@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from salespulse.schemas.codec import Rejected, check_event
 from salespulse.streams.endpoints.connectors.base import CONTRACT, UNREADABLE
 from salespulse.streams.endpoints.connectors.ids import derive_event_id
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.vtiger.directory import Directory
-from salespulse.streams.pipeline.codec import Rejected, check_event
 
 SOURCE = "vtiger"
 LEADS, POTENTIALS, EVENTS = "Leads", "Potentials", "Events"

@@ -14,12 +14,13 @@ import os
 import secrets
 from pathlib import Path
 
-from salespulse.streams.endpoints.access import TOKEN_SETTING
 from salespulse.streams.settings import Secret, Settings, check_secret
 
 log = logging.getLogger("salespulse.access")
 
 TOKEN_FILE = "ingest-token"
+TOKEN_SETTING = "SALESPULSE_INGEST_TOKEN"
+METRICS_TOKEN_SETTING = "SALESPULSE_METRICS_TOKEN"
 
 
 def token_path(data_dir: Path) -> Path:

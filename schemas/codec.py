@@ -1,7 +1,8 @@
 """Bytes to a validated event, with the reasons a message can be rejected.
 
 One decode path serves the topics, HTTP ingest and the producer SDK, so a message is
-judged the same way wherever it enters.
+judged the same way wherever it enters. It lives with the contract it checks, so the
+connectors and the SDK check their events without reaching into the worker.
 """
 
 from __future__ import annotations
