@@ -237,7 +237,7 @@ def test_a_won_deal_remembered_as_won_gives_nothing_new_and_a_record_that_cannot
             POTENTIALS, {**row, "amount": "lots", "sales_stage": "Prospecting"}, {}, directory(fake)
         )
     assert unreadable.value.cause == "unreadable"
-    rials = {**row, "amount": "25000000000000.00000000"}  # 2.5e13: over the contract's 1e12
+    rials = {**row, "amount": "2500000000000000.00000000"}  # 2.5e15: over the contract's 1e15
     with pytest.raises(UnexpectedRecord, match="13x9") as too_large:
         translator().facts(POTENTIALS, rials, {}, directory(fake))
     assert too_large.value.cause == "contract"

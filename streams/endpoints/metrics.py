@@ -63,6 +63,11 @@ COUNTERS = {
         "Survey comments over 2,000 characters, cut to that length.",
         "",
     ),
+    "rounded": (
+        "salespulse_amounts_rounded",
+        "Amounts finer than their currency's minor unit (prices: a millionth), rounded half to even.",
+        "currency",
+    ),
     "rerouted": (
         "salespulse_events_rerouted",
         "Records that arrived on a partition their key does not belong to, forwarded to the right one.",
@@ -173,7 +178,7 @@ class KpiCollector(Collector):
             family = families.get(name)
             if family is None:
                 family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=sorted(labels))
-            family.add_metric([labels[k] for k in sorted(labels)], value)
+            family.add_metric([labels[k] for k in sorted(labels)], float(value))
         yield from families.values()
         counters = self.engine.counters(owned)
         # Unmappable webhook payloads never reach a topic's decoder: the web views count them.
