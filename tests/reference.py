@@ -1129,7 +1129,9 @@ def gauge_diff(actual: Mapping[GaugeKey, float], expect: Mapping[GaugeKey, float
 
 # -- reading /metrics -----------------------------------------------------------------
 #: Gauges that describe the pipeline, not a KPI.
-PIPELINE_GAUGES = frozenset({"salespulse_consumer_lag", "salespulse_partitions_owned"})
+PIPELINE_GAUGES = frozenset(
+    {"salespulse_consumer_lag", "salespulse_partitions_owned", "salespulse_fx_rates_file_valid"}
+)
 #: The latency histogram (its ``_created`` sample parses as a gauge of its own).
 LATENCY_PREFIX = "salespulse_event_to_state_seconds"
 COUNTER_FAMILIES = frozenset(

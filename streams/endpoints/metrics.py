@@ -165,11 +165,13 @@ class KpiCollector(Collector):
         owned: Callable[[], set[int]],
         lag: Callable[[], dict[tuple[str, int], int]],
         webhooks: WebhookCounters,
+        rates_valid: Callable[[], bool],
     ) -> None:
         self.engine = engine
         self.owned = owned
         self.lag = lag
         self.webhooks = webhooks
+        self.rates_valid = rates_valid
 
     def collect(self) -> Iterator[Metric]:
         owned = self.owned()
@@ -206,6 +208,12 @@ class KpiCollector(Collector):
         )
         owned_gauge.add_metric([], len(owned))
         yield owned_gauge
+        valid = GaugeMetricFamily(
+            "salespulse_fx_rates_file_valid",
+            "1 when the rates file last read without error (0: the previous rates stay in force).",
+        )
+        valid.add_metric([], float(self.rates_valid()))
+        yield valid
 
 
 class LatencyHistogram(Collector):
@@ -245,10 +253,11 @@ class Exporter:
         engine: Engine,
         owned: Callable[[], set[int]],
         lag: Callable[[], dict[tuple[str, int], int]],
+        rates_valid: Callable[[], bool] = lambda: True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.webhooks = WebhookCounters()
-        self.registry.register(KpiCollector(engine, owned, lag, self.webhooks))
+        self.registry.register(KpiCollector(engine, owned, lag, self.webhooks, rates_valid))
         self.registry.register(self.webhooks)
         self.latency = LatencyHistogram()
         self.registry.register(self.latency)

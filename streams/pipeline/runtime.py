@@ -18,6 +18,7 @@ from faust.types import TP
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.endpoints.metrics import Exporter
 from salespulse.streams.pipeline.engine import DeadLetter, Engine, Forward, Output
+from salespulse.streams.pipeline.fx_rates import RatesFile
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import Ownership, StateTable
 from salespulse.streams.settings import Settings
@@ -43,12 +44,19 @@ class Runtime:
         self.app = app
         self.engine = engine
         self.ownership = Ownership()
-        self.exporter = Exporter(engine, self.owned, self.lag)
+        self.rates = RatesFile.open(settings.fx_rates, settings.reporting_currency)
+        engine.fx = self.rates.rates
+        self.exporter = Exporter(engine, self.owned, self.lag, lambda: self.rates.valid)
         self.table: StateTable | None = None
         self.snapshots: SnapshotWriter | None = None
 
     def owned(self) -> set[int]:
         return set(self.ownership.active)
+
+    async def reload_rates(self) -> None:
+        """Put a changed rates file in force (reads take the engine's rates as they find them)."""
+        if self.rates.poll():
+            self.engine.fx = self.rates.rates
 
     def still(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Held while the engine state is applied to: a state image is never captured (in a

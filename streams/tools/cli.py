@@ -100,6 +100,7 @@ def worker(loglevel: str, **overrides: Any) -> None:
 
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.kafka.admin import TopicsRefused
+    from salespulse.streams.pipeline.fx_rates import RatesError, RatesFile
     from salespulse.streams.pipeline.internals import InternalsChanged
     from salespulse.streams.pipeline.worker import run_worker
 
@@ -107,6 +108,10 @@ def worker(loglevel: str, **overrides: Any) -> None:
         load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
     except MappingError as exc:
         raise click.UsageError(f"SALESPULSE_CONNECTORS: {exc}") from None
+    try:
+        RatesFile.open(settings.fx_rates, settings.reporting_currency)  # and a bad rates file
+    except RatesError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         run_worker(settings, loglevel)
     except TopicsRefused as exc:
