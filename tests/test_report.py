@@ -19,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import sys
+from decimal import Decimal
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -159,8 +160,8 @@ def expected_lines(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
         f"Customers engaged: {now['engagement']['customers_engaged']:,.0f}",
         f"eNPS: {now['enps']['enps']:+.1f}",
         f"Expansion rate: {now['expansion']['expansion_rate']:.1%}",
-        *(
-            f"Sales amount ({currency}): {amount:,.2f}"
+        *(  # /kpis writes amounts as exact decimal strings; the digest shows them in full
+            f"Sales amount ({currency}): {Decimal(amount):,.2f}"
             for currency, amount in now["sales"]["amount_by_currency"].items()
         ),
     ]
