@@ -101,7 +101,7 @@ def format_change(
 
 
 def _compact(value: float, cat: Catalogue) -> str:
-    for limit, size in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+    for limit, size in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
         if abs(value) >= limit:
             return cat.t(f"compact.{size}", value=cat.num(f"{value / limit:.1f}"))
     return cat.num(f"{value:.0f}")
