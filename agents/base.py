@@ -208,8 +208,9 @@ def reporting_samples(
     ``columns``: (extra labels, vector index) of the amounts. ``counted``: (event type, index
     of the event count), to export the events and amount in each window that have no rate
     (:data:`UNCONVERTED_EVENTS`, :data:`UNCONVERTED_AMOUNT`, by currency; 0 when all convert).
-    ``previous``: also export the same sums at the rates of the day before each window starts
-    (a currency with no rate then keeps its own: it shows no rate effect), under that name.
+    ``previous``: also export the same sums at the rates in force at the last second before each
+    window, when the previous period ended (a currency with no rate then keeps its own: it
+    shows no rate effect), under that name.
     """
     fx = ctx.fx
     if not fx.enabled:
