@@ -29,6 +29,7 @@ import orjson
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
+from babel.numbers import get_currency_precision
 
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.report.command import every_seconds, report_command
@@ -160,8 +161,9 @@ def expected_lines(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
         f"Customers engaged: {now['engagement']['customers_engaged']:,.0f}",
         f"eNPS: {now['enps']['enps']:+.1f}",
         f"Expansion rate: {now['expansion']['expansion_rate']:.1%}",
-        *(  # /kpis writes amounts as exact decimal strings; the digest shows them in full
-            f"Sales amount ({currency}): {Decimal(amount):,.2f}"
+        *(  # /kpis writes amounts as exact decimal strings; the digest shows them in full, in
+            # the currency's CLDR digits (IRR: none)
+            f"Sales amount ({currency}): {Decimal(amount):,.{get_currency_precision(currency)}f}"
             for currency, amount in now["sales"]["amount_by_currency"].items()
         ),
     ]
