@@ -9,12 +9,16 @@ reporting currency.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from matplotlib.image import imread
 
@@ -119,6 +123,26 @@ def test_a_thousand_deals_of_25_trillion_rials_sum_exactly_in_kpis_metrics_and_t
     # EUR first: 2.5e16 rials at 0.0000020 and 1,234.56 dollars at 0.90.
     assert "Sales amount (EUR): 50,000,001,111.10" in digest.text
     assert digest.text.index("Sales amount (EUR)") < digest.text.index("Sales amount (IRR)")
+
+
+def test_salespulse_kpis_shows_the_reporting_currency_first_and_exact_rials(worker: WorkerProcess) -> None:
+    def kpis(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "salespulse.streams", "kpis", "--workers", worker.address, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    table = kpis()
+    assert "25,000,000,000,000,000" in table
+    assert table.index("Sales amount (EUR, all currencies)") < table.index("Sales amount (IRR)")
+    month = orjson.loads(kpis("--json"))["windows"]["30d"]["sales"]
+    assert month["amount_by_currency"]["IRR"] == "25000000000000000"
+    assert month["amount_reporting"] == "50000001111.10"
 
 
 def test_the_persian_digest_shows_rials_as_toman_and_chromium_renders_it(
