@@ -66,6 +66,12 @@ PRICE_DIGITS: Final = 6
 #: Seconds in a UTC day: rates are dated by day, and an hour bucket converts by its day.
 DAY: Final = 86400
 
+#: Event types whose amount converts at the rate of its own UTC day (a won deal, a spend);
+#: every other amount (an open opportunity, a price, a quota) at the newest rate.
+DATED: Final = frozenset({"deal.won", "marketing.spend"})
+#: A UTC day after every rate's: the day at which :meth:`Rates.rate` gives the newest rate.
+NEWEST: Final = 1 << 40
+
 #: The event fields that hold money (the currency is the ``currency`` field next to them).
 AMOUNT: Final = "amount"
 PRICE: Final = "price"
@@ -161,6 +167,12 @@ class Rates:
             return None
         i = bisect.bisect_right(days, day)
         return self.rates[currency][i - 1] if i else None
+
+    def unconverted(self, kind: str, currency: str, t: int) -> bool:
+        """Whether an event of type ``kind`` at ``t`` (epoch seconds) with an amount in
+        ``currency`` has no rate to be converted at: counted, as it is applied, in
+        ``salespulse_fx_unconverted_total``. Never with no reporting currency."""
+        return bool(self.currency) and self.rate(currency, t // DAY if kind in DATED else NEWEST) is None
 
     def to_reporting(self, units: int, currency: str, day: int, price: bool = False) -> Decimal | None:
         """An amount in integer units of a stored currency (as events are kept) in the reporting

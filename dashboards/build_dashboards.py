@@ -550,14 +550,19 @@ def kpi_dashboard() -> model.Dashboard:
                         (
                             f"sum by (currency) (salespulse:fx_unconverted_events:sum{{{W}, {WON}}})",
                             "{{currency}}",
-                        )
+                        ),
+                        (
+                            "sum by (currency) (increase(salespulse:fx_unconverted:sum_max2m[1h]))",
+                            "{{currency}} applied in the last hour",
+                        ),
                     ],
                     unit="short",
                     w=4,
                     thresholds=steps(("green", None), ("orange", 1)),
                     description="Deals won in the window whose currency has no rate on or before their "
                     "day: left out of the reporting-currency totals, never taken at 1.0. Add their "
-                    "rates to SALESPULSE_FX_RATES.",
+                    "rates to SALESPULSE_FX_RATES. Also the money events (deals, spend, prices) "
+                    "applied in the last hour with no rate (salespulse_fx_unconverted_total).",
                     links=[runbook("SalesPulseFxRateMissing")],
                 ),
                 panel(

@@ -253,6 +253,43 @@ def test_every_reporting_series_equals_the_reference_with_rate_changes_and_a_mis
     assert view["windows"]["24h"]["acquisition"]["spend_unconverted_events"] == {"JPY": 1.0}
 
 
+def price(t: int, n: int, amount: Any, currency: str) -> dict[str, Any]:
+    return {
+        "event_id": f"price-{n}",
+        "type": "product.price_set",
+        "occurred_at": format_time(t),
+        "source": "test",
+        "data": {"product": f"p-{n}", "price": amount, "currency": currency},
+    }
+
+
+def test_each_money_event_applied_with_no_rate_is_counted_once_by_currency_and_kept() -> None:
+    events = corpus()
+    jpy_deal = next(e for e in events if e["type"] == "deal.won" and e["data"]["currency"] == "JPY")
+    prices = [
+        price(NOW - HOUR, 1, Decimal("9.99"), "JPY"),  # no JPY rate at all: counted
+        # Before IRR's first rate, but a price converts at the newest rate: not counted.
+        price(parse_time("2026-10-15T00:00:00Z"), 2, 120000, "IRR"),
+    ]
+    engine, changelog = engine_with([*events, jpy_deal, *prices], parse_rates(RATES_CSV, "EUR"))
+    # The Oct 28 rial deal (before IRR's first rate), the JPY deal (its copy is a duplicate and
+    # counts nothing), the JPY spend and the JPY price. Never a dated deal that has its rate.
+    want = {"IRR": 1, "JPY": 3}
+    assert engine.counters(range(4))["unconverted"] == want
+    restored = Engine(clock=format_time(NOW), partitions=4)
+    for key, record in changelog:
+        restored.restore(key, record)
+    assert restored.counters(range(4))["unconverted"] == want
+    # A counter of what arrived with no rate: a rates file that has them now changes no state,
+    # only what is read (the windowed gauge of amounts left out).
+    engine.fx = parse_rates(RATES_CSV + "2026-01-01,JPY,0.0061\n2026-01-01,IRR,0.0000019\n", "EUR")
+    assert engine.counters(range(4))["unconverted"] == want
+    left_out = {k: v for k, v in gauges(engine).items() if k[0] == "salespulse_fx_unconverted_events" and v}
+    assert left_out == {}
+    # Without a reporting currency nothing converts, and nothing is missing a rate.
+    assert engine_with(events)[0].counters(range(4))["unconverted"] == {}
+
+
 def test_a_worked_example_in_two_currencies() -> None:
     """docs/semantics.md's example: 1,000 USD on Nov 24 at 0.95 and 500 EUR on Nov 26."""
     events = [won(NOW - 2 * DAY + HOUR, 1, Decimal("1000"), "USD"), won(NOW - HOUR, 2, Decimal("500"), "EUR")]

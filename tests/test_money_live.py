@@ -196,10 +196,25 @@ def test_a_changed_rates_file_is_in_force_within_a_minute_without_a_restart(
     wait_until(lambda: sales_30d(worker)["amount_reporting"] == "50000001111.10", timeout=60)
 
 
+def test_a_deal_applied_with_no_rate_is_counted_in_kpis_metrics_and_the_digest(worker: WorkerProcess) -> None:
+    assert worker.kpis()["counters"]["unconverted"] == {}  # every deal so far had its rate
+    yen = deal(DEALS + 1, 500000, "JPY")  # the rates file has no JPY
+    with EventProducer(Settings.from_env({"SALESPULSE_BROKER": worker.env["SALESPULSE_BROKER"]})) as producer:
+        producer.send_many([yen, yen])  # the copy is a duplicate: counted once
+    wait_until(lambda: worker.kpis()["counters"]["unconverted"] == {"JPY": 1}, timeout=60)
+    scrape = parse_metrics(worker.metrics())
+    assert scrape.types["salespulse_fx_unconverted"] == "counter"
+    assert 'salespulse_fx_unconverted_total{currency="JPY"} 1.0' in worker.metrics()
+    digest = build_digest([worker.address], "30d", toman=False)
+    assert "Events applied with no exchange rate (all time): 1" in digest.text
+    assert sales_30d(worker)["amount_reporting"] == "50000001111.10"  # never at 1.0
+
+
 def test_the_rial_sums_are_exact_after_a_restart(worker: WorkerProcess) -> None:
     worker.kill()
     worker.start()
     worker.wait_ready()
     wait_until(lambda: rial_totals(worker) == ("25000000000000000", 2.5e16), timeout=60)
+    assert worker.kpis()["counters"]["unconverted"] == {"JPY": 1}  # kept in the changelog
     digest = build_digest([worker.address], "30d", toman=False)
     assert "Sales amount (IRR): 25,000,000,000,000,000" in digest.text

@@ -77,6 +77,11 @@ COUNTERS = {
         "Amounts finer than their currency's minor unit (prices: a millionth), rounded half to even.",
         "currency",
     ),
+    "unconverted": (
+        "salespulse_fx_unconverted",
+        "Won deals, spend and prices applied with no rate into the reporting currency, by currency.",
+        "currency",
+    ),
     "rerouted": (
         "salespulse_events_rerouted",
         "Records that arrived on a partition their key does not belong to, forwarded to the right one.",

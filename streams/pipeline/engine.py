@@ -185,6 +185,8 @@ class TopicMeta:
     truncated: int = 0
     #: Money values finer than their unit, rounded half to even, by stored currency.
     rounded: dict[str, int] = field(default_factory=dict)
+    #: Money events applied with no rate into the reporting currency, by stored currency.
+    unconverted: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -197,6 +199,7 @@ class TopicMeta:
             "rr": self.rerouted,
             "tr": self.truncated,
             "rd": self.rounded,
+            "fx": self.unconverted,
         }
 
     @classmethod
@@ -211,6 +214,7 @@ class TopicMeta:
             value.get("rr", 0),  # written before rerouting existed
             value.get("tr", 0),  # written before survey comments existed
             value.get("rd", {}),  # written before exact money existed
+            value.get("fx", {}),  # written before the unconverted counter existed
         )
 
 
@@ -389,9 +393,16 @@ class Engine:
                     meta.late[kind] = meta.late.get(kind, 0) + 1
                 meta.newest = max(meta.newest, t)
             money = MONEY_FIELDS.get(kind)
-            if money is not None and normalize(data, money) and fresh:
-                currency = self.fold("currency", data["currency"])
-                meta.rounded[currency] = meta.rounded.get(currency, 0) + 1
+            if money is not None:
+                rounded = normalize(data, money)
+                if fresh:
+                    currency = data["currency"]
+                    if rounded:
+                        label = self.fold("currency", currency)
+                        meta.rounded[label] = meta.rounded.get(label, 0) + 1
+                    if self.fx.unconverted(kind, currency, t):
+                        label = self.fold("currency", currency)
+                        meta.unconverted[label] = meta.unconverted.get(label, 0) + 1
             if kind == "survey.answered":
                 self._cut_comment(data, meta if fresh else None)
             event = Event(kind, t, offset, data, late, repeat)
@@ -515,6 +526,7 @@ class Engine:
             "rejected": dict.fromkeys(REASONS, 0),
             "rerouted": dict.fromkeys(INPUT_TOPICS, 0),
             "rounded": {},
+            "unconverted": {},
         }
         duplicates = truncated = 0
         for p in partitions:
@@ -529,6 +541,7 @@ class Engine:
                     ("late", meta.late),
                     ("rejected", meta.rejected),
                     ("rounded", meta.rounded),
+                    ("unconverted", meta.unconverted),
                 ):
                     for label, n in counts.items():
                         totals[name][label] = totals[name].get(label, 0) + n

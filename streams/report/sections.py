@@ -98,6 +98,12 @@ def _sections(
         if missing:
             events = sum(row["events"] for row in missing.values())
             out.append(Metric(t("sales.unconverted"), float(events), compare=False, higher_is_better=False))
+        # salespulse_fx_unconverted_total: every money event applied with no rate, ever.
+        applied = sum(current["counters"].get("unconverted", {}).values())
+        if applied:
+            out.append(
+                Metric(t("sales.unconverted_total"), float(applied), compare=False, higher_is_better=False)
+            )
         return out
 
     def unconverted_note() -> str:

@@ -63,6 +63,14 @@ def _money_rows(sales: dict[str, Any]) -> list[Row]:
         )
         rows.append(
             (
+                f"Rate effect ({currency}: at own rates less at previous period's)",
+                lambda w: _exact(w["sales"]["rate_effect"]),
+                f"{{:+,.{digits(currency)}f}}",
+                None,
+            )
+        )
+        rows.append(
+            (
                 "Won deals with no rate",
                 lambda w: sum(row["events"] for row in w["sales"]["unconverted"].values()),
                 "{:,.0f}",
@@ -118,6 +126,10 @@ def kpi_table(view: dict[str, Any], previous: dict[str, Any] | None = None) -> T
         f"customers known {view['windows']['30d']['engagement']['customers_known']:,.0f}; "
         f"competitor prices {len(prices)}, undercutting us by 10%+: {len(undercut)}"
     )
+    unconverted = {c: n for c, n in sorted(view.get("counters", {}).get("unconverted", {}).items()) if n}
+    if unconverted:  # salespulse_fx_unconverted_total: events applied with no rate, ever
+        counts = ", ".join(f"{c} {n:,}" for c, n in unconverted.items())
+        table.caption += f"; events applied with no exchange rate: {counts}"
     return table
 
 
