@@ -140,6 +140,10 @@ def test_salespulse_kpis_shows_the_reporting_currency_first_and_exact_rials(work
     table = kpis()
     assert "25,000,000,000,000,000" in table
     assert table.index("Sales amount (EUR, all currencies)") < table.index("Sales amount (IRR)")
+    # One rate all month: the rates at the end of the previous period are this period's.
+    effect = table.index("Rate effect (EUR")
+    assert table.index("Sales amount (EUR, all currencies)") < effect < table.index("Sales amount (IRR)")
+    assert "+0.00" in table[effect : table.index("\n", effect)]
     month = orjson.loads(kpis("--json"))["windows"]["30d"]["sales"]
     assert month["amount_by_currency"]["IRR"] == "25000000000000000"
     assert month["amount_reporting"] == "50000001111.10"
@@ -175,6 +179,13 @@ def test_a_changed_rates_file_is_in_force_within_a_minute_without_a_restart(
     started = time.monotonic()
     wait_until(lambda: sales_30d(worker)["amount_reporting"] == "52500001111.10", timeout=60)
     assert time.monotonic() - started < 60
+    # The reporting series of /metrics too: 2.5e16 rials at 0.0000021 and 1,234.56 USD at 0.90.
+    month = parse_metrics(worker.metrics()).gauges
+    assert sum(
+        v
+        for (name, labels), v in month.items()
+        if name == "salespulse_sales_amount_reporting" and ("window", "30d") in labels
+    ) == pytest.approx(52500001111.104)
     assert "salespulse_fx_rates_file_valid 1.0" in worker.metrics()
     # A file that no longer reads keeps the rates in force, and says so.
     rates.write_text("date,currency,rate\n2026-10-01,IRR,zero\n")
