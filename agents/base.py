@@ -11,12 +11,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.money import DAY, EXACT, Rates, major
 from salespulse.agents.rolling import (
+    HOUR,
+    MINUTE,
+    WINDOW_AT,
     WINDOW_NAMES,
     WINDOW_SECONDS,
+    WINDOWS,
     Clock,
     Labels,
     Vector,
@@ -24,16 +30,18 @@ from salespulse.agents.rolling import (
     add_into,
 )
 
-#: Amounts and prices are kept as integer micro-units so sums are exact in any order.
-MICROS = 1_000_000
-
+#: An exported value: a float, or an exact ``Decimal`` for money (``/metrics`` shows it as a
+#: float, ``/kpis`` as a decimal string).
+Value = float | Decimal
 #: One exported gauge sample: metric name, sorted label pairs, value.
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-Sample = tuple[str, dict[str, str], float]
+Sample = tuple[str, dict[str, str], Value]
 
-
-def micros(amount: float) -> int:
-    return round(amount * MICROS)
+#: The info series naming the reporting currency (value 1; static, aggregated with ``max``).
+REPORTING_INFO = "salespulse_reporting_currency_info"
+#: Events in a window whose amount has no rate, and that amount (``type``, ``currency``).
+UNCONVERTED_EVENTS = "salespulse_fx_unconverted_events"
+UNCONVERTED_AMOUNT = "salespulse_fx_unconverted_amount"
 
 
 class Event:
@@ -95,6 +103,8 @@ class ExportContext:
 
     clock: Clock
     targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: The reporting currency and its rates, applied as windows are read.
+    fx: Rates = field(default_factory=Rates)
 
 
 class KpiState(Protocol):
@@ -139,6 +149,13 @@ def merged_window(counters: Iterable[WindowedCounter], window: str, clock: Clock
     return total
 
 
+def _seen(counters: Iterable[WindowedCounter], clock: Clock) -> set[Labels]:
+    seen: set[Labels] = set()
+    for counter in counters:
+        seen |= counter.labels_seen(clock)
+    return seen
+
+
 def window_samples(
     counters: Sequence[WindowedCounter],
     metric: str,
@@ -148,20 +165,99 @@ def window_samples(
 ) -> Iterator[Sample]:
     """Gauge samples for every window and every label tuple ever seen (0 when idle).
 
-    ``columns`` maps vector positions to samples: (extra labels, index, scale).
+    ``columns`` maps vector positions to samples: (extra labels, index, scale). A scale of 0
+    marks money: integer units of the ``currency`` label's currency, exported as an exact
+    ``Decimal`` of its major unit.
     """
     sums_by_window = {w: merged_window(counters, w, clock) for w in WINDOW_NAMES}
-    seen: set[Labels] = set()
-    for counter in counters:
-        seen |= counter.labels_seen(clock)
+    seen = _seen(counters, clock)
+    currency = list(label_names).index("currency") if "currency" in label_names else -1
     for window, sums in sums_by_window.items():
         for labels in seen:
             vec = sums.get(labels)
             base = dict(zip(label_names, labels, strict=True))
             base["window"] = window
             for extra, index, scale in columns:
-                value = vec[index] / scale if vec else 0.0
+                value: Value
+                if scale:
+                    value = vec[index] / scale if vec else 0.0
+                else:
+                    value = major(vec[index] if vec else 0, labels[currency])
                 yield metric, {**base, **extra}, value
+
+
+def window_start(clock: Clock, window: str) -> int:
+    """The first second of ``window`` at ``clock`` (its oldest bucket's start)."""
+    _, size, minute = WINDOWS[WINDOW_AT[window]]
+    return (clock.minute - size + 1) * MINUTE if minute else (clock.hour - size + 1) * HOUR
+
+
+def reporting_samples(
+    counters: Sequence[WindowedCounter],
+    metric: str,
+    columns: Sequence[tuple[dict[str, str], int]],
+    ctx: ExportContext,
+    *,
+    counted: tuple[str, int] | None = None,
+    previous: str = "",
+) -> Iterator[Sample]:
+    """``metric`` in the reporting currency for every window: the per-currency sums of ``by_day``
+    counters (labels ending with ``currency``) converted day by day at each day's rate, summed
+    over the other labels' values (0 when idle). Nothing without a reporting currency.
+
+    ``columns``: (extra labels, vector index) of the amounts. ``counted``: (event type, index
+    of the event count), to export the events and amount in each window that have no rate
+    (:data:`UNCONVERTED_EVENTS`, :data:`UNCONVERTED_AMOUNT`, by currency; 0 when all convert).
+    ``previous``: also export the same sums at the rates in force at the last second before each
+    window, when the previous period ended (a currency with no rate then keeps its own: it
+    shows no rate effect), under that name.
+    """
+    fx = ctx.fx
+    if not fx.enabled:
+        return
+    clock = ctx.clock
+    names = counters[0].label_names if counters else ("currency",)
+    at = names.index("currency")
+    keep = [i for i in range(len(names)) if i != at]
+    seen = _seen(counters, clock)
+    kept = {tuple(labels[i] for i in keep) for labels in seen}
+    currencies = {labels[at] for labels in seen}
+    zero = Decimal(0)
+    for window in WINDOW_NAMES:
+        by_day: dict[tuple[Labels, int], Vector] = {}
+        for counter in counters:
+            for key, vec in counter.window_days_at(clock, window).items():
+                add_into(by_day, key, vec)
+        before = (window_start(clock, window) - 1) // DAY
+        totals: dict[tuple[Labels, int], Decimal] = {}
+        prior: dict[tuple[Labels, int], Decimal] = {}
+        missing: dict[str, list[int]] = {c: [0, 0] for c in currencies}
+        for (labels, day), vec in by_day.items():
+            currency = labels[at]
+            out = tuple(labels[i] for i in keep)
+            for c, (_, index) in enumerate(columns):
+                value = fx.to_reporting(vec[index], currency, day)
+                if value is None:
+                    continue
+                totals[out, c] = EXACT.add(totals.get((out, c), zero), value)
+                if previous:
+                    then = fx.to_reporting(vec[index], currency, before)
+                    prior[out, c] = EXACT.add(prior.get((out, c), zero), value if then is None else then)
+            if counted is not None and fx.rate(currency, day) is None:
+                missing[currency][0] += vec[counted[1]]
+                missing[currency][1] += vec[columns[0][1]]
+        for out in kept:
+            base = dict(zip((names[i] for i in keep), out, strict=True))
+            base["window"] = window
+            for c, (extra, _) in enumerate(columns):
+                yield metric, {**base, **extra}, totals.get((out, c), zero)
+                if previous:
+                    yield previous, {**base, **extra}, prior.get((out, c), zero)
+        if counted is not None:
+            for currency, (events, units) in missing.items():
+                tags = {"window": window, "type": counted[0], "currency": currency}
+                yield UNCONVERTED_EVENTS, tags, float(events)
+                yield UNCONVERTED_AMOUNT, tags, major(units, currency)
 
 
 def prorate(monthly: float, window: str) -> float:
@@ -181,29 +277,35 @@ def score(promoters: float, detractors: float, responses: float) -> float | None
 
 
 class Series:
-    """Merged gauge samples, summed over workers (``max`` for static series)."""
+    """Merged gauge samples, summed over workers (``max`` for static series); money (``Decimal``)
+    is summed exactly."""
 
-    STATIC = frozenset({"salespulse_lead_target"})
+    STATIC = frozenset({"salespulse_lead_target", REPORTING_INFO})
 
     def __init__(self) -> None:
-        self.values: dict[SampleKey, float] = {}
-        self._by_name: dict[str, list[tuple[dict[str, str], float]]] | None = None
+        self.values: dict[SampleKey, Value] = {}
+        self._by_name: dict[str, list[tuple[dict[str, str], Value]]] | None = None
 
-    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+    def add(self, name: str, labels: Mapping[str, str], value: Value | str) -> None:
+        """Add a sample; a string is an exact amount as ``/kpis`` writes it."""
+        if isinstance(value, str):
+            value = Decimal(value)
         key = (name, tuple(sorted(labels.items())))
         old = self.values.get(key)
         if old is None:
             self.values[key] = value
         elif name in self.STATIC:
             self.values[key] = max(old, value)
+        elif isinstance(old, Decimal) and isinstance(value, Decimal):
+            self.values[key] = EXACT.add(old, value)
         else:
-            self.values[key] = old + value
+            self.values[key] = float(old) + float(value)
         self._by_name = None
 
-    def named(self, name: str) -> list[tuple[dict[str, str], float]]:
+    def named(self, name: str) -> list[tuple[dict[str, str], Value]]:
         """Every (labels, value) of one metric; the index is built once per set of adds."""
         if self._by_name is None:
-            index: dict[str, list[tuple[dict[str, str], float]]] = {}
+            index: dict[str, list[tuple[dict[str, str], Value]]] = {}
             for (n, lab), v in self.values.items():
                 index.setdefault(n, []).append((dict(lab), v))
             self._by_name = index
@@ -212,7 +314,7 @@ class Series:
     # Sums use math.fsum: exactly rounded, so a worker's own view and a merged one agree to
     # the last bit whatever order the series arrive in.
     def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
-        return math.fsum(v for labels, v in self.named(name) if where(labels))
+        return math.fsum(float(v) for labels, v in self.named(name) if where(labels))
 
     def group(
         self, name: str, by: str, where: Callable[[dict[str, str]], bool] = lambda _: True
@@ -220,7 +322,7 @@ class Series:
         parts: dict[str, list[float]] = {}
         for labels, v in self.named(name):
             if where(labels):
-                parts.setdefault(labels[by], []).append(v)
+                parts.setdefault(labels[by], []).append(float(v))
         return {key: math.fsum(values) for key, values in parts.items()}
 
     def pairs(
@@ -230,8 +332,24 @@ class Series:
         parts: dict[tuple[str, str], list[float]] = {}
         for labels, v in self.named(name):
             if where(labels):
-                parts.setdefault((labels[a], labels[b]), []).append(v)
+                parts.setdefault((labels[a], labels[b]), []).append(float(v))
         return {key: math.fsum(values) for key, values in parts.items()}
+
+    def money(
+        self, name: str, by: Sequence[str], where: Callable[[dict[str, str]], bool] = lambda _: True
+    ) -> dict[tuple[str, ...], Decimal]:
+        """Exact totals of a money metric by the given labels (``()``: one grand total)."""
+        totals: dict[tuple[str, ...], Decimal] = {}
+        for labels, v in self.named(name):
+            if where(labels):
+                key = tuple(labels[b] for b in by)
+                totals[key] = EXACT.add(totals.get(key, Decimal(0)), Decimal(v))
+        return totals
+
+    def reporting_currency(self) -> str | None:
+        """The reporting currency the workers convert to, if one is configured."""
+        named = self.named(REPORTING_INFO)
+        return named[0][0]["currency"] if named else None
 
     def rows(self) -> Iterator[Sample]:
         for (name, labels), value in sorted(self.values.items()):
@@ -269,7 +387,9 @@ class CountersState:
 
     def restore(self, topic: str, key: list[Any], rec: list[int] | None, ctx: ApplyContext) -> None:
         family, res, bucket, *labels = key
-        counter = self.counters[family]
+        counter = self.counters.get(family)
+        if counter is None:  # a family no longer kept: micro-unit amounts from before exact money
+            return
         for name, value in zip(counter.label_names, labels, strict=True):
             ctx.fold.register(name, value)
         counter.restore(res, bucket, tuple(labels), rec, ctx.clock)

@@ -1,12 +1,14 @@
 """KPI 7: upsell and cross-sell rate.
 
 Expansion rate = (upsell + cross_sell deals) / all deals won, in the same window; the
-expansion amount is the money those deals brought, per kind and currency.
+expansion amount is the money those deals brought, per kind and currency (in minor units,
+by UTC day), and in the reporting currency at each day's rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 from salespulse.agents.base import (
@@ -17,11 +19,12 @@ from salespulse.agents.base import (
     Sample,
     Series,
     in_window,
-    micros,
     ratio,
+    reporting_samples,
     window_samples,
 )
 from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.money import digits, quantized
 from salespulse.agents.rolling import WindowedCounter
 from salespulse.schemas.topics import DEALS
 
@@ -37,7 +40,8 @@ class ExpansionKpi:
     def new_state(self, customers: CustomerIndex) -> CountersState:
         return CountersState(
             (DEALS, WindowedCounter("deals", (), 3)),
-            (DEALS, WindowedCounter("amount", ("currency",), 2)),
+            # Minor units, upsell and cross-sell ("amount" held micro-units before).
+            (DEALS, WindowedCounter("money", ("currency",), 2, by_day=True)),
         )
 
     def apply(self, state: CountersState, event: Event, ctx: ApplyContext) -> None:
@@ -48,10 +52,10 @@ class ExpansionKpi:
         vec = [int(kind == "upsell"), int(kind == "cross_sell"), 1]
         state.counters["deals"].add(event.t, (), vec, event.offset, ctx.clock)
         if kind in EXPANSION_KINDS:
-            amount = micros(d["amount"])
+            amount = d["amount"]
             vec = [amount if kind == "upsell" else 0, amount if kind == "cross_sell" else 0]
             labels = (ctx.fold("currency", d["currency"]),)
-            state.counters["amount"].add(event.t, labels, vec, event.offset, ctx.clock)
+            state.counters["money"].add(event.t, labels, vec, event.offset, ctx.clock)
 
     def samples(self, states: Sequence[CountersState], ctx: ExportContext) -> Iterator[Sample]:
         yield from window_samples(
@@ -61,12 +65,19 @@ class ExpansionKpi:
             [({"kind": "upsell"}, 0, 1), ({"kind": "cross_sell"}, 1, 1), ({"kind": "all"}, 2, 1)],
             ctx.clock,
         )
+        money = [s.counters["money"] for s in states]
         yield from window_samples(
-            [s.counters["amount"] for s in states],
+            money,
             "salespulse_expansion_amount",
             ("currency",),
-            [({"kind": "upsell"}, 0, 1_000_000), ({"kind": "cross_sell"}, 1, 1_000_000)],
+            [({"kind": "upsell"}, 0, 0), ({"kind": "cross_sell"}, 1, 0)],
             ctx.clock,
+        )
+        yield from reporting_samples(
+            money,
+            "salespulse_expansion_amount_reporting",
+            [({"kind": "upsell"}, 0), ({"kind": "cross_sell"}, 1)],
+            ctx,
         )
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
@@ -78,8 +89,20 @@ class ExpansionKpi:
             "cross_sell": by_kind.get("cross_sell", 0.0),
             "deals_won": by_kind.get("all", 0.0),
             "expansion_rate": ratio(expansion, by_kind.get("all", 0.0)),
-            "expansion_amount": series.group("salespulse_expansion_amount", "currency", w),
+            "expansion_amount": {
+                c: v
+                for (c,), v in sorted(series.money("salespulse_expansion_amount", ("currency",), w).items())
+            },
+            **self._reporting(series, w),
         }
+
+    @staticmethod
+    def _reporting(series: Series, w: Callable[[dict[str, str]], bool]) -> dict[str, Any]:
+        currency = series.reporting_currency()
+        if currency is None:
+            return {}
+        total = series.money("salespulse_expansion_amount_reporting", (), w).get((), Decimal(0))
+        return {"expansion_amount_reporting": quantized(total, digits(currency))}
 
 
 KPI: ExpansionKpi = ExpansionKpi()

@@ -3,6 +3,9 @@
 Keeps the latest competitor price per (product, competitor, currency) and our latest list
 price per (product, currency). Latest means greatest ``occurred_at``, offset breaking ties,
 and events of any age count. Price index = list price / competitor price, same currency.
+Prices are only compared, never summed, so they keep millionths of the currency's major unit
+(``agents/money.py``); in the reporting currency they are worth what the newest rate on or
+before the read's day makes of them, as any value that stands now.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from salespulse.agents.base import (
-    MICROS,
     ApplyContext,
     Event,
     ExportContext,
     Sample,
     Series,
-    micros,
+    Value,
     ratio,
 )
 from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.money import DAY, major
 from salespulse.agents.rolling import Clock, LatestMap
 from salespulse.schemas.topics import MARKET
 
@@ -61,7 +64,7 @@ class PricingKpi:
     def apply(self, state: PricingState, event: Event, ctx: ApplyContext) -> None:
         d = event.data
         product, currency = ctx.fold("product", d["product"]), ctx.fold("currency", d["currency"])
-        price = [micros(d["price"])]
+        price = [d["price"]]
         if event.type == "product.price_set":
             state.list_price.offer((product, currency), event.t, event.offset, price)
         else:
@@ -69,17 +72,23 @@ class PricingKpi:
             state.competitor.offer(key, event.t, event.offset, price)
 
     def samples(self, states: Sequence[PricingState], ctx: ExportContext) -> Iterator[Sample]:
+        fx, today = ctx.fx, ctx.clock.now // DAY
         for state in states:
-            for (product, competitor, currency), rec in state.competitor.records.items():
-                labels = {"product": product, "competitor": competitor, "currency": currency}
-                yield "salespulse_competitor_price", labels, rec[2] / MICROS
-            for (product, currency), rec in state.list_price.records.items():
-                labels = {"product": product, "currency": currency}
-                yield "salespulse_list_price", labels, rec[2] / MICROS
+            for name, latest, label_names in (
+                ("salespulse_competitor_price", state.competitor, ("product", "competitor", "currency")),
+                ("salespulse_list_price", state.list_price, ("product", "currency")),
+            ):
+                for key, rec in latest.records.items():
+                    labels = dict(zip(label_names, key, strict=True))
+                    currency = labels["currency"]
+                    yield name, labels, major(rec[2], currency, price=True)
+                    reporting = fx.to_reporting(rec[2], currency, today, price=True) if fx.enabled else None
+                    if reporting is not None:
+                        yield name + "_reporting", labels, reporting
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
-        list_prices: dict[tuple[str, str], float] = {}
-        competitors: list[tuple[str, str, str, float]] = []
+        list_prices: dict[tuple[str, str], Value] = {}
+        competitors: list[tuple[str, str, str, Value]] = []
         for lab, value in series.named("salespulse_list_price"):
             list_prices[(lab["product"], lab["currency"])] = value
         for lab, value in series.named("salespulse_competitor_price"):
@@ -94,7 +103,7 @@ class PricingKpi:
                     "currency": currency,
                     "competitor_price": price,
                     "list_price": ours,
-                    "price_index": None if ours is None else ratio(ours, price),
+                    "price_index": None if ours is None else ratio(float(ours), float(price)),
                 }
             )
         return {"prices": rows}

@@ -10,6 +10,10 @@ the ``1h`` window holds minute buckets ``cm-59 .. cm`` and the ``24h``/``7d``/``
 hold hour buckets ``ch-23 .. ch``, ``ch-167 .. ch`` and ``ch-719 .. ch``. Hour buckets are kept
 for 62 days (``ch-1487 .. ch``); an event older than that is late.
 
+A counter of money (``by_day``) also keeps each window's sums split by UTC day, running the
+same way, so a read converts each day's sum at that day's rate (``agents/money.py``) with a
+few dozen multiplications, not one per bucket.
+
 Only applying (and restoring) moves a counter's clock: that is when running sums advance
 and expired buckets are dropped, and each dropped bucket of a persisted counter leaves a
 tombstone for the changelog, so compaction can reclaim its key. A read at any other clock
@@ -34,6 +38,9 @@ RETENTION_HOURS: Final = 62 * 24
 #: is not counted again (streams/pipeline/outcomes.py).
 OUTCOME_MEMORY: Final = 3 * 365 * 86400
 MINUTE_WINDOW: Final = 60
+#: Buckets in a UTC day, by resolution.
+MINUTES_A_DAY: Final = 1440
+HOURS_A_DAY: Final = 24
 
 #: (name, bucket count, uses minute buckets)
 WINDOWS: Final[tuple[tuple[str, int, bool], ...]] = (
@@ -54,8 +61,9 @@ WINDOW_SECONDS: Final = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 
 
 Labels = tuple[str, ...]
 Vector = list[int]
-#: What running sums are keyed by: label ids inside a counter, label tuples once merged.
-K = TypeVar("K", int, Labels)
+#: What running sums are keyed by: label ids inside a counter, label tuples once merged (and
+#: with their UTC day, for a counter of money).
+K = TypeVar("K", int, Labels, tuple[Labels, int])
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class WindowedCounter:
     __slots__ = (
         "_ch",
         "_cm",
+        "days",
         "dirty_hours",
         "dirty_minutes",
         "expired_hours",
@@ -134,7 +143,13 @@ class WindowedCounter:
     )
 
     def __init__(
-        self, family: str, label_names: tuple[str, ...], width: int, *, persisted: bool = True
+        self,
+        family: str,
+        label_names: tuple[str, ...],
+        width: int,
+        *,
+        persisted: bool = True,
+        by_day: bool = False,
     ) -> None:
         self.family = family
         self.label_names = label_names
@@ -151,6 +166,8 @@ class WindowedCounter:
         self.expired_minutes: set[int] = set()
         self.expired_hours: set[int] = set()
         self.sums: list[dict[int, Vector]] = [{} for _ in WINDOWS]
+        #: ``by_day``: each window's sums by ``day << LABEL_BITS | label id`` (UTC days).
+        self.days: list[dict[int, Vector]] | None = [{} for _ in WINDOWS] if by_day else None
         self.known: set[int] = set()
         self._cm = -1
         self._ch = -1
@@ -183,6 +200,14 @@ class WindowedCounter:
                     add_into(sums[_7D], lid, vec)
                     if d < 24:
                         add_into(sums[_24H], lid, vec)
+                days = self.days
+                if days is not None:
+                    key = (h // HOURS_A_DAY) << LABEL_BITS | lid
+                    add_into(days[_30D], key, vec)
+                    if d < 168:
+                        add_into(days[_7D], key, vec)
+                        if d < 24:
+                            add_into(days[_24H], key, vec)
         m = t // MINUTE
         d = self._cm - m
         if d < MINUTE_WINDOW:
@@ -194,6 +219,8 @@ class WindowedCounter:
                     self.dirty_minutes.add(key)
                 if d >= 0:
                     add_into(self.sums[_1H], lid, vec)
+                    if self.days is not None:
+                        add_into(self.days[_1H], (m // MINUTES_A_DAY) << LABEL_BITS | lid, vec)
 
     def adjust(self, t: int, labels: Labels, vec: Vector, clock: Clock) -> None:
         """Add a (possibly negative) derived amount; no offsets, nothing persisted."""
@@ -217,6 +244,9 @@ class WindowedCounter:
         for i, (_, size, minute) in enumerate(WINDOWS):
             if minute == (res == "m") and _in_window(bucket, self._cm if minute else self._ch, size):
                 add_into(self.sums[i], lid, vec)
+                if self.days is not None:
+                    per_day = MINUTES_A_DAY if minute else HOURS_A_DAY
+                    add_into(self.days[i], (bucket // per_day) << LABEL_BITS | lid, vec)
 
     # -- clock -----------------------------------------------------------------------
     def refresh(self, clock: Clock) -> None:
@@ -231,12 +261,17 @@ class WindowedCounter:
         self._ch = clock.hour
         self._expire(self.minutes, self.expired_minutes, self._cm - MINUTE_WINDOW + 1)
         self.sums[_1H] = self._sum(self.minutes, self._cm, 60)
+        days = self.days
+        if days is not None:
+            days[_1H] = self._sum(self.minutes, self._cm, 60, MINUTES_A_DAY)
         if hour_changed:
             self._expire(self.hours, self.expired_hours, clock.oldest_hour)
             self.known = self._retained(clock)
             for i, (_, size, minute) in enumerate(WINDOWS):
                 if not minute:
                     self.sums[i] = self._sum(self.hours, self._ch, size)
+                    if days is not None:
+                        days[i] = self._sum(self.hours, self._ch, size, HOURS_A_DAY)
 
     def _expire(self, store: dict[int, Vector], expired: set[int], oldest: int) -> None:
         """Drop the buckets before ``oldest``, noting their keys for tombstones if persisted."""
@@ -255,11 +290,15 @@ class WindowedCounter:
         return lids
 
     @staticmethod
-    def _sum(store: dict[int, Vector], current: int, size: int) -> dict[int, Vector]:
+    def _sum(store: dict[int, Vector], current: int, size: int, per_day: int = 0) -> dict[int, Vector]:
+        """Sums of the buckets in the window ending at ``current``, by label id, or by day and
+        label id (``per_day``: buckets a day)."""
         sums: dict[int, Vector] = {}
         for key, rec in store.items():
-            if _in_window(key >> LABEL_BITS, current, size):
-                add_into(sums, key & LABEL_MASK, rec[1:])
+            bucket = key >> LABEL_BITS
+            if _in_window(bucket, current, size):
+                lid = key & LABEL_MASK
+                add_into(sums, (bucket // per_day) << LABEL_BITS | lid if per_day else lid, rec[1:])
         return sums
 
     def _named(self, sums: dict[int, Vector]) -> dict[Labels, Vector]:
@@ -275,34 +314,58 @@ class WindowedCounter:
         periods) it sums hour buckets, and minute buckets for ``1h`` only where they are
         still kept.
         """
+        return self._named(self._at(clock, window, self.sums, 0))
+
+    def window_days_at(self, clock: Clock, window: str) -> dict[tuple[Labels, int], Vector]:
+        """A ``by_day`` counter's sums of ``window`` at ``clock`` by (label tuple, UTC day),
+        read as :meth:`window_at` reads its sums, changing nothing."""
+        assert self.days is not None, f"{self.family} does not keep sums by day"
+        by_day = self._at(clock, window, self.days, 1)
+        labels_of = self.labels_of
+        return {(labels_of[key & LABEL_MASK], key >> LABEL_BITS): vec for key, vec in by_day.items()}
+
+    def _at(
+        self, clock: Clock, window: str, running: list[dict[int, Vector]], days: int
+    ) -> dict[int, Vector]:
+        """``window``'s sums at ``clock`` from the ``running`` ones, keyed by label id, or by
+        day and label id when ``days``."""
         i = WINDOW_AT[window]
         _, size, minute = WINDOWS[i]
         if minute:
+            per_day = MINUTES_A_DAY * days
             if clock.minute >= self._cm:
-                return self._named(self._moved(i, self.minutes, self._cm, clock.minute, size))
-            return self._named(self._sum(self.hours, clock.hour, 1))
-        return self._named(self._moved(i, self.hours, self._ch, clock.hour, size))
+                return self._moved(running[i], self.minutes, self._cm, clock.minute, size, per_day)
+            return self._sum(self.hours, clock.hour, 1, HOURS_A_DAY * days)
+        return self._moved(running[i], self.hours, self._ch, clock.hour, size, HOURS_A_DAY * days)
 
     def _moved(
-        self, i: int, store: dict[int, Vector], current: int, target: int, size: int
+        self,
+        running: dict[int, Vector],
+        store: dict[int, Vector],
+        current: int,
+        target: int,
+        size: int,
+        per_day: int,
     ) -> dict[int, Vector]:
-        """Window ``i``'s sums at bucket ``target``: the running sums at ``current`` (the
+        """A window's sums at bucket ``target``: the ``running`` sums at ``current`` (the
         counter's own bucket), less the buckets that leave the window on the way and plus those
-        that enter, when looking those up costs less than summing every retained bucket."""
+        that enter, when looking those up costs less than summing every retained bucket. Keys
+        are label ids, or days and label ids (``per_day``: buckets a day)."""
         steps = target - current
         if steps == 0:
-            return self.sums[i]
+            return running
         known = self.known
         if not 0 < steps < size or 2 * steps * len(known) > len(store):
-            return self._sum(store, target, size)
-        sums = {lid: list(vec) for lid, vec in self.sums[i].items()}
+            return self._sum(store, target, size, per_day)
+        sums = {key: list(vec) for key, vec in running.items()}
         for first, sign in ((current - size + 1, -1), (current + 1, 1)):
             for bucket in range(first, first + steps):
                 base = bucket << LABEL_BITS
+                day = (bucket // per_day) << LABEL_BITS if per_day else 0
                 for lid in known:
                     rec = store.get(base | lid)
                     if rec is not None:
-                        add_into(sums, lid, [sign * v for v in rec[1:]])
+                        add_into(sums, day | lid, [sign * v for v in rec[1:]])
         return sums
 
     # -- persistence -----------------------------------------------------------------

@@ -50,6 +50,7 @@ WINDOWS = ("1h", "24h", "7d", "30d")
 W = 'window="$window"'
 WR = 'window="$window", region=~"$region"'
 WRR = 'window="$window", region=~"$region", rep=~"$rep"'
+WON = 'type="deal.won"'
 
 Panel = stat.Panel | bargauge.Panel | timeseries.Panel
 Section = tuple[str | None, list[Panel]]
@@ -459,6 +460,18 @@ def kpi_dashboard() -> model.Dashboard:
                 ),
                 panel(
                     "bargauge",
+                    "CAC by channel, reporting currency ($window)",
+                    [(f"salespulse:cac_reporting:ratio{{{W}}}", "{{channel}}")],
+                    unit="short",
+                    decimals=2,
+                    w=12,
+                    h=10,
+                    description="Spend of a channel in the reporting currency (each spend at its day's "
+                    "rate; salespulse_reporting_currency_info names it) / customers acquired from that "
+                    "channel (salespulse:cac_reporting:ratio). Spend with no rate is left out.",
+                ),
+                panel(
+                    "bargauge",
                     "CAC by channel ($window)",
                     [(f"salespulse:cac:ratio{{{W}}}", "{{channel}} ({{currency}})")],
                     unit="short",
@@ -509,6 +522,48 @@ def kpi_dashboard() -> model.Dashboard:
                     thresholds=HIGHER_IS_BETTER,
                     description="Won / (won + lost) in the window, selected regions.",
                     **PCT,
+                ),
+                panel(
+                    "stat",
+                    "Amount won, reporting currency ($window)",
+                    [(f"sum(salespulse:sales_amount_reporting:sum{{{WR}}})", "")],
+                    unit="short",
+                    w=4,
+                    description="Deals won in the window, selected regions, added up in the reporting "
+                    "currency (salespulse_reporting_currency_info), each day's at that day's rate. "
+                    "Deals in a currency with no rate are not in it: see the panel of deals with no rate.",
+                ),
+                panel(
+                    "stat",
+                    "Effect of rate changes ($window)",
+                    [(f"salespulse:fx_rate_effect:sum_org{{{W}}}", "")],
+                    unit="short",
+                    w=4,
+                    description="The window's sales at their own days' rates less the same sales at "
+                    "the rates in force when the previous period ended (salespulse:fx_rate_effect:sum_org): "
+                    "what rate changes alone did to the reporting-currency total.",
+                ),
+                panel(
+                    "stat",
+                    "Won deals with no exchange rate ($window)",
+                    [
+                        (
+                            f"sum by (currency) (salespulse:fx_unconverted_events:sum{{{W}, {WON}}})",
+                            "{{currency}}",
+                        ),
+                        (
+                            "sum by (currency) (increase(salespulse:fx_unconverted:sum_max2m[1h]))",
+                            "{{currency}} applied in the last hour",
+                        ),
+                    ],
+                    unit="short",
+                    w=4,
+                    thresholds=steps(("green", None), ("orange", 1)),
+                    description="Deals won in the window whose currency has no rate on or before their "
+                    "day: left out of the reporting-currency totals, never taken at 1.0. Add their "
+                    "rates to SALESPULSE_FX_RATES. Also the money events (deals, spend, prices) "
+                    "applied in the last hour with no rate (salespulse_fx_unconverted_total).",
+                    links=[runbook("SalesPulseFxRateMissing")],
                 ),
                 panel(
                     "stat",
@@ -751,6 +806,15 @@ def kpi_dashboard() -> model.Dashboard:
                     **PCT,
                 ),
                 panel(
+                    "stat",
+                    "Expansion amount, reporting currency ($window)",
+                    [(f"sum by (kind) (salespulse:expansion_amount_reporting:sum{{{W}}})", "{{kind}}")],
+                    unit="short",
+                    w=6,
+                    description="Upsell and cross-sell amounts in the reporting currency, each day's at "
+                    "that day's rate (salespulse:expansion_amount_reporting:sum).",
+                ),
+                panel(
                     "timeseries",
                     "Expansion amount by kind ($window window)",
                     [
@@ -890,6 +954,7 @@ def kpi_dashboard() -> model.Dashboard:
             ),
         ],
         alerts=[
+            "SalesPulseFxRateMissing",
             "SalesPulseLeadsBelowTarget",
             "SalesPulseConversionOutlier",
             "SalesPulseCompetitorUndercut",

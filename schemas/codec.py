@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
-
-from salespulse.schemas import InvalidEvent, validate_event
+from salespulse.schemas import InvalidEvent, exact_json, validate_event
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.fast_decoder import decode_valid
 from salespulse.schemas.topics import route
@@ -97,8 +95,8 @@ def decode(raw: bytes | None, max_bytes: int) -> tuple[dict[str, Any], int]:
     if fast is not None:
         return fast
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        obj = exact_json.loads(raw)
+    except exact_json.DecodeError as exc:
         raise Rejected("not_json", f"not valid JSON: {exc}") from None
     return checked(obj)
 

@@ -23,6 +23,7 @@ HOT_MODULES: Final = (
     "salespulse.streams.pipeline.seen_ids",
     "salespulse.streams.pipeline.outcomes",
     "salespulse.streams.pipeline.engine",
+    "salespulse.agents.money",
     "salespulse.agents.customers",
     "salespulse.agents.rolling",
     "salespulse.agents.base",

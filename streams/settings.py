@@ -367,6 +367,35 @@ class Settings(
             pattern="^[A-Za-z]+$",
         ),
     ] = "en"
+    reporting_currency: Annotated[
+        str,
+        meaning(
+            "the ISO code every amount is also added up in (`EUR`; rials are `IRR`, shown as Toman"
+            " by `SALESPULSE_DISPLAY_UNIT`): the `*_reporting` series, and the digest, `/report` and"
+            " `salespulse kpis` show it first. Empty: no conversion, no reporting series. See"
+            " [Money](semantics.md#money)",
+            pattern="^([A-Z]{3})?$",
+        ),
+    ] = ""
+    fx_rates: Annotated[
+        Path | None,
+        meaning(
+            "the rates file: CSV with the header `date,currency,rate`, one line per UTC day a rate"
+            " starts (`2026-11-01,USD,0.90`: 1 USD is 0.90 of the reporting currency);"
+            " `IRT`/`IRHR`/`IRHT` lines are per Toman / 1,000 / 10,000 rials. Checked at start (a"
+            " bad file stops the worker naming the line); read again within seconds when it"
+            " changes, without a restart, and a bad new file keeps the old rates"
+            " (`salespulse_fx_rates_file_valid` 0). Needs `SALESPULSE_REPORTING_CURRENCY`"
+        ),
+    ] = None
+    display_unit: Annotated[
+        Literal["", "toman", "rial"],
+        meaning(
+            'how the digest and `/report` show rial amounts: `toman` (a tenth, "تومان"/"Toman")'
+            " or `rial` (IRR). Amounts are stored and exported in rials either way",
+            shown="`toman` for `fa`, else `rial`",
+        ),
+    ] = ""
     detractor_sla: Annotated[
         Seconds,
         meaning(
@@ -442,6 +471,15 @@ class Settings(
             raise SettingsError(
                 f"SALESPULSE_VTIGER_TIMEZONE={self.vtiger_timezone!r} is not an IANA time zone"
             ) from None
+        if self.reporting_currency == "IRT":  # the pattern lets it through: it is 3 letters
+            raise SettingsError(
+                "SALESPULSE_REPORTING_CURRENCY=IRT: report in IRR; SALESPULSE_DISPLAY_UNIT=toman"
+                " shows rials as Toman"
+            )
+        if self.fx_rates is not None and not self.reporting_currency:
+            raise SettingsError(
+                "SALESPULSE_FX_RATES is set but SALESPULSE_REPORTING_CURRENCY is not: set both"
+            )
         if self.vtiger_since:
             try:
                 self.vtiger_since_time()
@@ -504,6 +542,12 @@ class Settings(
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``SALESPULSE_*`` variables; unset (or empty) ones keep the defaults."""
         return read(cls, os.environ if env is None else env, {"brokers": parse_brokers})
+
+    def shows_toman(self, locale: str | None = None) -> bool:
+        """Whether rial amounts are shown as Toman: ``SALESPULSE_DISPLAY_UNIT``, else in Persian."""
+        if self.display_unit:
+            return self.display_unit == "toman"
+        return (locale or self.locale) == "fa"
 
     def vtiger_since_time(self) -> datetime | None:
         """``SALESPULSE_VTIGER_SINCE`` as an aware time (a bare date or time is in vtiger's zone)."""
@@ -604,7 +648,8 @@ def _one_line(cls: type[msgspec.Struct], exc: msgspec.ValidationError, env: Mapp
         kind = kind.type
     if isinstance(kind, msgspec.inspect.LiteralType):
         field = next(f.name for f in msgspec.structs.fields(cls) if f.encode_name == name)
-        what += f" (one of {', '.join(map(str, _choices(get_type_hints(cls)[field])))})"
+        choices = [str(c) for c in _choices(get_type_hints(cls)[field]) if c != ""]  # "" is unset
+        what += f" (one of {', '.join(choices)})"
     return f"{name}={_shown_value(name, env.get(name, '').strip())}: {what[:1].lower()}{what[1:]}"
 
 

@@ -14,6 +14,11 @@ export at the given clock:
 - ``Expected.headline(window)``: the headline numbers counted straight from the events,
   a second path that does not go through the gauges.
 
+Money is exact (docs/semantics.md, "Money"): amounts are decimals from the event's JSON
+text, in minor units by CLDR's digits (read from babel here, not from ``agents/money.py``),
+and their reporting-currency values are summed event by event at the rate of each event's
+UTC day, not per bucket.
+
 Label folding (over ``label_cap`` distinct values per label) is applied in send order; a
 worker folds in its processing order, so the two only agree when no label exceeds the cap
 (``Expected.folded`` says whether any value was folded).
@@ -26,8 +31,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
+from babel.numbers import get_currency_precision
 from kafka.partitioner.default import murmur2
 
 from salespulse.schemas.topics import ROUTES, route
@@ -42,13 +49,12 @@ AT_RISK_MINUTES = 43200  # 30 days
 MIN_ANONYMOUS = 5
 CATEGORIES = ("promoter", "passive", "detractor")
 DEAL_KINDS = ("new", "upsell", "cross_sell", "renewal")
-MICROS = 1_000_000
 COMMENT_CHARS = 2000
 DETRACTOR_SLA = 24 * 3600
 HUMAN_CHANNELS = ("call", "email", "meeting", "support")
 STAGES = ("opened", "followed_up", "followed_up_in_target")
 
-#: Gauge families whose values are money (compared with a tolerance), the rest are counts.
+#: Gauge families whose values are floats compared with a tolerance (money from /metrics).
 AMOUNT_METRICS = frozenset(
     {
         "salespulse_marketing_spend",
@@ -59,6 +65,9 @@ AMOUNT_METRICS = frozenset(
         "salespulse_lead_target",
     }
 )
+#: Codes stored as rials, and the factor (docs/events.md).
+RIAL_CODES = {"IRT": 10, "IRHR": 1_000, "IRHT": 10_000}
+SECONDS_A_DAY = 86400
 
 GaugeKey = tuple[str, frozenset[tuple[str, str]]]
 
@@ -84,8 +93,45 @@ def category(score: int) -> str:
     return "detractor"
 
 
-def micros(amount: float) -> int:
-    return round(amount * MICROS)
+def exact(value: Any) -> Decimal:
+    """An event's number as the decimal its JSON text holds (orjson writes a float's shortest
+    repr, which ``str`` gives too)."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def stored(currency: str) -> str:
+    return "IRR" if currency in RIAL_CODES else currency
+
+
+def units(amount: Any, currency: str, price: bool = False) -> int:
+    """Integer minor units (a millionth of the major unit for prices) of the stored currency,
+    rounded half to even."""
+    places = 6 if price else get_currency_precision(stored(currency))
+    with localcontext() as ctx:
+        ctx.prec = 100
+        value = exact(amount) * RIAL_CODES.get(currency, 1) * Decimal(10) ** places
+        return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def major(minor: int, currency: str, price: bool = False) -> Decimal:
+    places = 6 if price else get_currency_precision(currency)
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return Decimal(minor) / Decimal(10) ** places
+
+
+@dataclass
+class Fx:
+    """A reporting currency and dated rates: currency -> {UTC day number: rate}."""
+
+    currency: str
+    rates: dict[str, dict[int, Decimal]] = field(default_factory=dict)
+
+    def rate(self, currency: str, day: int) -> Decimal | None:
+        if currency == self.currency:
+            return Decimal(1)
+        dated = [d for d in self.rates.get(currency, {}) if d <= day]
+        return self.rates[currency][max(dated)] if dated else None
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -224,10 +270,10 @@ class Fold:
 class Windowed:
     """A windowed gauge family: sums per (base labels, column labels, window)."""
 
-    def __init__(self, name: str, columns: list[dict[str, str]], scale: int = 1) -> None:
+    def __init__(self, name: str, columns: list[dict[str, str]], money: bool = False) -> None:
         self.name = name
         self.columns = columns
-        self.scale = scale
+        self.money = money
         self.seen: list[tuple[tuple[str, str], ...]] = []
         self._seen_set: set[tuple[tuple[str, str], ...]] = set()
         self.sums: Counter[tuple[tuple[tuple[str, str], ...], int, str]] = Counter()
@@ -246,7 +292,11 @@ class Windowed:
             for window in WINDOWS:
                 for column, extra in enumerate(self.columns):
                     labels = frozenset({**dict(base), **extra, "window": window}.items())
-                    yield (self.name, labels), self.sums[base, column, window] / self.scale
+                    total = self.sums[base, column, window]
+                    yield (
+                        (self.name, labels),
+                        major(total, dict(base)["currency"]) if self.money else float(total),
+                    )
 
 
 @dataclass
@@ -327,8 +377,10 @@ class Expected:
             "cross_sell": float(won_kinds["cross_sell"]),
             "expansion_rate": ratio(expansion, len(won)),
             "sales_amount": {
-                cur: sum(micros(w["amount"]) for w in won if w["currency"] == cur) / MICROS
-                for cur in sorted({w["currency"] for w in won})
+                cur: major(
+                    sum(units(w["amount"], w["currency"]) for w in won if stored(w["currency"]) == cur), cur
+                )
+                for cur in sorted({stored(w["currency"]) for w in won})
             },
             "price_index": self._price_index(),
         }
@@ -450,8 +502,10 @@ def expected(
     sla: int = DETRACTOR_SLA,
     human_channels: Iterable[str] = HUMAN_CHANNELS,
     outcome_hours: int = OUTCOME_MEMORY_HOURS,
+    fx: Fx | None = None,
 ) -> Expected:
-    """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds)."""
+    """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds), with
+    ``fx`` as the reporting currency and its rates, if any."""
     clk = Clock(clock, outcome_hours)
     dels = deliveries(events, clk, partitions)
     fold = Fold(label_cap)
@@ -460,20 +514,22 @@ def expected(
     leads = Windowed("salespulse_leads", [{}])
     opportunities = Windowed("salespulse_opportunities", [{}])
     acquired = Windowed("salespulse_customers_acquired", [{}])
-    spend = Windowed("salespulse_marketing_spend", [{}], MICROS)
+    spend = Windowed("salespulse_marketing_spend", [{}], money=True)
     won = Windowed("salespulse_deals_won", [{"kind": k} for k in DEAL_KINDS])
     lost = Windowed("salespulse_deals_lost", [{}])
-    amount = Windowed("salespulse_sales_amount", [{}], MICROS)
+    amount = Windowed("salespulse_sales_amount", [{}], money=True)
     activities = Windowed("salespulse_customer_activities", [{}])
     expansion = Windowed("salespulse_expansion_deals", [{"kind": k} for k in ("upsell", "cross_sell", "all")])
     expansion_amount = Windowed(
-        "salespulse_expansion_amount", [{"kind": "upsell"}, {"kind": "cross_sell"}], MICROS
+        "salespulse_expansion_amount", [{"kind": "upsell"}, {"kind": "cross_sell"}], money=True
     )
+    #: Money counted in windows: (type or "expansion", t, labels but currency, currency, units).
+    money: list[tuple[str, int, dict[str, str], str, int]] = []
     nps = Windowed("salespulse_nps_responses", [{"category": c} for c in CATEGORIES])
     enps: Counter[tuple[str, str, str]] = Counter()  # (window, team, category)
 
-    competitor: dict[tuple[str, str, str], tuple[int, int, float]] = {}
-    list_price: dict[tuple[str, str], tuple[int, int, float]] = {}
+    competitor: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    list_price: dict[tuple[str, str], tuple[int, int, int]] = {}
     last_activity: dict[str, int] = {}  # customer -> latest minute, any age
     last_deal: dict[str, int] = {}  # known customer -> latest deal.won minute, any age
     nps_latest: dict[str, tuple[int, int, int]] = {}  # customer -> (t, offset, score)
@@ -506,16 +562,16 @@ def expected(
             ck = (
                 fold("product", data["product"]),
                 fold("competitor", data["competitor"]),
-                fold("currency", data["currency"]),
+                fold("currency", stored(data["currency"])),
             )
             old_price = competitor.get(ck)
             if old_price is None or (t, d.offset) > old_price[:2]:
-                competitor[ck] = (t, d.offset, data["price"])
+                competitor[ck] = (t, d.offset, units(data["price"], data["currency"], price=True))
         elif kind == "product.price_set":
-            lk = (fold("product", data["product"]), fold("currency", data["currency"]))
+            lk = (fold("product", data["product"]), fold("currency", stored(data["currency"])))
             old_list = list_price.get(lk)
             if old_list is None or (t, d.offset) > old_list[:2]:
-                list_price[lk] = (t, d.offset, data["price"])
+                list_price[lk] = (t, d.offset, units(data["price"], data["currency"], price=True))
         if not d.counted:
             continue
         # Windowed numbers: neither late, a duplicate nor a repeated response.
@@ -533,9 +589,11 @@ def expected(
         elif kind == "marketing.spend":
             labels = {
                 "channel": fold("channel", data["channel"]),
-                "currency": fold("currency", data["currency"]),
+                "currency": fold("currency", stored(data["currency"])),
             }
-            spend.add(clk, t, labels, micros(data["amount"]))
+            spend.add(clk, t, labels, units(data["amount"], data["currency"]))
+            minor = units(data["amount"], data["currency"])
+            money.append((kind, t, {"channel": labels["channel"]}, labels["currency"], minor))
         elif kind == "deal.lost":
             lost.add(clk, t, {"region": fold("region", data["region"])})
         elif kind == "deal.won":
@@ -548,13 +606,16 @@ def expected(
                 }
                 acquired.add(clk, t, labels)
             won.add(clk, t, {"region": region}, 1, DEAL_KINDS.index(data["kind"]))
-            currency = fold("currency", data["currency"])
-            amount.add(clk, t, {"region": region, "currency": currency}, micros(data["amount"]))
+            currency = fold("currency", stored(data["currency"]))
+            minor = units(data["amount"], data["currency"])
+            amount.add(clk, t, {"region": region, "currency": currency}, minor)
+            money.append((kind, t, {"region": region}, currency, minor))
             expansion.add(clk, t, {}, 1, 2)
             if data["kind"] in ("upsell", "cross_sell"):
                 column = 0 if data["kind"] == "upsell" else 1
                 expansion.add(clk, t, {}, 1, column)
-                expansion_amount.add(clk, t, {"currency": currency}, micros(data["amount"]), column)
+                expansion_amount.add(clk, t, {"currency": currency}, minor, column)
+                money.append(("expansion", t, {"kind": data["kind"]}, currency, minor))
         elif kind == "customer.activity":
             activities.add(clk, t, {"channel": fold("channel", data["channel"])})
         elif kind == "survey.answered":
@@ -602,13 +663,20 @@ def expected(
                 monthly * WINDOW_SECONDS[window] / WINDOW_SECONDS["30d"],
             )
     for (product, competitor_name, currency), (_, _, price) in competitor.items():
-        put(
-            "salespulse_competitor_price",
-            {"product": product, "competitor": competitor_name, "currency": currency},
-            price,
-        )
+        labels = {"product": product, "competitor": competitor_name, "currency": currency}
+        put("salespulse_competitor_price", labels, major(price, currency, price=True))
+        rate = None if fx is None else fx.rate(currency, clk.now // SECONDS_A_DAY)
+        if rate is not None:
+            put("salespulse_competitor_price_reporting", labels, major(price, currency, price=True) * rate)
     for (product, currency), (_, _, price) in list_price.items():
-        put("salespulse_list_price", {"product": product, "currency": currency}, price)
+        labels = {"product": product, "currency": currency}
+        put("salespulse_list_price", labels, major(price, currency, price=True))
+        rate = None if fx is None else fx.rate(currency, clk.now // SECONDS_A_DAY)
+        if rate is not None:
+            put("salespulse_list_price_reporting", labels, major(price, currency, price=True) * rate)
+    if fx is not None:
+        for key, value in reporting_gauges(money, clk, fx, spend, amount, expansion_amount).items():
+            put(key[0], dict(key[1]), value)
     for window in WINDOWS:
         engaged = sum(1 for m in last_activity.values() if clk.minute_in(m, window))
         put("salespulse_customers_engaged", {"window": window}, float(engaged))
@@ -672,6 +740,85 @@ def expected(
     return result
 
 
+def window_start(clock: Clock, window: str) -> int:
+    if window == "1h":
+        return (clock.cm - 59) * 60
+    return (clock.ch - HOUR_WINDOW_SIZE[window] + 1) * 3600
+
+
+def reporting_gauges(
+    money: list[tuple[str, int, dict[str, str], str, int]],
+    clock: Clock,
+    fx: Fx,
+    spend: Windowed,
+    amount: Windowed,
+    expansion_amount: Windowed,
+) -> dict[GaugeKey, Any]:
+    """The reporting-currency gauges, event by event: each amount at its own day's rate."""
+    out: dict[GaugeKey, Any] = {}
+
+    def key(name: str, labels: Mapping[str, str]) -> GaugeKey:
+        return name, frozenset(labels.items())
+
+    def put(name: str, labels: Mapping[str, str], value: Any) -> None:
+        out[key(name, labels)] = out.get(key(name, labels), Decimal(0)) + value
+
+    out[key("salespulse_reporting_currency_info", {"currency": fx.currency})] = 1.0
+    families = {
+        "deal.won": ("salespulse_sales_amount_reporting", amount, "region"),
+        "marketing.spend": ("salespulse_marketing_spend_reporting", spend, "channel"),
+    }
+    with localcontext() as ctx:
+        ctx.prec = 100
+        for window in WINDOWS:
+            before = (window_start(clock, window) - 1) // SECONDS_A_DAY
+            for kind, (name, family, label) in families.items():
+                currencies = {dict(base)["currency"] for base in family.seen}
+                for value in {dict(base)[label] for base in family.seen}:
+                    put(name, {label: value, "window": window}, Decimal(0))
+                    if kind == "deal.won":
+                        put(name + "_previous_rates", {label: value, "window": window}, Decimal(0))
+                for currency in currencies:
+                    tags = {"window": window, "type": kind, "currency": currency}
+                    out[key("salespulse_fx_unconverted_events", tags)] = 0.0
+                    put("salespulse_fx_unconverted_amount", tags, Decimal(0))
+            if expansion_amount.seen:
+                for kind_label in ("upsell", "cross_sell"):
+                    put(
+                        "salespulse_expansion_amount_reporting",
+                        {"kind": kind_label, "window": window},
+                        Decimal(0),
+                    )
+            for kind, t, labels, currency, minor in money:
+                if not clock.holds(t, window):
+                    continue
+                value = major(minor, currency)
+                rate = fx.rate(currency, t // SECONDS_A_DAY)
+                if kind == "expansion":
+                    if rate is not None:
+                        put(
+                            "salespulse_expansion_amount_reporting",
+                            {**labels, "window": window},
+                            value * rate,
+                        )
+                    continue
+                name = families[kind][0]
+                if rate is None:
+                    tags = {"window": window, "type": kind, "currency": currency}
+                    out[key("salespulse_fx_unconverted_events", tags)] += 1.0
+                    put("salespulse_fx_unconverted_amount", tags, value)
+                    continue
+                put(name, {**labels, "window": window}, value * rate)
+                if kind == "deal.won":
+                    then = fx.rate(currency, before)
+                    put(
+                        name + "_previous_rates",
+                        {**labels, "window": window},
+                        value * (rate if then is None else then),
+                    )
+    return out
+
+
 # -- the /kpis "windows" summary, from the gauges (ratios follow from exported numbers) ---
 class _Gauges:
     def __init__(self, gauges: Mapping[GaugeKey, float]) -> None:
@@ -682,21 +829,74 @@ class _Gauges:
     ) -> list[tuple[dict[str, str], float]]:
         return [(lab, v) for n, lab, v in self.rows if n == name and where(lab)]
 
-    def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> float:
-        return sum(v for _, v in self.select(name, where))
+    def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda _: True) -> Any:
+        values = [v for _, v in self.select(name, where)]
+        return sum(values, Decimal(0)) if values and isinstance(values[0], Decimal) else float(sum(values))
 
     def by(
         self, name: str, *keys: str, where: Callable[[dict[str, str]], bool] = lambda _: True
-    ) -> dict[Any, float]:
-        out: dict[Any, float] = defaultdict(float)
+    ) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
         for lab, v in self.select(name, where):
             k = lab[keys[0]] if len(keys) == 1 else tuple(lab[x] for x in keys)
-            out[k] += v
-        return dict(out)
+            out[k] = out.get(k, Decimal(0) if isinstance(v, Decimal) else 0.0) + v
+        return out
 
 
-def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[str, Any]]:
+def summarize(gauges: Mapping[GaugeKey, Any], window: str) -> dict[str, dict[str, Any]]:
     """The per-KPI summary of one window, as ``/kpis`` reports it."""
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return _summarize(gauges, window)
+
+
+def _reporting_summary(g: _Gauges, w: Callable[[dict[str, str]], bool]) -> dict[str, dict[str, Any]]:
+    """What the sales, acquisition and expansion summaries add in the reporting currency."""
+    info = g.select("salespulse_reporting_currency_info", bool)
+    if not info:
+        return {"sales": {"reporting_currency": None}, "acquisition": {}, "expansion": {}}
+    currency = info[0][0]["currency"]
+    step = Decimal(1).scaleb(-get_currency_precision(currency))
+
+    def q(value: Any) -> Decimal:
+        return Decimal(value).quantize(step, rounding=ROUND_HALF_EVEN)
+
+    total = g.total("salespulse_sales_amount_reporting", w)
+    before = g.total("salespulse_sales_amount_reporting_previous_rates", w)
+    won = lambda lab: w(lab) and lab["type"] == "deal.won"  # noqa: E731
+    spent = lambda lab: w(lab) and lab["type"] == "marketing.spend"  # noqa: E731
+    missing_amount = g.by("salespulse_fx_unconverted_amount", "currency", where=won)
+    spend = g.by("salespulse_marketing_spend_reporting", "channel", where=w)
+    acquired = g.by("salespulse_customers_acquired", "source", where=w)
+    return {
+        "sales": {
+            "reporting_currency": currency,
+            "amount_reporting": q(total),
+            "amount_reporting_by_region": {
+                r: q(v) for r, v in g.by("salespulse_sales_amount_reporting", "region", where=w).items()
+            },
+            "amount_reporting_previous_rates": q(before),
+            "rate_effect": q(total - before),
+            "unconverted": {
+                c: {"events": n, "amount": missing_amount[c]}
+                for c, n in g.by("salespulse_fx_unconverted_events", "currency", where=won).items()
+                if n
+            },
+        },
+        "acquisition": {
+            "marketing_spend_reporting": {c: q(v) for c, v in spend.items()},
+            "cac_reporting": {c: ratio(float(v), acquired.get(c, 0.0)) for c, v in spend.items()},
+            "spend_unconverted_events": {
+                c: n
+                for c, n in g.by("salespulse_fx_unconverted_events", "currency", where=spent).items()
+                if n
+            },
+        },
+        "expansion": {"expansion_amount_reporting": q(g.total("salespulse_expansion_amount_reporting", w))},
+    }
+
+
+def _summarize(gauges: Mapping[GaugeKey, Any], window: str) -> dict[str, dict[str, Any]]:
     g = _Gauges(gauges)
 
     def w(lab: dict[str, str]) -> bool:
@@ -731,7 +931,7 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
                 "currency": lab["currency"],
                 "competitor_price": v,
                 "list_price": ours,
-                "price_index": None if ours is None else ratio(ours, v),
+                "price_index": None if ours is None else ratio(float(ours), float(v)),
             }
         )
     known = g.total("salespulse_customers_known")
@@ -754,6 +954,7 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
     nps_cells = g.by("salespulse_nps_responses", "region", "category", where=w)
     stages = g.by("salespulse_detractor_cases", "stage", where=w)
     opened, followed, in_target = (stages.get(s, 0.0) for s in STAGES)
+    reporting = _reporting_summary(g, w)
     return {
         "leads": {
             "leads": leads,
@@ -775,7 +976,10 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
             },
             "acquired_by_source": acquired_by_source,
             "marketing_spend": spend,
-            "cac": {k: ratio(v, acquired_by_source.get(k.split("/")[0], 0.0)) for k, v in spend.items()},
+            "cac": {
+                k: ratio(float(v), acquired_by_source.get(k.split("/")[0], 0.0)) for k, v in spend.items()
+            },
+            **reporting["acquisition"],
         },
         "sales": {
             "deals_won": won,
@@ -788,6 +992,7 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
                 r: ratio(won_by_region.get(r, 0.0), won_by_region.get(r, 0.0) + lost_by_region.get(r, 0.0))
                 for r in set(won_by_region) | set(lost_by_region)
             },
+            **reporting["sales"],
         },
         "pricing": {"prices": prices},
         "engagement": {
@@ -814,6 +1019,7 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
                 expansion.get("upsell", 0.0) + expansion.get("cross_sell", 0.0), expansion.get("all", 0.0)
             ),
             "expansion_amount": g.by("salespulse_expansion_amount", "currency", where=w),
+            **reporting["expansion"],
         },
         "nps": {
             "responses": p + pa + d,
@@ -852,6 +1058,7 @@ AMOUNT_KEYS = frozenset(
         "list_price",
         "price_index",
         "sales_amount",
+        "cac_reporting",
         "lead_target",
         "attainment",
         "attainment_by_rep",
@@ -859,7 +1066,10 @@ AMOUNT_KEYS = frozenset(
 )
 
 
-def close(actual: float, expect: float, *, amount: bool) -> bool:
+def close(actual: Any, expect: Any, *, amount: bool) -> bool:
+    if isinstance(actual, Decimal) and isinstance(expect, Decimal):
+        return actual == expect
+    actual, expect = float(actual), float(expect)
     if amount:
         return math.isclose(actual, expect, rel_tol=1e-6, abs_tol=0.01)
     return math.isclose(actual, expect, rel_tol=1e-9, abs_tol=1e-9)
@@ -887,6 +1097,9 @@ def diff(actual: Any, expect: Any, path: str = "", *, amount: bool = False) -> l
         for i, (a, e) in enumerate(zip(actual, expect, strict=True)):
             out += diff(a, e, f"{path}[{i}]", amount=amount)
         return out
+    if isinstance(expect, Decimal):  # money: exact, as a decimal string in /kpis JSON
+        same = isinstance(actual, str | Decimal | int) and Decimal(actual) == expect
+        return [] if same else [f"{path}: expected exactly {expect}, got {actual!r}"]
     if expect is None or actual is None or isinstance(expect, str):
         return [] if actual == expect else [f"{path}: expected {expect!r}, got {actual!r}"]
     if isinstance(actual, bool) or not isinstance(actual, int | float):
@@ -916,7 +1129,9 @@ def gauge_diff(actual: Mapping[GaugeKey, float], expect: Mapping[GaugeKey, float
 
 # -- reading /metrics -----------------------------------------------------------------
 #: Gauges that describe the pipeline, not a KPI.
-PIPELINE_GAUGES = frozenset({"salespulse_consumer_lag", "salespulse_partitions_owned"})
+PIPELINE_GAUGES = frozenset(
+    {"salespulse_consumer_lag", "salespulse_partitions_owned", "salespulse_fx_rates_file_valid"}
+)
 #: The latency histogram (its ``_created`` sample parses as a gauge of its own).
 LATENCY_PREFIX = "salespulse_event_to_state_seconds"
 COUNTER_FAMILIES = frozenset(
@@ -965,11 +1180,12 @@ def parse_metrics(text: str) -> Scrape:
     return Scrape(gauges, counters, types)
 
 
-def kpis_series(kpis: Mapping[str, Any]) -> dict[GaugeKey, float]:
-    """The ``series`` of a /kpis answer, keyed like :attr:`Expected.gauges`."""
-    out: dict[GaugeKey, float] = {}
+def kpis_series(kpis: Mapping[str, Any]) -> dict[GaugeKey, Any]:
+    """The ``series`` of a /kpis answer, keyed like :attr:`Expected.gauges` (money, a decimal
+    string there, as a ``Decimal``)."""
+    out: dict[GaugeKey, Any] = {}
     for name, labels, value in kpis["series"]:
         key = (name, frozenset(labels.items()))
         assert key not in out, f"series twice in /kpis: {key}"
-        out[key] = float(value)
+        out[key] = Decimal(value) if isinstance(value, str) else float(value)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -26,12 +27,13 @@ from salespulse.agents.base import (
     nps_category,
 )
 from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.money import normalize
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, MINUTE, WINDOW_NAMES, Clock
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
-from salespulse.streams.pipeline.engine import Engine
+from salespulse.streams.pipeline.engine import MONEY_FIELDS, Engine
 
 FIXED_CLOCK = "2026-11-26T12:00:00Z"
 T = parse_time(FIXED_CLOCK)
@@ -58,6 +60,10 @@ class Feed:
         if offset is None:
             offset = self.next_offset
         self.next_offset = max(self.next_offset, offset + 1)
+        field = MONEY_FIELDS.get(type_)
+        if field is not None:  # as the engine does: a float here is the decimal its JSON text shows
+            data[field] = Decimal(str(data[field]))
+            normalize(data, field)
         event = Event(type_, t, offset, data, late)
         self.kpi.apply(self.state, event, ApplyContext(self.clock, self.fold))
 

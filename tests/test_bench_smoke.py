@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salespulse.streams.tools.bench import run_bench, run_memory
+from salespulse.streams.tools.bench import RIAL_DEALS, run_bench, run_memory
 
 
 @pytest.mark.slow
@@ -32,14 +32,16 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
 def test_memory_run_on_3000_customers_restarts_exact_from_the_changelog_and_from_the_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Fetches smaller than the 6,000 events, so each worker applies them over several; the
-    # result names the fetch size its workers inherited.
+    # Fetches smaller than the 7,000 events (an activity and an answer a customer, and 1,000
+    # rial deals), so each worker applies them over several; the result names the fetch size
+    # its workers inherited.
     monkeypatch.setenv("SALESPULSE_FETCH_RECORDS", "2500")
     result = run_memory(customers=3_000, log=lambda message: None)
     assert result.fetch_records == 2_500
     assert result.exact_after_restart, result.detail
     assert result.exact_after_snapshot_restart, result.detail
-    assert result.events == 6_000
+    assert result.events == 2 * 3_000 + RIAL_DEALS
+    assert "rials won over 30 days" in result.detail  # exact after both restarts, past 2**53
     assert (
         result.peak_rss_mb > 0 and result.restart_peak_rss_mb > 0 and result.restart_snapshot_peak_rss_mb > 0
     )

@@ -32,6 +32,8 @@ kinds:
   Existing Customer - Upgrade: upsell
   Renewal: renewal
 currency: EUR
+currencies:
+  vtiger: IRT
 product: crm-pro
 teams:
   lT4Z3j: sales-emea
@@ -59,6 +61,7 @@ def test_without_a_file_every_lookup_has_its_documented_default() -> None:
     assert mapping.source(None) == "other" and mapping.source("Billboard") == "other"
     assert mapping.kind(None) == "new" and mapping.kind("Barter") == "new"
     assert (mapping.currency, mapping.product) == ("USD", "unknown")
+    assert mapping.currency_of("vtiger") == "USD"
     assert mapping.team("any-form") is None
     assert mapping.customer_field("salesforce") == "AccountId"
     assert mapping.customer_field("pipedrive") == "org_id"
@@ -99,6 +102,8 @@ def test_a_full_file_is_read_into_typed_lookups(tmp_path: Path) -> None:
     assert mapping.source("Unheard Of") == "other"
     assert mapping.kind("Renewal") == "renewal" and mapping.kind("Mystery") == "new"
     assert (mapping.currency, mapping.product) == ("EUR", "crm-pro")
+    assert mapping.currency_of("vtiger") == "IRT"  # a vtiger kept in Toman
+    assert mapping.currency_of("pipedrive") == "EUR"  # a vendor the file names none for
     assert mapping.team("lT4Z3j") == "sales-emea"
     assert mapping.customer_field("pipedrive") == "person_id"
     assert mapping.kind_field("pipedrive") == "3e9bb7da4983ebebda9e19851cc6828af134e3c8"
@@ -117,6 +122,8 @@ def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
         ("sources:\n  Web Site: internet\n", "sources.Web Site", "'internet' is not one of web"),
         ("kinds:\n  Renewal: renew\n", "kinds.Renewal", "'renew' is not one of new"),
         ("currency: usd\n", "currency", "3-letter uppercase"),
+        ("currencies:\n  vtiger: TOMAN\n", "currencies.vtiger", "'TOMAN' is not a 3-letter uppercase"),
+        ("currencies:\n  zoho: IRT\n", "currencies.zoho", "is not one of hubspot"),
         ("regions:\n  districts: {a: b}\n", "regions.districts", "is not one of cities"),
         ("reps: [a, b]\n", "reps", "must be a mapping, not list"),
         ("reps:\n  r1: {name: x}\n", "reps.r1", "must be a string, not dict"),

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +141,9 @@ def add_more(fake: FakeVtiger, round_: int) -> None:
 
 def held_by_crm(fake: FakeVtiger) -> dict[str, int]:
     """What the CRM holds, counted from its records (the independent check): every deal the
-    contract can carry (amounts up to 1e12), every call or meeting with an organisation, a
+    contract can carry (amounts up to 1e15), every call or meeting with an organisation, a
     deal or a contact that has taken place by the tests' clock."""
-    potentials = [p for p in fake.rows("Potentials") if float(p["amount"] or 0) <= 1e12]
+    potentials = [p for p in fake.rows("Potentials") if Decimal(p["amount"] or 0) <= 10**15]
     events = [e for e in fake.rows("Events") if f"{e['date_start']}T{e['time_start']}Z" <= FIXED_CLOCK]
     return {
         "lead.created": len(fake.rows("Leads")),
@@ -229,9 +230,11 @@ def test_every_fact_of_a_paged_crm_reaches_kpis_exactly_once_even_when_sessions_
     kpis = worker.kpis()
     assert kpis["counters"]["duplicates"] == 0
     sales = kpis["windows"]["30d"]["sales"]
-    won_amount = sum(float(p["amount"]) for p in fake.rows("Potentials") if p["sales_stage"] == "Closed Won")
+    won_amount = sum(
+        Decimal(p["amount"]) for p in fake.rows("Potentials") if p["sales_stage"] == "Closed Won"
+    )
     assert (sales["deals_won"], sales["deals_lost"]) == (40, 25)
-    assert sales["amount_by_currency"]["USD"] == pytest.approx(won_amount)
+    assert Decimal(sales["amount_by_currency"]["USD"]) == won_amount  # exact: /kpis writes a decimal string
 
     again = connect_once(connector_env(broker, fake))  # nothing changed: nothing new
     assert again.returncode == 0, again.stderr
@@ -365,7 +368,7 @@ def test_a_deal_edited_after_it_was_won_does_not_count_again(
     kpis = worker.kpis()
     assert counted(worker) == {**dict.fromkeys(FACT_TYPES, 0), "opportunity.created": 1, "deal.won": 1}
     assert kpis["counters"]["duplicates"] == 0, "nothing was even sent again"
-    assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["USD"] == pytest.approx(500.0)
+    assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["USD"] == "500.00"
 
 
 def test_a_lead_created_in_the_same_second_as_the_cursor_is_not_skipped(
@@ -465,7 +468,7 @@ def test_a_b2c_crm_with_an_unreadable_deal_counts_every_fact_once_and_a_later_le
         "Potentials",
         _at(2, 0),
         _at(2, 1),
-        amount="25000000000000",  # 2.5e13 rials
+        amount="2500000000000000",  # 2.5e15 rials: over the contract's 1e15
         sales_stage="Closed Won",
         probability="10",
         contact_id=shopper,
@@ -534,7 +537,7 @@ def test_a_b2c_crm_with_an_unreadable_deal_counts_every_fact_once_and_a_later_le
         assert kpis["counters"]["duplicates"] == 0
         customers = {org, other_org, shopper, f"deal:{deals['nothing']}"}
         assert kpis["windows"]["30d"]["engagement"]["customers_known"] == len(customers)
-        assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["IRR"] == pytest.approx(4 * 950_000_000)
+        assert kpis["windows"]["30d"]["sales"]["amount_by_currency"]["IRR"] == str(4 * 950_000_000)
         (letter,) = records(broker.bootstrap, (DEADLETTER,))
         headers = dict(letter.headers)
         assert (headers["salespulse.vendor"], headers["salespulse.module"]) == (b"vtiger", b"Potentials")
@@ -588,7 +591,9 @@ def test_records_modified_in_the_repeated_fall_back_hour_of_berlin_are_all_count
         lambda: (
             [fake.add("Leads", t) for t in first_pass]
             + [fake.add("Potentials", "2026-10-25 02:20:00", "2026-10-25 02:50:00", related_to=org)]
-            + [fake.add("Potentials", "2026-10-25 02:35:00", amount="25000000000000")]  # unmappable
+            + [
+                fake.add("Potentials", "2026-10-25 02:35:00", amount="2500000000000000")
+            ]  # unmappable: over 1e15
         ),
         lambda: (
             [fake.add("Leads", t) for t in second_pass[:2]]

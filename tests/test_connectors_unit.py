@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from decimal import Decimal
 
 import orjson
 import pytest
 
 from salespulse.schemas.codec import check_event
 from salespulse.schemas.topics import route
-from salespulse.streams.endpoints.connectors.base import Refused, Unmappable, WebhookRequest, customer_of
+from salespulse.streams.endpoints.connectors.base import (
+    Refused,
+    Unmappable,
+    WebhookRequest,
+    customer_of,
+    load_json,
+    money,
+)
 from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
 from salespulse.streams.endpoints.connectors.delighted import map_payload as map_delighted
 from salespulse.streams.endpoints.connectors.delighted import signature as delighted_signature
@@ -158,6 +166,22 @@ def test_a_salesforce_won_opportunity_without_an_amount_is_unmappable_and_the_re
     assert [e["type"] for e in out.events] == ["lead.created"]
     assert ["Amount" in u.detail for u in out.unmappable] == [True, False]
     assert "only Opportunity and Lead" in out.unmappable[1].detail
+
+
+def test_a_vendor_amount_arrives_as_the_decimal_it_spells_in_the_currency_the_mapping_names() -> None:
+    # 17 significant digits: a float would send 987654321012345.6 or ...5.7 as it happens.
+    body = v.pipedrive("create", "deal", {**v.PD_DEAL, "value": 0, "currency": None}, None)
+    body = body.replace(b'"value":0', b'"value":987654321012345.67')
+    toman = ConnectorMapping(currency="EUR", currencies={"pipedrive": "IRT"})
+    (opp,) = map_pipedrive(load_json(body), toman).events
+    assert check_event(opp)["data"]["currency"] == "IRT"
+    amount = opp["data"]["amount"]
+    assert isinstance(amount, Decimal) and amount == Decimal("987654321012345.67")
+    assert map_pipedrive(load_json(body), DEFAULTS).events[0]["data"]["currency"] == "USD"
+    assert money("1500.00", "x") == Decimal("1500.00") and money(0.1, "x") == Decimal("0.1")
+    for bad in ("-1", "NaN", "Infinity", "1e", True, [1]):
+        with pytest.raises(Unmappable, match=r"not a non-negative amount|missing"):
+            money(bad, "amount")
 
 
 def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() -> None:

@@ -92,7 +92,7 @@ def test_late_deal_counts_only_as_late_and_in_latest_value_state(spawn_worker, p
     for window in WINDOWS:
         summary = kpis["windows"][window]
         assert summary["sales"]["deals_won"] == 1
-        assert summary["sales"]["amount_by_currency"] == {"USD": 1000.0}
+        assert summary["sales"]["amount_by_currency"] == {"USD": "1000.00"}  # exact, in cents
         assert summary["expansion"]["deals_won"] == 1
         assert summary["expansion"]["upsell"] == 0
         assert summary["expansion"]["expansion_amount"] == {}

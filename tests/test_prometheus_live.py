@@ -37,7 +37,11 @@ def connector(broker: Any) -> Any:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, spawn_worker: Any, producer: Any, connector: str) -> Any:
-    worker = spawn_worker(SALESPULSE_TARGETS=str(REPO / "config" / "targets.example.yml"))
+    worker = spawn_worker(
+        SALESPULSE_TARGETS=str(REPO / "config" / "targets.example.yml"),
+        SALESPULSE_REPORTING_CURRENCY="EUR",
+        SALESPULSE_FX_RATES=str(REPO / "config" / "fx-rates.example.csv"),
+    )
     for event in generate(GeneratorConfig(seed=21, now=FIXED_NOW, late_share=0.01), 4000):
         producer.send(event)
     producer.send_raw("crm.leads", b"not json", key=b"x")

@@ -19,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import sys
+from decimal import Decimal
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,6 +29,7 @@ import orjson
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
+from babel.numbers import get_currency_precision
 
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.report.command import every_seconds, report_command
@@ -159,8 +161,9 @@ def expected_lines(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
         f"Customers engaged: {now['engagement']['customers_engaged']:,.0f}",
         f"eNPS: {now['enps']['enps']:+.1f}",
         f"Expansion rate: {now['expansion']['expansion_rate']:.1%}",
-        *(
-            f"Sales amount ({currency}): {amount:,.2f}"
+        *(  # /kpis writes amounts as exact decimal strings; the digest shows them in full, in
+            # the currency's CLDR digits (IRR: none)
+            f"Sales amount ({currency}): {Decimal(amount):,.{get_currency_precision(currency)}f}"
             for currency, amount in now["sales"]["amount_by_currency"].items()
         ),
     ]

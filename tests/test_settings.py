@@ -115,6 +115,22 @@ def test_one_duration_syntax_for_every_duration() -> None:
         ("SALESPULSE_METRICS_TOKEN", "short", "SALESPULSE_METRICS_TOKEN has 5 characters, fewer than 24"),
         ("SALESPULSE_VTIGER_TIMEZONE", "Mars/Olympus", "is not an IANA time zone"),
         ("SALESPULSE_LOCALE", "f1", "SALESPULSE_LOCALE='f1': expected `str` matching regex"),
+        (
+            "SALESPULSE_REPORTING_CURRENCY",
+            "eur",
+            "SALESPULSE_REPORTING_CURRENCY='eur': expected `str` matching",
+        ),
+        ("SALESPULSE_REPORTING_CURRENCY", "IRT", "SALESPULSE_REPORTING_CURRENCY=IRT: report in IRR"),
+        (
+            "SALESPULSE_FX_RATES",
+            "rates.csv",
+            "SALESPULSE_FX_RATES is set but SALESPULSE_REPORTING_CURRENCY is not",
+        ),
+        (
+            "SALESPULSE_DISPLAY_UNIT",
+            "dinar",
+            "SALESPULSE_DISPLAY_UNIT='dinar': invalid enum value 'dinar' (one of toman, rial)",
+        ),
         ("SALESPULSE_SMTP_STARTTLS", "maybe", "SALESPULSE_SMTP_STARTTLS='maybe': is not 0 or 1"),
         ("SALESPULSE_SMTP_PORT", "0", "SALESPULSE_SMTP_PORT='0': expected `int` >= 1"),
     ],
@@ -127,6 +143,15 @@ def test_a_wrong_value_of_each_kind_is_one_line_naming_the_variable(
         cls.from_env({variable: value})
     error = str(refused.value)
     assert message in error and "\n" not in error, error
+
+
+def test_rials_show_as_toman_in_persian_unless_the_display_unit_says_otherwise() -> None:
+    assert Settings.from_env({}).shows_toman("fa") and not Settings.from_env({}).shows_toman("en")
+    assert Settings.from_env({"SALESPULSE_LOCALE": "fa"}).shows_toman()
+    assert not Settings.from_env({"SALESPULSE_DISPLAY_UNIT": "rial"}).shows_toman("fa")
+    assert Settings.from_env({"SALESPULSE_DISPLAY_UNIT": "toman"}).shows_toman("en")
+    money = Settings.from_env({"SALESPULSE_REPORTING_CURRENCY": "EUR", "SALESPULSE_FX_RATES": "fx.csv"})
+    assert (money.reporting_currency, money.fx_rates) == ("EUR", Path("fx.csv"))
 
 
 def test_a_secret_never_shows_its_value() -> None:

@@ -7,10 +7,13 @@ records shaped as vtiger's webservice returns them (every value a string).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from salespulse.agents.money import to_units
+from salespulse.schemas import exact_json
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.vtiger.client import (
     VtigerAuthFailed,
@@ -237,7 +240,7 @@ def test_a_won_deal_remembered_as_won_gives_nothing_new_and_a_record_that_cannot
             POTENTIALS, {**row, "amount": "lots", "sales_stage": "Prospecting"}, {}, directory(fake)
         )
     assert unreadable.value.cause == "unreadable"
-    rials = {**row, "amount": "25000000000000.00000000"}  # 2.5e13: over the contract's 1e12
+    rials = {**row, "amount": "2500000000000000.00000000"}  # 2.5e15: over the contract's 1e15
     with pytest.raises(UnexpectedRecord, match="13x9") as too_large:
         translator().facts(POTENTIALS, rials, {}, directory(fake))
     assert too_large.value.cause == "contract"
@@ -245,6 +248,19 @@ def test_a_won_deal_remembered_as_won_gives_nothing_new_and_a_record_that_cannot
     assert [f.type for f in translator().facts(POTENTIALS, bogus, {}, directory(fake))[0]] == [
         "opportunity.created"
     ]
+
+
+def test_a_vtiger_in_toman_sends_its_8_decimal_amounts_exactly_as_toman(fake: FakeVtiger) -> None:
+    mapping = ConnectorMapping(countries={"ir": "iran"}, currencies={"vtiger": "IRT"}, currency="EUR")
+    toman = Translator(mapping, crm_account("https://crm.example.com/"), ZoneInfo("UTC"))
+    row = won_deal(amount="2500000000000.50000000")  # 2.5e12 Toman and a half: 17 digits
+    facts, _ = toman.facts(POTENTIALS, row, {}, directory(fake))
+    won = next(f.event for f in facts if f.type == "deal.won")
+    assert won["data"]["currency"] == "IRT"
+    assert won["data"]["amount"] == Decimal("2500000000000.5")  # not a float's 2500000000000.5000...
+    # Stored as rials with the exact factor by the engine (tests/test_money.py): 25,000,000,000,005.
+    assert to_units(won["data"]["amount"], "IRT", price=False) == ("IRR", 25_000_000_000_005, False)
+    assert exact_json.dumps(won).count(b'"amount":2500000000000.50000000') == 1
 
 
 def test_a_call_about_a_deal_counts_for_that_deals_customer(fake: FakeVtiger) -> None:

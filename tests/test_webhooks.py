@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -322,12 +323,12 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     assert counted == expected
     assert kpis["counters"]["duplicates"] == 2 * applied
     won_eur = [
-        value
+        Decimal(value)  # money in /kpis is an exact decimal string
         for name, lab, value in kpis["series"]
         if name == "salespulse_sales_amount" and lab.get("window") == "24h" and lab.get("currency") == "EUR"
     ]
-    # Salesforce's and Pipedrive's amounts from their payloads, HubSpot's from its API.
-    assert sum(won_eur) == pytest.approx(48000.0 + 9500.0 + 25000.50)
+    # Salesforce's and Pipedrive's amounts from their payloads, HubSpot's from its API, exactly.
+    assert sum(won_eur) == Decimal("48000") + Decimal("9500") + Decimal("25000.50")
     assert "read deals" in hubspot_api.calls and hubspot_api.calls.count("pipelines") == 1
 
     dead = records(broker.bootstrap, (DEADLETTER,))
@@ -422,7 +423,7 @@ def test_each_vendors_unmappable_payload_goes_to_the_dead_letters_and_later_good
     worker.wait_ready()
     base = f"http://{worker.address}/webhooks"
     no_amount = v.SF_WON.replace("<sf:Amount>48000.0</sf:Amount>", "")
-    rials = {**v.PD_WON, "id": 4712, "value": 25_000_000_000_000, "currency": "IRR"}  # over the 1e12 limit
+    rials = {**v.PD_WON, "id": 4712, "value": 2_500_000_000_000_000, "currency": "IRR"}  # over the 1e15 limit
     orphan = {**v.PD_WON, "id": 4713, "org_id": None}  # the person is the customer
     no_person = orjson.loads(v.delighted("survey_response.created", 9, None, v.T0_S))
     no_person["event_data"].update(person=None, person_properties={}, id="5436")

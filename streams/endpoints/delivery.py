@@ -16,8 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from salespulse.schemas import exact_json
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import DEADLETTER, route
 
@@ -41,7 +40,7 @@ async def send_all(
     for i, event in enumerate(events, 1):
         topic, key = route(event)
         where = (topic, partition_for(key, runtime.partition_count(topic)))
-        value = orjson.dumps(event)
+        value = exact_json.dumps(event)
         batch = batches.get(where)
         if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
             if batch is not None:  # full: it goes out, and a new one takes the event

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from salespulse.schemas import exact_json
 from salespulse.schemas.codec import MAX_CLOCK_SKEW, Rejected, check_not_future, checked
 
 
@@ -60,9 +59,9 @@ def _depth(value: Any, limit: int) -> bool:
 def _loads(raw: bytes, index: int, max_depth: int) -> tuple[Any, Problem | None]:
     """The JSON value of ``raw``; its depth is checked per event, by the caller."""
     try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+        return exact_json.loads(raw), None
+    except exact_json.DecodeError as exc:
+        if isinstance(exc, RecursionError) or "depth" in str(exc):
             return None, Problem(index, "$", f"nesting deeper than {max_depth} levels")
         return None, Problem(index, "$", f"not valid JSON: {exc}")
 

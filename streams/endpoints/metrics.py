@@ -28,10 +28,10 @@ HELP = {
     "salespulse_opportunities": "Opportunities created in the window.",
     "salespulse_lead_target": "Monthly lead target prorated to the window (static; aggregate with max).",
     "salespulse_customers_acquired": "Customers acquired (deal.won of kind new) in the window.",
-    "salespulse_marketing_spend": "Marketing spend in the window, in the currency's units.",
+    "salespulse_marketing_spend": "Marketing spend in the window, in the currency's major unit.",
     "salespulse_deals_won": "Deals won in the window.",
     "salespulse_deals_lost": "Deals lost in the window.",
-    "salespulse_sales_amount": "Amount won in the window, in the currency's units.",
+    "salespulse_sales_amount": "Amount won in the window, in the currency's major unit.",
     "salespulse_competitor_price": "Latest observed competitor price.",
     "salespulse_list_price": "Latest list price of our product.",
     "salespulse_customers_engaged": "Distinct customers with at least one activity in the window.",
@@ -41,6 +41,15 @@ HELP = {
     "salespulse_enps_responses": "eNPS answers by category (team=all is org-wide; anonymity rules apply).",
     "salespulse_expansion_deals": "Deals won by expansion kind (kind=all is every deal won).",
     "salespulse_expansion_amount": "Amount of upsell and cross-sell deals won in the window.",
+    "salespulse_reporting_currency_info": "The reporting currency amounts are converted to (static; max).",
+    "salespulse_sales_amount_reporting": "Amount won in the window in the reporting currency, by day's rate.",
+    "salespulse_sales_amount_reporting_previous_rates": "The same sales at the previous period's rates.",
+    "salespulse_marketing_spend_reporting": "Marketing spend in the window in the reporting currency.",
+    "salespulse_expansion_amount_reporting": "Upsell and cross-sell amounts in the reporting currency.",
+    "salespulse_list_price_reporting": "Latest list price in the reporting currency, newest rate.",
+    "salespulse_competitor_price_reporting": "Latest competitor price in the reporting currency.",
+    "salespulse_fx_unconverted_events": "Events in the window whose currency has no rate for their day.",
+    "salespulse_fx_unconverted_amount": "Their amount in their own currency: out of the reporting totals.",
     "salespulse_nps_responses": "NPS answers by category in the window.",
     "salespulse_nps_customers": "Customers by the category of their latest NPS answer.",
     "salespulse_detractors_open": "Detractor cases not yet followed up, by region and owner.",
@@ -62,6 +71,16 @@ COUNTERS = {
         "salespulse_comments_truncated",
         "Survey comments over 2,000 characters, cut to that length.",
         "",
+    ),
+    "rounded": (
+        "salespulse_amounts_rounded",
+        "Amounts finer than their currency's minor unit (prices: a millionth), rounded half to even.",
+        "currency",
+    ),
+    "unconverted": (
+        "salespulse_fx_unconverted",
+        "Won deals, spend and prices applied with no rate into the reporting currency, by currency.",
+        "currency",
     ),
     "rerouted": (
         "salespulse_events_rerouted",
@@ -160,11 +179,13 @@ class KpiCollector(Collector):
         owned: Callable[[], set[int]],
         lag: Callable[[], dict[tuple[str, int], int]],
         webhooks: WebhookCounters,
+        rates_valid: Callable[[], bool],
     ) -> None:
         self.engine = engine
         self.owned = owned
         self.lag = lag
         self.webhooks = webhooks
+        self.rates_valid = rates_valid
 
     def collect(self) -> Iterator[Metric]:
         owned = self.owned()
@@ -173,7 +194,7 @@ class KpiCollector(Collector):
             family = families.get(name)
             if family is None:
                 family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=sorted(labels))
-            family.add_metric([labels[k] for k in sorted(labels)], value)
+            family.add_metric([labels[k] for k in sorted(labels)], float(value))
         yield from families.values()
         counters = self.engine.counters(owned)
         # Unmappable webhook payloads never reach a topic's decoder: the web views count them.
@@ -201,6 +222,12 @@ class KpiCollector(Collector):
         )
         owned_gauge.add_metric([], len(owned))
         yield owned_gauge
+        valid = GaugeMetricFamily(
+            "salespulse_fx_rates_file_valid",
+            "1 when the rates file last read without error (0: the previous rates stay in force).",
+        )
+        valid.add_metric([], float(self.rates_valid()))
+        yield valid
 
 
 class LatencyHistogram(Collector):
@@ -240,10 +267,11 @@ class Exporter:
         engine: Engine,
         owned: Callable[[], set[int]],
         lag: Callable[[], dict[tuple[str, int], int]],
+        rates_valid: Callable[[], bool] = lambda: True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.webhooks = WebhookCounters()
-        self.registry.register(KpiCollector(engine, owned, lag, self.webhooks))
+        self.registry.register(KpiCollector(engine, owned, lag, self.webhooks, rates_valid))
         self.registry.register(self.webhooks)
         self.latency = LatencyHistogram()
         self.registry.register(self.latency)

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner import DefaultPartitioner
 
+from salespulse.schemas import exact_json
 from salespulse.schemas.codec import Rejected, check_event
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
@@ -75,7 +75,7 @@ class EventProducer:
         event = check_event(event)
         topic, key = route(event)
         try:
-            self._pending.append(self._producer.send(topic, orjson.dumps(event), key=key))
+            self._pending.append(self._producer.send(topic, exact_json.dumps(event), key=key))
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot send to {self.brokers}: {exc}") from None
 

@@ -11,12 +11,17 @@ from typing import Any
 import orjson
 from aiohttp import web as aioweb
 
+from salespulse.agents.money import json_default
 from salespulse.streams.endpoints.ingest import IngestError
 
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    """A JSON answer; exact amounts (``Decimal``) are decimal strings."""
     return aioweb.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=orjson.dumps(body, default=json_default),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 

@@ -89,6 +89,7 @@ def _page_builder(settings: Settings) -> Builder:
             locale=locale,
             refresh=REFRESH_SECONDS,
             token=settings.ingest_token,
+            toman=settings.shows_toman(locale),
         ).html_file
 
     return build

@@ -42,7 +42,7 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
     """Register the views on the app's web server, and the exporter that ``/metrics`` renders
     as what watches the runtime's applies."""
     settings = runtime.settings
-    exporter = Exporter(runtime.engine, runtime.owned, runtime.lag)
+    exporter = Exporter(runtime.engine, runtime.owned, runtime.lag, lambda: runtime.rates.valid)
     runtime.observe = exporter.observe
     # On aiohttp's app under faust's driver, so on every route, faust's own pages too.
     middlewares = cast(Any, app.web).web_app.middlewares

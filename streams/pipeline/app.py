@@ -23,6 +23,7 @@ from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.kafka.admin import state_table
 from salespulse.streams.pipeline.consumer import BatchConsumer, BatchTransport, pass_parsed_records
 from salespulse.streams.pipeline.engine import Engine, MessageRecord
+from salespulse.streams.pipeline.fx_rates import POLL_SECONDS
 from salespulse.streams.pipeline.runtime import Runtime
 from salespulse.streams.pipeline.snapshot import Snapshots
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
@@ -129,6 +130,7 @@ def create_app(
         **_broker_timeouts(settings),
     )
     runtime = Runtime(settings, app, engine)
+    app.timer(POLL_SECONDS, on_leader=False)(runtime.reload_rates)
     if topic_id is not None and settings.snapshot_interval > 0:
         snapshots = Snapshots(
             settings.data_dir / "snapshots", settings.partitions, settings.snapshot_interval

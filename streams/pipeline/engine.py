@@ -20,6 +20,7 @@ source offsets.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-import orjson
 
 from salespulse.agents.base import (
     ApplyContext,
@@ -41,6 +41,7 @@ from salespulse.agents.base import (
 )
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.detractors import order_cases
+from salespulse.agents.money import Rates, money_fields, normalize
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
@@ -55,6 +56,7 @@ from salespulse.schemas.codec import (
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.schemas.validator import SCHEMA_DIR, schema_files
 from salespulse.streams.pipeline.outcomes import COUNTED_ONCE, OUTCOME_TOPICS, OutcomeMemory
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
@@ -63,10 +65,17 @@ COMMENT_CHARS = 2000
 #: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
 FORWARDED_FROM = "salespulse.forwarded-from"
 
-# Changelog records are encoded with msgspec's reusable encoder: the same JSON as orjson
-# (tests and restore read it with orjson), but orjson.dumps cost about 2 us a call inside a
-# worker's large heap, against 0.2 us for this, and there are about 1.3 records an event.
+# Changelog records are encoded with msgspec's reusable encoder: the same JSON as orjson,
+# but orjson.dumps cost about 2 us a call inside a worker's large heap, against 0.2 us for
+# this, and there are about 1.3 records an event. Restore reads them with msgspec too: sums of
+# money can pass 2**64, which orjson would read back as a float.
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+#: Event type -> the field holding its money, turned into integer units before any KPI sees it.
+MONEY_FIELDS: dict[str, str] = money_fields(
+    json.loads(path.read_text(encoding="utf-8")) for path in schema_files(SCHEMA_DIR)
+)
 
 
 class Record(Protocol):
@@ -174,6 +183,10 @@ class TopicMeta:
     duplicates: int = 0
     rerouted: int = 0
     truncated: int = 0
+    #: Money values finer than their unit, rounded half to even, by stored currency.
+    rounded: dict[str, int] = field(default_factory=dict)
+    #: Money events applied with no rate into the reporting currency, by stored currency.
+    unconverted: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -185,6 +198,8 @@ class TopicMeta:
             "dups": self.duplicates,
             "rr": self.rerouted,
             "tr": self.truncated,
+            "rd": self.rounded,
+            "fx": self.unconverted,
         }
 
     @classmethod
@@ -198,6 +213,8 @@ class TopicMeta:
             value["dups"],
             value.get("rr", 0),  # written before rerouting existed
             value.get("tr", 0),  # written before survey comments existed
+            value.get("rd", {}),  # written before exact money existed
+            value.get("fx", {}),  # written before the unconverted counter existed
         )
 
 
@@ -248,6 +265,9 @@ class Engine:
         self.fold = LabelFolder(label_cap)
         self.max_event_bytes = max_event_bytes
         self.targets = targets or {}
+        #: The reporting currency and its rates; the worker swaps in a new object when the
+        #: rates file changes (reads take it as it is, nothing in the state depends on it).
+        self.fx = Rates()
         self.partitions: dict[int, PartitionState] = {}
         self.by_topic: dict[str, list[Kpi]] = {
             topic: [k for k in self.kpis if topic in k.topics] for topic in INPUT_TOPICS
@@ -372,6 +392,17 @@ class Engine:
                 if late:
                     meta.late[kind] = meta.late.get(kind, 0) + 1
                 meta.newest = max(meta.newest, t)
+            money = MONEY_FIELDS.get(kind)
+            if money is not None:
+                rounded = normalize(data, money)
+                if fresh:
+                    currency = data["currency"]
+                    if rounded:
+                        label = self.fold("currency", currency)
+                        meta.rounded[label] = meta.rounded.get(label, 0) + 1
+                    if self.fx.unconverted(kind, currency, t):
+                        label = self.fold("currency", currency)
+                        meta.unconverted[label] = meta.unconverted.get(label, 0) + 1
             if kind == "survey.answered":
                 self._cut_comment(data, meta if fresh else None)
             event = Event(kind, t, offset, data, late, repeat)
@@ -437,8 +468,8 @@ class Engine:
     def restore(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record read back by faust's recovery; a tombstone (``None``)
         removes what its key held, so a full replay ends where its compacted copy starts."""
-        k = orjson.loads(key)
-        v = None if value is None else orjson.loads(value)
+        k = _decode(key)
+        v = None if value is None else _decode(value)
         topic, partition, kind = k[0], k[1], k[2]
         state = self.state(partition)
         ctx = self.context()
@@ -479,7 +510,7 @@ class Engine:
         """Gauge samples for the given (actively owned) partitions, now or at another clock
         (:meth:`read_clock`)."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.read_clock(at), self.targets)
+        ctx = ExportContext(self.read_clock(at), self.targets, self.fx)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
@@ -494,6 +525,8 @@ class Engine:
             "late": dict.fromkeys(EVENT_TYPES, 0),
             "rejected": dict.fromkeys(REASONS, 0),
             "rerouted": dict.fromkeys(INPUT_TOPICS, 0),
+            "rounded": {},
+            "unconverted": {},
         }
         duplicates = truncated = 0
         for p in partitions:
@@ -507,6 +540,8 @@ class Engine:
                     ("events", meta.events),
                     ("late", meta.late),
                     ("rejected", meta.rejected),
+                    ("rounded", meta.rounded),
+                    ("unconverted", meta.unconverted),
                 ):
                     for label, n in counts.items():
                         totals[name][label] = totals[name].get(label, 0) + n

@@ -19,6 +19,7 @@ from faust.types import TP
 
 from salespulse.schemas.topics import DEADLETTER, INPUT_TOPICS
 from salespulse.streams.pipeline.engine import DeadLetter, Engine, Forward, Output
+from salespulse.streams.pipeline.fx_rates import RatesFile
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import Ownership, StateTable
 from salespulse.streams.settings import Settings
@@ -50,11 +51,18 @@ class Runtime:
         self.ownership = Ownership()
         #: Called with every apply's output before anything awaits.
         self.observe: Callable[[Output], None] = _unobserved
+        self.rates = RatesFile.open(settings.fx_rates, settings.reporting_currency)
+        engine.fx = self.rates.rates
         self.table: StateTable | None = None
         self.snapshots: SnapshotWriter | None = None
 
     def owned(self) -> set[int]:
         return set(self.ownership.active)
+
+    async def reload_rates(self) -> None:
+        """Put a changed rates file in force (reads take the engine's rates as they find them)."""
+        if self.rates.poll():
+            self.engine.fx = self.rates.rates
 
     def still(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Held while the engine state is applied to: a state image is never captured (in a

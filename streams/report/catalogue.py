@@ -61,6 +61,8 @@ class Catalogue:
     terms: Mapping[str, str]
     messages: Mapping[str, str]
     numerals: Mapping[int, str]
+    #: Rial amounts are shown as Toman (``SALESPULSE_DISPLAY_UNIT``; Persian's default).
+    toman: bool = False
 
     def t(self, key: str, **fields: Any) -> str:
         """The message ``key`` with its fields filled in."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from io import BytesIO
 from typing import Any
 
@@ -32,6 +33,7 @@ from salespulse.streams.report.formatting import (
     SCORE,
     _compact,
     format_value,
+    shown_money,
 )
 
 DPI = 150
@@ -152,7 +154,7 @@ def chart_conversion_by_rep(
 
 
 def chart_sales_by_region(
-    won: Mapping[str, float], amounts: Mapping[str, Mapping[str, float]], window: str, cat: Catalogue
+    won: Mapping[str, float], amounts: Mapping[str, Mapping[str, Decimal]], window: str, cat: Catalogue
 ) -> bytes:
     title = cat.t("chart.sales_by_region", window=cat.window(window))
     items = sorted(((r, n) for r, n in won.items() if n), key=lambda kv: kv[1])
@@ -163,7 +165,8 @@ def chart_sales_by_region(
     bars = ax.barh([r for r, _ in items], [n for _, n in items], color=BLUE)
     labels = []
     for region, n in items:
-        money = " + ".join(f"{c} {_compact(v, cat)}" for c, v in sorted(amounts.get(region, {}).items()))
+        shown = [shown_money(v, c, cat) for c, v in sorted(amounts.get(region, {}).items())]
+        money = " + ".join(f"{unit} {_compact(float(amount), cat)}" for amount, unit, _ in shown)
         count = format_value(COUNT, n, cat)
         labels.append(cat.t("chart.won_and_amount", count=count, money=money) if money else count)
     ax.bar_label(bars, labels=labels, padding=3, fontsize=8)

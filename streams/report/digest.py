@@ -9,6 +9,7 @@ subject together into a :class:`Digest`, in the language of a catalogue.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ def build_digest(
     locale: str = DEFAULT_LOCALE,
     refresh: int | None = None,
     token: str | None = None,
+    toman: bool | None = None,
 ) -> Digest:
     """Fetch the current view, the previous period and a trend; return the digest.
 
@@ -60,14 +62,18 @@ def build_digest(
     workers' own, and the numbers are exactly what ``/kpis`` shows. ``locale`` names the
     catalogue (``en``, ``fa``); ``refresh`` (seconds) makes the HTML file reload itself;
     ``token`` (default: ``SALESPULSE_INGEST_TOKEN``, else the token a local worker stored)
-    reads the workers.
+    reads the workers; ``toman`` shows rial amounts as Toman (default: ``SALESPULSE_DISPLAY_UNIT``,
+    else Toman in Persian).
     """
     try:
         cat = catalogue(locale)
     except UnknownLocale as exc:
         raise ReportError(str(exc)) from None
-    if token is None:
-        token = client_token(Settings.from_env())
+    if token is None or toman is None:
+        settings = Settings.from_env()
+        token = client_token(settings) if token is None else token
+        toman = settings.shows_toman(cat.code) if toman is None else toman
+    cat = dataclasses.replace(cat, toman=toman)
     if window not in TREND:
         raise ReportError(f"window {window!r} is not one of {', '.join(DIGEST_WINDOWS)}")
     if not workers:

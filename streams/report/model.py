@@ -8,10 +8,11 @@ those steps depend on the data alone rather than on one another.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from salespulse.streams.report.catalogue import Catalogue
-from salespulse.streams.report.formatting import COUNT, format_change, format_value
+from salespulse.streams.report.formatting import COUNT, MONEY, format_change, format_money, format_value
 
 CID_DOMAIN = "salespulse"
 
@@ -21,19 +22,26 @@ class Metric:
     """One number of the digest, with its value for the previous period."""
 
     label: str
-    value: float | None
-    previous: float | None = None
+    value: float | Decimal | None
+    previous: float | Decimal | None = None
     kind: str = COUNT
     #: True when up is good, False when down is good, None when neither (colour only).
     higher_is_better: bool | None = True
     #: False for numbers that have no history (latest prices, today's known customers).
     compare: bool = True
+    #: The currency of a money metric, shown in its digits (rials as Toman where the
+    #: catalogue says so); empty for a ratio of money such as CAC.
+    currency: str = ""
 
     def text(self, cat: Catalogue) -> str:
-        return format_value(self.kind, self.value, cat)
+        if self.kind == MONEY and self.currency:
+            return format_money(self.value, self.currency, cat)
+        return format_value(self.kind, None if self.value is None else float(self.value), cat)
 
     def change(self, cat: Catalogue) -> str:
-        return format_change(self.kind, self.value, self.previous, cat) if self.compare else ""
+        if not self.compare:
+            return ""
+        return format_change(self.kind, self.value, self.previous, cat, self.currency)
 
     def change_sentence(self, cat: Catalogue, window: str) -> str:
         """The change with its reference period, or "" for numbers without a comparison."""

@@ -9,6 +9,7 @@ catalogue by key (``locales/<code>.toml``): a new label is a new key in every ca
 from __future__ import annotations
 
 import statistics
+from decimal import Decimal
 from typing import Any
 
 from salespulse.streams.report.catalogue import Catalogue
@@ -20,7 +21,17 @@ from salespulse.streams.report.charts import (
     chart_price_index,
     chart_sales_by_region,
 )
-from salespulse.streams.report.formatting import BLUE, COUNT, INDEX, MONEY, PERCENT, SCORE, format_value
+from salespulse.streams.report.formatting import (
+    BLUE,
+    COUNT,
+    INDEX,
+    MONEY,
+    PERCENT,
+    SCORE,
+    format_money,
+    format_value,
+    unit_name,
+)
 from salespulse.streams.report.model import Metric, Section, cid
 
 
@@ -42,13 +53,65 @@ def _sections(
         cur, prev = now[kpi][key], before[kpi][key]
         return [
             Metric(
-                t("with_currency", label=t(label), currency=currency),
+                t("with_currency", label=t(label), currency=unit_name(currency, cat)),
                 cur[currency],
-                prev.get(currency, 0.0),
+                prev.get(currency, Decimal(0)),
                 MONEY,
+                currency=currency,
             )
             for currency in sorted(cur)
         ]
+
+    def reporting(label: str, kpi: str, key: str) -> list[Metric]:
+        """The reporting-currency total first, when the workers convert to one."""
+        currency = now["sales"]["reporting_currency"]
+        if currency is None:
+            return []
+        name = t("with_currency", label=t(label), currency=unit_name(currency, cat))
+        return [Metric(name, now[kpi][key], before[kpi].get(key), MONEY, currency=currency)]
+
+    def rate_effect() -> list[Metric]:
+        """This period's sales at the previous period's rates, and what rates changed; and the
+        amounts with no rate, which are in no reporting total."""
+        sales = now["sales"]
+        currency = sales["reporting_currency"]
+        if currency is None:
+            return []
+        unit = unit_name(currency, cat)
+        out = [
+            Metric(
+                t("with_currency", label=t("sales.previous_rates"), currency=unit),
+                sales["amount_reporting_previous_rates"],
+                kind=MONEY,
+                compare=False,
+                currency=currency,
+            ),
+            Metric(
+                t("with_currency", label=t("sales.rate_effect"), currency=unit),
+                sales["rate_effect"],
+                kind=MONEY,
+                compare=False,
+                currency=currency,
+            ),
+        ]
+        missing = sales["unconverted"]
+        if missing:
+            events = sum(row["events"] for row in missing.values())
+            out.append(Metric(t("sales.unconverted"), float(events), compare=False, higher_is_better=False))
+        # salespulse_fx_unconverted_total: every money event applied with no rate, ever.
+        applied = sum(current["counters"].get("unconverted", {}).values())
+        if applied:
+            out.append(
+                Metric(t("sales.unconverted_total"), float(applied), compare=False, higher_is_better=False)
+            )
+        return out
+
+    def unconverted_note() -> str:
+        missing = now["sales"]["unconverted"] if now["sales"]["reporting_currency"] else {}
+        amounts = sep.join(
+            f"{format_money(row['amount'], c, cat)} {unit_name(c, cat)}" for c, row in missing.items()
+        )
+        return t("sales.unconverted_note", amounts=amounts) if missing else ""
 
     def value(kind: str, number: float | None) -> str:
         return format_value(kind, number, cat)
@@ -86,8 +149,9 @@ def _sections(
         )
     )
 
-    # 2. Customer acquisition.
+    # 2. Customer acquisition: spend and CAC in the reporting currency first, then per currency.
     acq = now["acquisition"]
+    reporting_currency = now["sales"]["reporting_currency"] or ""
     charts[cid("conversion-by-rep")] = chart_conversion_by_rep(
         acq["conversion_by_rep"], acq["conversion"], window, cat
     )
@@ -104,15 +168,30 @@ def _sections(
                 t("acquisition.head_spend"),
                 t("acquisition.head_cac"),
             ),
-            table=tuple(
-                (
-                    t("with_currency", label=cat.term(channel), currency=currency),
-                    value(MONEY, acq["marketing_spend"][key]),
-                    value(MONEY, cac),
-                )
-                for key, cac in acq["cac"].items()
-                if acq["marketing_spend"][key]
-                for channel, _, currency in [key.partition("/")]
+            table=(
+                *(
+                    (
+                        t(
+                            "with_currency",
+                            label=cat.term(channel),
+                            currency=unit_name(reporting_currency, cat),
+                        ),
+                        format_money(spend, reporting_currency, cat),
+                        value(MONEY, acq["cac_reporting"][channel]),
+                    )
+                    for channel, spend in acq.get("marketing_spend_reporting", {}).items()
+                    if spend
+                ),
+                *(
+                    (
+                        t("with_currency", label=cat.term(channel), currency=unit_name(currency, cat)),
+                        format_money(acq["marketing_spend"][key], currency, cat),
+                        value(MONEY, cac),
+                    )
+                    for key, cac in acq["cac"].items()
+                    if acq["marketing_spend"][key]
+                    for channel, _, currency in [key.partition("/")]
+                ),
             ),
             note=t("acquisition.note"),
         )
@@ -132,6 +211,8 @@ def _sections(
             (
                 metric("sales.lost", "sales", "deals_lost", higher_is_better=False),
                 metric("sales.win_rate", "sales", "win_rate", PERCENT),
+                *reporting("sales.amount", "sales", "amount_reporting"),
+                *rate_effect(),
                 *per_currency("sales.amount", "sales", "amount_by_currency"),
             ),
             ((cid("sales-by-region"), t("sales.alt_by_region")),),
@@ -147,12 +228,14 @@ def _sections(
                     value(COUNT, sales["won_by_region"].get(region, 0.0)),
                     value(PERCENT, rate),
                     sep.join(
-                        f"{c} {value(MONEY, v)}" for c, v in sales["amount_by_region"].get(region, {}).items()
+                        f"{unit_name(c, cat)} {format_money(v, c, cat)}"
+                        for c, v in sales["amount_by_region"].get(region, {}).items()
                     )
                     or t("empty_cell"),
                 )
                 for region, rate in sales["win_rate_by_region"].items()
             ),
+            note=unconverted_note(),
         )
     )
 
@@ -236,6 +319,7 @@ def _sections(
             (
                 metric("expansion.upsell", "expansion", "upsell"),
                 metric("expansion.cross_sell", "expansion", "cross_sell"),
+                *reporting("expansion.amount", "expansion", "expansion_amount_reporting"),
                 *per_currency("expansion.amount", "expansion", "expansion_amount"),
             ),
             note=t("expansion.note"),

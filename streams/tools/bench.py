@@ -22,6 +22,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +174,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _expected(corpus: list[tuple[str, bytes, bytes, dict[str, Any]]], clock: int) -> dict[str, Any]:
-    """A plain count: events per type without repeated ids, and three 24h totals."""
+    """A plain count: events per type without repeated ids, three 24h totals, and the 30-day
+    sales per currency, summed as decimals from the events' own numbers."""
     seen: set[str] = set()
     per_type: Counter[str] = Counter()
     day: Counter[str] = Counter()
+    sales: dict[str, Decimal] = {}
     duplicates = 0
     oldest_hour = clock // 3600 - 62 * 24 + 1
     for _, _, _, event in corpus:
@@ -189,7 +192,10 @@ def _expected(corpus: list[tuple[str, bytes, bytes, dict[str, Any]]], clock: int
         per_type[event["type"]] += 1
         if not late and clock // 3600 - 23 <= t // 3600 <= clock // 3600:
             day[event["type"]] += 1
-    return {"events": dict(per_type), "duplicates": duplicates, "day": dict(day)}
+        if event["type"] == "deal.won" and not late and clock // 3600 - 719 <= t // 3600 <= clock // 3600:
+            currency, amount = event["data"]["currency"], Decimal(str(event["data"]["amount"]))
+            sales[currency] = sales.get(currency, Decimal(0)) + amount
+    return {"events": dict(per_type), "duplicates": duplicates, "day": dict(day), "sales": sales}
 
 
 def _check(view: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -208,6 +214,12 @@ def _check(view: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     for name, (got, want) in checks.items():
         if got != want:
             problems.append(f"24h {name}: worker {got} != reference {want}")
+    # Rials pass 2**53 here: exact to the unit, or not at all.
+    sales = {
+        c: Decimal(v) for c, v in view["windows"]["30d"]["sales"]["amount_by_currency"].items() if Decimal(v)
+    }
+    if sales != expected["sales"]:
+        problems.append(f"30d sales by currency {sales} != reference {expected['sales']}")
     return problems
 
 
@@ -382,8 +394,14 @@ class MemoryResult:
     fetch_records: int = 0
 
 
+#: Won deals in rials in the memory corpus, of about 2.5 x 10^13 each: their 30-day sum passes
+#: 2**53, so an exact restart shows sums that neither overflow nor round.
+RIAL_DEALS = 1000
+
+
 def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
-    """One activity and one NPS answer for each of ``customers`` distinct customers. Each answer
+    """One activity and one NPS answer for each of ``customers`` distinct customers, then won
+    deals in rials for the first :data:`RIAL_DEALS` of them (no new customer state). Each answer
     carries a ``response_id``, as a survey tool's do, so the outcome memory holds a million."""
     rng = random.Random(seed)
     clock = int(BENCH_NOW.timestamp())
@@ -413,6 +431,25 @@ def _customer_events(customers: int, seed: int) -> list[tuple[str, bytes, bytes]
             }
             topic, key = route(event)
             out.append((topic, key, orjson.dumps(event)))
+    for i in range(min(customers, RIAL_DEALS)):
+        event = {
+            "event_id": f"deal.won-{i}",
+            "type": "deal.won",
+            "occurred_at": format_time(clock - rng.randrange(29 * 86400)),
+            "source": "salespulse-bench",
+            "data": {
+                "deal_id": f"D-{i}",
+                "customer_id": f"C-{i:07d}",
+                "rep_id": "r-1",
+                "region": "tehran",
+                "product": "crm-pro",
+                "kind": "renewal",
+                "amount": rng.randrange(10**13, 4 * 10**13),
+                "currency": "IRR",
+            },
+        }
+        topic, key = route(event)
+        out.append((topic, key, orjson.dumps(event)))
     return out
 
 
@@ -556,7 +593,8 @@ def run_memory(
             restart_snapshot_peak_rss_mb=round(snapshot_peak, 1),
             exact_after_snapshot_restart=exact(restored),
             empty_start_seconds=round(empty_start, 2),
-            detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f}",
+            detail=f"engaged {engaged:,.0f}, customers with an NPS answer {answered:,.0f},"
+            f" rials won over 30 days {restored['windows']['30d']['sales']['amount_by_currency'].get('IRR')}",
             hot_path=describe(),
             fetch_records=_fetch_records(),
         )

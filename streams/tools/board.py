@@ -8,17 +8,20 @@ change, and rows whose alert condition holds (the defaults of prometheus/rules) 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from salespulse.agents.money import digits
 from salespulse.agents.rolling import WINDOW_NAMES
 
-Getter = Callable[[dict[str, Any]], float | None]
+Getter = Callable[[dict[str, Any]], float | Decimal | None]
+Row = tuple[str, Getter, str, Callable[[float | Decimal], bool] | None]
 
-#: (label, getter on one window's summary, format, alert when true)
-ROWS: list[tuple[str, Getter, str, Callable[[float], bool] | None]] = [
+#: (label, getter on one window's summary, format, alert when true); money rows follow "Win rate".
+ROWS: list[Row] = [
     ("Leads", lambda w: w["leads"]["leads"], "{:,.0f}", None),
     ("Opportunities", lambda w: w["leads"]["opportunities"], "{:,.0f}", None),
     ("Lead attainment", lambda w: w["leads"]["attainment"], "{:.0%}", lambda v: v < 0.7),
@@ -26,12 +29,6 @@ ROWS: list[tuple[str, Getter, str, Callable[[float], bool] | None]] = [
     ("Lead conversion", lambda w: w["acquisition"]["conversion"], "{:.1%}", None),
     ("Deals won", lambda w: w["sales"]["deals_won"], "{:,.0f}", None),
     ("Win rate", lambda w: w["sales"]["win_rate"], "{:.1%}", None),
-    (
-        "Sales amount (USD)",
-        lambda w: w["sales"]["amount_by_currency"].get("USD"),
-        "{:,.0f}",
-        None,
-    ),
     ("Customers engaged", lambda w: w["engagement"]["customers_engaged"], "{:,.0f}", None),
     ("Activities", lambda w: w["engagement"]["activities"], "{:,.0f}", None),
     ("At-risk share", lambda w: w["engagement"]["at_risk_share"], "{:.1%}", lambda v: v > 0.2),
@@ -45,7 +42,54 @@ ROWS: list[tuple[str, Getter, str, Callable[[float], bool] | None]] = [
 ]
 
 
-def _cell(value: float | None, fmt: str, previous: float | None, alert: bool) -> str:
+def _exact(amount: Any) -> Decimal | None:
+    """An amount of a view, a ``Decimal`` or the decimal string ``/kpis`` writes."""
+    return None if amount is None else Decimal(amount)
+
+
+def _money_rows(sales: dict[str, Any]) -> list[Row]:
+    """Sales in the reporting currency first (and the deals with no rate), then per currency,
+    each in its currency's digits, exactly."""
+    rows: list[Row] = []
+    currency = sales.get("reporting_currency")
+    if currency:
+        rows.append(
+            (
+                f"Sales amount ({currency}, all currencies)",
+                lambda w: _exact(w["sales"]["amount_reporting"]),
+                f"{{:,.{digits(currency)}f}}",
+                None,
+            )
+        )
+        rows.append(
+            (
+                f"Rate effect ({currency}: at own rates less at previous period's)",
+                lambda w: _exact(w["sales"]["rate_effect"]),
+                f"{{:+,.{digits(currency)}f}}",
+                None,
+            )
+        )
+        rows.append(
+            (
+                "Won deals with no rate",
+                lambda w: sum(row["events"] for row in w["sales"]["unconverted"].values()),
+                "{:,.0f}",
+                lambda v: v > 0,
+            )
+        )
+    for code in sorted(sales["amount_by_currency"]):
+        rows.append(
+            (
+                f"Sales amount ({code})",
+                lambda w, code=code: _exact(w["sales"]["amount_by_currency"].get(code)),  # type: ignore[misc]
+                f"{{:,.{digits(code)}f}}",
+                None,
+            )
+        )
+    return rows
+
+
+def _cell(value: float | Decimal | None, fmt: str, previous: float | Decimal | None, alert: bool) -> str:
     if value is None:
         return "[dim]-[/dim]"
     text = fmt.format(value)
@@ -54,7 +98,7 @@ def _cell(value: float | None, fmt: str, previous: float | None, alert: bool) ->
     return f"[bold red]{text}[/bold red]" if alert else text
 
 
-def _get(getter: Getter, window: dict[str, Any]) -> float | None:
+def _get(getter: Getter, window: dict[str, Any]) -> float | Decimal | None:
     try:
         return getter(window)
     except (KeyError, TypeError):
@@ -67,7 +111,9 @@ def kpi_table(view: dict[str, Any], previous: dict[str, Any] | None = None) -> T
     table.add_column("KPI")
     for window in WINDOW_NAMES:
         table.add_column(window, justify="right")
-    for label, getter, fmt, alert in ROWS:
+    at = next(i for i, row in enumerate(ROWS) if row[0] == "Win rate") + 1
+    rows = [*ROWS[:at], *_money_rows(view["windows"]["30d"]["sales"]), *ROWS[at:]]
+    for label, getter, fmt, alert in rows:
         cells = []
         for window in WINDOW_NAMES:
             value = _get(getter, view["windows"][window])
@@ -80,6 +126,10 @@ def kpi_table(view: dict[str, Any], previous: dict[str, Any] | None = None) -> T
         f"customers known {view['windows']['30d']['engagement']['customers_known']:,.0f}; "
         f"competitor prices {len(prices)}, undercutting us by 10%+: {len(undercut)}"
     )
+    unconverted = {c: n for c, n in sorted(view.get("counters", {}).get("unconverted", {}).items()) if n}
+    if unconverted:  # salespulse_fx_unconverted_total: events applied with no rate, ever
+        counts = ", ".join(f"{c} {n:,}" for c, n in unconverted.items())
+        table.caption += f"; events applied with no exchange rate: {counts}"
     return table
 
 

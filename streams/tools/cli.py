@@ -101,12 +101,17 @@ def worker(loglevel: str, **overrides: Any) -> None:
     from salespulse.streams.composition import run_worker
     from salespulse.streams.endpoints.connectors.mapping import MappingError, load_mapping
     from salespulse.streams.kafka.admin import TopicsRefused
+    from salespulse.streams.pipeline.fx_rates import RatesError, RatesFile
     from salespulse.streams.pipeline.internals import InternalsChanged
 
     try:
         load_mapping(settings.connectors_file)  # refuse a bad mapping file before joining the group
     except MappingError as exc:
         raise click.UsageError(f"SALESPULSE_CONNECTORS: {exc}") from None
+    try:
+        RatesFile.open(settings.fx_rates, settings.reporting_currency)  # and a bad rates file
+    except RatesError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         run_worker(settings, loglevel)
     except TopicsRefused as exc:
@@ -174,6 +179,7 @@ def generate(
 @click.option("--timeout", type=float, help="Seconds to wait for the broker.")
 def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
     """Send NDJSON events from FILE (or - for stdin), validating each one."""
+    from salespulse.schemas import exact_json
     from salespulse.schemas.codec import Rejected, check_not_future, checked
     from salespulse.streams.endpoints.producer import BrokerUnavailable, EventProducer
 
@@ -193,13 +199,13 @@ def emit(source: IO[bytes], brokers: str | None, timeout: float | None) -> None:
                 if not line.strip():
                     continue
                 try:
-                    event, t = checked(orjson.loads(line))
+                    event, t = checked(exact_json.loads(line))
                     # The record gets this machine's clock: a later occurred_at is refused here,
                     # by the rule the worker would dead-letter it by.
                     check_not_future(t, int(time.time() * 1000), settings.max_clock_skew)
                     producer.send(event)
                     accepted += 1
-                except orjson.JSONDecodeError as exc:
+                except exact_json.DecodeError as exc:
                     reasons["not_json"] += 1
                     examples.setdefault("not_json", f"line {number}: {exc}")
                 except Rejected as exc:
@@ -287,7 +293,9 @@ def _show_merged(
     except WorkerUnreachable as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+        from salespulse.agents.money import json_default
+
+        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2, default=json_default).decode())
     else:
         Console().print(table(view))
 

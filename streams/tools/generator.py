@@ -93,6 +93,7 @@ _REGIONS: dict[str, tuple[float, str, str, str | None]] = {
     "berlin": (14, "EUR", "DE", "Berlin"), "london": (12, "GBP", "GB", "London"),
     "new-york": (12, "USD", "US", "New York"), "paris": (10, "EUR", "FR", "Paris"),
     "tokyo": (8, "USD", "JP", "Tokyo"), "sao-paulo": (6, "USD", "BR", "Sao Paulo"),
+    "tehran": (6, "IRR", "IR", "Tehran"),
 }  # fmt: skip
 _REGION = _Picker([(r, v[0]) for r, v in _REGIONS.items()])
 _LEAD_SOURCE = _Picker([
@@ -108,6 +109,10 @@ _PRODUCT = _Picker([(p, v[0]) for p, v in _PRODUCTS.items()])
 _COMPETITORS = ("acme-crm", "globex", "initech", "hooli")
 _KIND = _Picker([("new", 50), ("upsell", 20), ("cross_sell", 15), ("renewal", 15)])
 _KIND_MEAN = {"new": 15000.0, "upsell": 6000.0, "cross_sell": 5000.0, "renewal": 12000.0}
+# Rial deals are sized as issue 32 puts a mid-sized B2B contract in Iran, about 2.5 x 10^13
+# rials for a new deal: the means above times 1.7 x 10^9, in whole rials (IRR has no minor
+# unit). A 30-day rial total then passes 2**53, which only exact sums keep to the rial.
+_RIAL_SCALE = 1_700_000_000
 _EXPANSION = _Picker([("upsell", 20), ("cross_sell", 15), ("renewal", 15)])
 _ACTIVITY = _Picker([
     ("email", 35), ("call", 15), ("support", 15), ("login", 15), ("meeting", 10), ("sms", 5),
@@ -150,6 +155,13 @@ _SPEND_CURRENCY = _Picker([("USD", 60), ("EUR", 30), ("GBP", 10)])
 def _lognormal(rng: Random, mean: float, sigma: float = 0.6) -> float:
     """A positive amount with the given mean, rounded to cents."""
     return round(mean * rng.lognormvariate(-sigma * sigma / 2, sigma), 2)
+
+
+def _deal_amount(rng: Random, mean: float, currency: str) -> float | int:
+    """A deal's amount: cents, or whole rials for ``IRR`` (one draw either way)."""
+    if currency == "IRR":
+        return round(mean * _RIAL_SCALE * rng.lognormvariate(-0.18, 0.6))
+    return _lognormal(rng, mean)
 
 
 class _World:
@@ -222,9 +234,10 @@ class _World:
 
     def opportunity(self) -> dict[str, Any]:
         rep, region = self.rep_and_region()
+        currency = _REGIONS[region][1]
         data: dict[str, Any] = {
             "opportunity_id": self.next_id("O"), "rep_id": rep, "region": region,
-            "amount": _lognormal(self.rng, 12000.0), "currency": _REGIONS[region][1],
+            "amount": _deal_amount(self.rng, 12000.0, currency), "currency": currency,
         }  # fmt: skip
         if self.counters["L"] and self.rng.random() < 0.7:
             data["lead_id"] = f"L-{self.rng.randint(1, self.counters['L']):06d}"
@@ -243,7 +256,7 @@ class _World:
         data: dict[str, Any] = {
             "deal_id": self.next_id("D"), "customer_id": self.customers[idx],
             "rep_id": self.cust_owner[idx], "region": region, "product": _PRODUCT(rng),
-            "kind": kind, "amount": _lognormal(rng, _KIND_MEAN[kind]),
+            "kind": kind, "amount": _deal_amount(rng, _KIND_MEAN[kind], _REGIONS[region][1]),
             "currency": _REGIONS[region][1],
         }  # fmt: skip
         if rng.random() < 0.8:

@@ -14,10 +14,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import orjson
 
+from salespulse.schemas import exact_json
 from salespulse.streams.endpoints.connectors.ids import derive_event_id
 
 #: Why a record went to the dead letters: the ``reason`` label of
@@ -222,23 +224,24 @@ def optional_text(value: object) -> str | None:
     return str(value).strip() or None
 
 
-def money(value: object, what: str) -> float:
-    """A vendor amount (a number, or a string like ``"1500.00"``) as a number."""
+def money(value: object, what: str) -> Decimal:
+    """A vendor amount (a number, or a string like vtiger's ``"12500.50000000"``) as the exact
+    decimal it spells: never through a float, which keeps 15 to 17 digits."""
     if isinstance(value, bool) or value is None or value == "":
         raise Unmappable(f"{what} is missing")
     try:
-        number = float(value) if isinstance(value, int | float | str) else math.nan
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or number < 0:
+        number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except (InvalidOperation, TypeError):
+        number = Decimal("NaN")
+    if not isinstance(value, int | float | str | Decimal) or not number.is_finite() or number < 0:
         raise Unmappable(f"{what}: {value!r} is not a non-negative amount")
     return number
 
 
 def load_json(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return exact_json.loads(body)  # a vendor's amounts as the decimals they spell
+    except exact_json.DecodeError as exc:
         raise Unmappable(f"body is not JSON: {exc}") from None
 
 

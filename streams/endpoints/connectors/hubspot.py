@@ -255,7 +255,7 @@ class HubSpotConnector:
         """The deal's event, and the customer fallback it took (only a win names a customer)."""
         deal_id = change.object_id
         rep = self.mapping.rep(deal.get("hubspot_owner_id"))
-        currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency
+        currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency_of("hubspot")
         if change.what == "opportunity":
             amount = money(deal["amount"], "amount") if deal.get("amount") not in (None, "") else 0.0
             data: dict[str, Any] = {"opportunity_id": deal_id, "rep_id": rep, "region": region}

@@ -94,6 +94,7 @@ _SECTIONS = frozenset(
         "sources",
         "kinds",
         "currency",
+        "currencies",
         "product",
         "teams",
         "customer_fields",
@@ -164,6 +165,9 @@ class ConnectorMapping:
     sources: Mapping[str, str] = field(default_factory=dict)
     kinds: Mapping[str, str] = field(default_factory=dict)
     currency: str = DEFAULT_CURRENCY
+    #: The currency each CRM stores its amounts in, where its records carry none (vtiger's) or
+    #: where they are not ISO's (a vtiger in Toman: ``IRT``).
+    currencies: Mapping[str, str] = field(default_factory=dict)
     product: str = UNKNOWN_PRODUCT
     teams: Mapping[str, str] = field(default_factory=dict)
     customer_fields: Mapping[str, str] = field(default_factory=dict)
@@ -199,6 +203,11 @@ class ConnectorMapping:
     def customer_field(self, vendor: str, default: str = "") -> str:
         """The vendor's field that holds the customer id."""
         return self.customer_fields.get(vendor) or BUILT_IN_CUSTOMER_FIELDS.get(vendor, default)
+
+    def currency_of(self, vendor: str) -> str:
+        """The currency of ``vendor``'s amounts when a record names none: ``currencies``, else
+        ``currency``."""
+        return self.currencies.get(vendor) or self.currency
 
     def kind_field(self, vendor: str) -> str:
         """The vendor's deal field that holds the deal's type ("" when there is none)."""
@@ -257,6 +266,13 @@ class _Reader:
                 raise self.fail(f"{key}.{vendor}", f"is not one of {', '.join(VENDORS)}")
         return table
 
+    def currency(self, key: str, value: object) -> str:
+        """A currency code the event contract accepts (ISO 4217, or IRT, IRHR, IRHT)."""
+        code = self.text(key, value)
+        if not _currency_pattern().match(code):
+            raise self.fail(key, f"{code!r} is not a 3-letter uppercase ISO 4217 code, IRT, IRHR or IRHT")
+        return code
+
     def stages(self, key: str, value: object, default: tuple[str, ...]) -> tuple[str, ...]:
         if value is None:
             return default
@@ -291,9 +307,11 @@ def parse_mapping(doc: object, origin: str) -> ConnectorMapping:
             raise read.fail(f"vtiger.{name}", "is not one of lost, won")
     customer_fields = read.vendors("customer_fields", doc.get("customer_fields"))
     kind_fields = read.vendors("kind_fields", doc.get("kind_fields"))
-    currency = read.text("currency", doc.get("currency", DEFAULT_CURRENCY))
-    if not _currency_pattern().match(currency):
-        raise read.fail("currency", f"{currency!r} is not a 3-letter uppercase ISO 4217 code")
+    currency = read.currency("currency", doc.get("currency", DEFAULT_CURRENCY))
+    currencies = {
+        vendor: read.currency(f"currencies.{vendor}", code)
+        for vendor, code in read.vendors("currencies", doc.get("currencies")).items()
+    }
     return ConnectorMapping(
         origin=origin,
         reps=read.table("reps", doc.get("reps")),
@@ -303,6 +321,7 @@ def parse_mapping(doc: object, origin: str) -> ConnectorMapping:
         sources=read.table("sources", doc.get("sources"), allowed=source_vocabulary(), fold=True),
         kinds=read.table("kinds", doc.get("kinds"), allowed=kind_vocabulary(), fold=True),
         currency=currency,
+        currencies=currencies,
         product=read.text("product", doc.get("product", UNKNOWN_PRODUCT)),
         teams=read.table("teams", doc.get("teams")),
         customer_fields=customer_fields,

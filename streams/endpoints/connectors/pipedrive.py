@@ -63,10 +63,10 @@ def _deal(
     deal_id = required_text(deal.get("id"), "data.id")
     rep = mapping.rep(deal.get("owner_id"))
     region = mapping.region()
-    currency = optional_text(deal.get("currency")) or mapping.currency
+    currency = optional_text(deal.get("currency")) or mapping.currency_of("pipedrive")
     if action == "create":
         amount = 0.0 if deal.get("value") is None else money(deal.get("value"), "data.value")
-        data = {
+        data: dict[str, Any] = {
             "opportunity_id": deal_id,
             "rep_id": rep,
             "region": region,

@@ -27,11 +27,12 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from salespulse.schemas.codec import Rejected, check_event
-from salespulse.streams.endpoints.connectors.base import CONTRACT, UNREADABLE
+from salespulse.streams.endpoints.connectors.base import CONTRACT, UNREADABLE, Unmappable, money
 from salespulse.streams.endpoints.connectors.ids import derive_event_id
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.vtiger.directory import Directory
@@ -239,7 +240,7 @@ class Translator:
             city=place["bill_city"], state=place["bill_state"], country=place["bill_country"]
         )
         amount = self._amount(record, row.get("amount"))
-        currency = self.mapping.currency
+        currency = self.mapping.currency_of(SOURCE)
         facts = [
             self._fact(
                 record,
@@ -301,9 +302,9 @@ class Translator:
         return utc_text(moment)
 
     @staticmethod
-    def _amount(record: str, value: object) -> float:
-        text = str(value or "").strip() or "0"
+    def _amount(record: str, value: object) -> Decimal:
+        """vtiger's 8-decimal string as the decimal it spells (none is 0)."""
         try:
-            return float(text)
-        except ValueError:
+            return money(str(value or "").strip() or "0", "amount")
+        except Unmappable:
             raise UnexpectedRecord(f"Potentials {record}: amount {value!r} is not a number") from None

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from salespulse.schemas import exact_json
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.kafka.admin import CONNECTOR_STATE_TOPIC as STATE_TOPIC
 from salespulse.streams.kafka.offsets import true_end_offsets
@@ -204,7 +204,7 @@ class StateStore:
         if not key.startswith(self.prefix):
             return
         kind, _, name = key[len(self.prefix) :].partition("|")
-        value = None if raw_value is None else orjson.loads(raw_value)
+        value = None if raw_value is None else exact_json.loads(raw_value)
         if kind == "cursor" and value is not None:
             state.cursors[name] = Cursor.decode(value)
         elif kind == "fact":
@@ -238,6 +238,6 @@ class StateStore:
 
     def _write(self, records: Iterable[tuple[str, Any]]) -> None:
         for key, value in records:
-            raw = None if value is None else orjson.dumps(value)
+            raw = None if value is None else exact_json.dumps(value)  # amounts are exact decimals
             self.producer.send_raw(STATE_TOPIC, raw, key=(self.prefix + key).encode())
         self.producer.flush()
