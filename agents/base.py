@@ -42,13 +42,22 @@ class Event:
     Built once per event, so a hand-written ``__init__``: mypyc compiles it, where a
     dataclass's generated one would run as interpreted Python (about 2,000 instructions).
     Windowed numbers skip a ``late`` event (older than retention) and a ``repeat`` (a
-    survey answer whose ``response_id`` was already counted); profile state takes both.
+    survey answer whose ``response_id`` was already counted); profile state takes both. A
+    ``closes`` event is a ``deal.won``/``deal.lost`` forwarded to its opportunity's partition
+    of ``crm.leads``, which only the forecast takes.
     """
 
-    __slots__ = ("data", "late", "offset", "repeat", "t", "type")
+    __slots__ = ("closes", "data", "late", "offset", "repeat", "t", "type")
 
     def __init__(
-        self, type: str, t: int, offset: int, data: dict[str, Any], late: bool, repeat: bool = False
+        self,
+        type: str,
+        t: int,
+        offset: int,
+        data: dict[str, Any],
+        late: bool,
+        repeat: bool = False,
+        closes: bool = False,
     ) -> None:
         self.type = type
         self.t = t
@@ -56,6 +65,7 @@ class Event:
         self.data = data
         self.late = late
         self.repeat = repeat
+        self.closes = closes
 
 
 @dataclass

@@ -817,6 +817,8 @@ def summarize(gauges: Mapping[GaugeKey, float], window: str) -> dict[str, dict[s
             "follow_up_rate": ratio(followed, opened),
             "follow_up_in_target_rate": ratio(in_target, opened),
         },
+        # Read by period (GET /forecast, tests/forecast_reference.py), not by window.
+        "forecast": {},
     }
 
 

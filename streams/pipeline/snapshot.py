@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 #: 2: one customer index per partition, shared by the KPIs (an image of 1 does not fit).
 #: 3: the tombstones owed and the seen-id chunks' newest hours (a 2 has neither: it would
 #: never tombstone the keys it holds).
-FORMAT: Final = 3
+#: 4: the forecast's state (an image of 3 has none: it would skip the forecast's events).
+FORMAT: Final = 4
 SUFFIX: Final = ".state"
 #: The trailer's length, after the trailer itself.
 _LENGTH: Final = struct.Struct(">Q")

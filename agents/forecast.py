@@ -1,0 +1,577 @@
+"""The pipeline forecast (issue 31): every opportunity's history, closed won per day, and the
+open pipeline of every period as it stood at the end of any day since the previous fiscal
+year began (docs/forecast.md).
+
+State, per partition:
+
+- on ``crm.leads``, per opportunity (keyed by its id, so on its own partition): its
+  versions, every ``opportunity.created``/``opportunity.updated`` (each a full state) in
+  ``(occurred_at, offset)`` order, and its close: the first ``deal.won``/``deal.lost`` naming
+  it by ``(occurred_at, offset)``, forwarded there from ``crm.deals`` by the engine. A close is
+  final, so the versions after it are dropped, and so is one that arrives later;
+- derived from those and never persisted: per (rep, region, currency, month of the
+  expected close, category), the open pipeline's daily deltas (amount, amount x probability,
+  deals, probability). An opportunity adds its version's share from the version's day and
+  takes it back on the day of the next version or of its close, so an update arriving out
+  of order, or late, only moves deltas, and a period's pipeline at the end of day D is the
+  sum of its months' deltas up to D;
+- on ``crm.deals``: closed won per (rep, region, currency, UTC day), amount and deals, with
+  the source offset the record has applied, like any windowed counter's bucket.
+
+History goes back to the start of the previous fiscal year (the horizon). When the clock
+enters a new fiscal year, closed won of days before it, opportunities closed before it and
+open ones that went stale before it (no version since, and no expected close in a month
+from it on) get tombstones, and deltas before it fold into the day before it. Every other
+open opportunity stays, however old: it is live.
+
+Exact after a crash: a version or a close is kept once by its ``(occurred_at, offset)``
+(replaying it changes nothing), a closed-won record skips offsets it has applied, and
+restore takes each opportunity's newest record and derives its deltas again. Amounts are
+integers (``micros``), probabilities basis points, so every sum is exact in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, micros
+from salespulse.agents.customers import CustomerIndex
+from salespulse.agents.forecast_calendar import DAY, FiscalCalendar, Period, parse_day
+from salespulse.agents.forecast_plan import (
+    BASIS_POINTS,
+    CATEGORY_INDEX,
+    DEFAULT_STAGE_TABLE,
+    OMITTED,
+    PIPELINE,
+    Plan,
+    StageTable,
+)
+from salespulse.agents.rolling import Clock
+from salespulse.schemas.topics import DEALS, LEADS
+
+#: A delta key packs (row id, month, category): ``rid << 22 | month << 2 | category``.
+_MONTH_BITS: Final = 20
+_MONTH_MASK: Final = (1 << _MONTH_BITS) - 1
+_CAT_BITS: Final = 2
+#: Delta vectors: open amount, amount x basis points, deals, basis points.
+WIDTH: Final = 4
+#: ``expected_close`` texts already turned into epoch days, before the memory starts again.
+_DAYS_KEPT: Final = 1 << 14
+_DAY_OF: dict[str, int] = {}
+
+
+def close_day(text: str) -> int:
+    day = _DAY_OF.get(text)
+    if day is None:
+        day = parse_day(text)
+        if len(_DAY_OF) >= _DAYS_KEPT:
+            _DAY_OF.clear()
+        _DAY_OF[text] = day
+    return day
+
+
+@dataclass(frozen=True)
+class ForecastPolicy:
+    """What the derived state depends on: the calendar (months) and the stage table.
+
+    An image of the state taken under another policy does not fit (``state_image.py``), so a
+    changed setting derives everything again from the changelog.
+    """
+
+    calendar: FiscalCalendar = field(default_factory=FiscalCalendar)
+    stages: StageTable = DEFAULT_STAGE_TABLE
+
+
+#: One ``opportunity.created``/``updated``, as sent and as resolved: plain data, which a state
+#: image holds as it is (``state_image.py``). The fields, by the indices below: time, offset,
+#: amount, row id (rep, region, currency), stage, probability and category as sent, expected
+#: close (epoch day), delta key, basis points and month as resolved; -1 is absent, and key -1
+#: is in no period's pipeline (omitted, or no expected close).
+Version = tuple[int, int, int, int, str | None, int, int, int, int, int, int]
+T: Final = 0
+OFFSET: Final = 1
+AMOUNT: Final = 2
+RID: Final = 3
+STAGE: Final = 4
+PROBABILITY: Final = 5
+CATEGORY: Final = 6
+CLOSE_DAY: Final = 7
+KEY: Final = 8
+BP: Final = 9
+MONTH: Final = 10
+#: A close: (time, offset, won).
+Close = tuple[int, int, bool]
+NO_CLOSE: Final[Close] = (-1, -1, False)
+
+
+def after(v: Version, t: int, offset: int) -> bool:
+    """Whether version ``v`` comes after ``(t, offset)``."""
+    return v[T] > t or (v[T] == t and v[OFFSET] > offset)
+
+
+def closed_by(close: Close, t: int, offset: int) -> bool:
+    """Whether a close (NO_CLOSE: none) comes at or before ``(t, offset)``."""
+    return close[0] >= 0 and (close[0] < t or (close[0] == t and close[1] <= offset))
+
+
+def state_at(versions: Sequence[Version], close: Close, moment: int) -> tuple[str, Version | None]:
+    """An opportunity's state at the end of second ``moment``: ``none`` (no version yet),
+    ``open``, ``won`` or ``lost``, with the newest version up to then."""
+    i = len(versions)
+    while i > 0 and versions[i - 1][T] > moment:
+        i -= 1
+    version = versions[i - 1] if i else None
+    if 0 <= close[0] <= moment:
+        return ("won" if close[2] else "lost"), version
+    return ("none" if version is None else "open"), version
+
+
+def slips(versions: Sequence[Version], moment: int) -> int:
+    """How many versions up to ``moment`` moved the expected close to a later month than the
+    version before them (one without an expected close moves nothing)."""
+    count, month = 0, -1
+    for v in versions:
+        if v[T] > moment:
+            break
+        if month >= 0 and v[MONTH] > month:
+            count += 1
+        month = v[MONTH]
+    return count
+
+
+class ForecastState:
+    """One partition's opportunities, closed won and open-pipeline deltas.
+
+    An opportunity is its versions in ``(t, offset)`` order and, once closed, its close; it
+    has either or both. Everything is plain data (tuples, lists, dicts), which a state
+    image captures as it stands.
+    """
+
+    def __init__(self, policy: ForecastPolicy) -> None:
+        self.policy = policy
+        self.stage_of: dict[str, tuple[int, int]] = {name: (cat, bp) for name, cat, bp in policy.stages}
+        self.versions: dict[str, list[Version]] = {}
+        self.closes: dict[str, Close] = {}
+        self.dirty: set[str] = set()
+        #: Opportunities forgotten since the last drain: their tombstones.
+        self.gone: set[str] = set()
+        #: (rep, region, currency) rows by a small id, which delta keys and versions hold.
+        self.rids: dict[tuple[str, str, str], int] = {}
+        self.rows: list[tuple[str, str, str]] = []
+        self.stage_names: dict[str, str] = {}
+        #: delta key -> epoch day -> [amount, amount x bp, deals, bp].
+        self.deltas: dict[int, dict[int, list[int]]] = {}
+        #: (rep, region, currency, day) -> [applied offset, amount, deals].
+        self.won: dict[tuple[str, str, str, int], list[int]] = {}
+        self.won_dirty: set[tuple[str, str, str, int]] = set()
+        self.won_gone: set[tuple[str, str, str, int]] = set()
+        #: The first day of history kept, its month, and the day the clock was last seen on.
+        self.horizon = 0
+        self.first_month = 0
+        self.day = -1
+
+    # -- versions ------------------------------------------------------------------------
+    def rid(self, rep: str, region: str, currency: str) -> int:
+        key = (rep, region, currency)
+        rid = self.rids.get(key)
+        if rid is None:
+            rid = self.rids[key] = len(self.rows)
+            self.rows.append(key)
+        return rid
+
+    def version(self, t: int, offset: int, d: dict[str, Any]) -> Version:
+        """A version from an event's data, resolved by the stage table and the calendar."""
+        stage = d.get("stage")
+        probability = d.get("probability")
+        category = d.get("forecast_category")
+        expected = d.get("expected_close")
+        return self.resolved(
+            t,
+            offset,
+            micros(d["amount"]),
+            self.rid(d["rep_id"], d["region"], d["currency"]),
+            stage,
+            -1 if probability is None else round(probability * BASIS_POINTS),
+            -1 if category is None else CATEGORY_INDEX[category],
+            -1 if expected is None else close_day(expected),
+        )
+
+    def resolved(
+        self,
+        t: int,
+        offset: int,
+        amount: int,
+        rid: int,
+        stage: str | None,
+        probability: int,
+        category: int,
+        day: int,
+    ) -> Version:
+        """A version with its category, probability and month worked out."""
+        cat, bp = category, probability
+        if stage is not None:
+            stage = self.stage_names.setdefault(stage, stage)
+        if cat < 0 or bp < 0:
+            mapped = None if stage is None else self.stage_of.get(stage.strip().lower())
+            if cat < 0:
+                if mapped is not None:
+                    cat = mapped[0]
+                elif stage is not None and "closed" in stage.lower():
+                    cat = OMITTED
+                else:
+                    cat = PIPELINE
+            if bp < 0:
+                bp = 0 if mapped is None else mapped[1]
+        month = key = -1
+        if day >= 0:
+            month = self.policy.calendar.month_of(day)
+            if cat != OMITTED:
+                key = rid << (_MONTH_BITS + _CAT_BITS) | month << _CAT_BITS | cat
+        return (t, offset, amount, rid, stage, probability, category, day, key, bp, month)
+
+    def offer(self, opportunity: str, v: Version) -> None:
+        """Take a version unless it is already there or comes after the close."""
+        close = self.closes.get(opportunity, NO_CLOSE)
+        t, offset = v[T], v[OFFSET]
+        if closed_by(close, t, offset):
+            return
+        versions = self.versions.get(opportunity)
+        if versions is None:
+            versions = self.versions[opportunity] = []
+        i = len(versions)
+        while i > 0:
+            prev = versions[i - 1]
+            if prev[T] == t and prev[OFFSET] == offset:
+                return  # replayed
+            if not after(prev, t, offset):
+                break
+            i -= 1
+        before = versions[i - 1] if i else None
+        end = versions[i][T] if i < len(versions) else close[0]
+        versions.insert(i, v)
+        self._move(before, v, t, end)
+        if self._stale(versions):
+            self._forget(opportunity)
+        else:
+            self.dirty.add(opportunity)
+            self.gone.discard(opportunity)
+
+    def close(self, opportunity: str, t: int, offset: int, won: bool) -> None:
+        """Close an opportunity from ``t`` on, unless an earlier close already has."""
+        old = self.closes.get(opportunity, NO_CLOSE)
+        if closed_by(old, t, offset):
+            return
+        versions = self.versions.get(opportunity, [])
+        i = len(versions)
+        while i > 0 and after(versions[i - 1], t, offset):
+            i -= 1
+        # From the close on, nothing: take back what the versions added up to the old close.
+        active, start = (versions[i - 1] if i else None), t
+        for v in versions[i:]:
+            self._move(active, None, start, v[T])
+            active, start = v, v[T]
+        self._move(active, None, start, old[0])
+        del versions[i:]
+        self.closes[opportunity] = (t, offset, won)
+        if t < self.horizon * DAY:
+            self._forget(opportunity)
+        else:
+            self.dirty.add(opportunity)
+            self.gone.discard(opportunity)
+
+    def _stale(self, versions: Sequence[Version]) -> bool:
+        """Whether an open opportunity has had no version since the horizon and is expected to
+        close in no month a period from the horizon on can hold: nothing can read it."""
+        newest = versions[-1]
+        return newest[T] < self.horizon * DAY and newest[MONTH] < self.first_month
+
+    def _forget(self, opportunity: str) -> None:
+        """Drop an opportunity closed before the horizon (its deltas there net to nothing), or
+        gone stale (its deltas are in months no period can read)."""
+        self.versions.pop(opportunity, None)
+        self.closes.pop(opportunity, None)
+        self.dirty.discard(opportunity)
+        self.gone.add(opportunity)
+
+    # -- deltas --------------------------------------------------------------------------
+    def _move(self, old: Version | None, new: Version | None, start: int, end: int) -> None:
+        """Over ``[start, end)`` (``end`` -1: on and on) the opportunity's share goes from
+        ``old``'s to ``new``'s."""
+        if (
+            old is not None
+            and new is not None
+            and (old[KEY], old[AMOUNT], old[BP]) == (new[KEY], new[AMOUNT], new[BP])
+        ):
+            return
+        first = start // DAY
+        last = end // DAY if end >= 0 else -1
+        if first == last:
+            return
+        if old is not None and old[KEY] >= 0:
+            self._add(old, first, -1)
+            if last >= 0:
+                self._add(old, last, 1)
+        if new is not None and new[KEY] >= 0:
+            self._add(new, first, 1)
+            if last >= 0:
+                self._add(new, last, -1)
+
+    def _add(self, v: Version, day: int, sign: int) -> None:
+        if v[MONTH] < self.first_month:
+            return  # a month before the horizon: no period of it can be read
+        key = v[KEY]
+        if day < self.horizon:
+            day = self.horizon - 1
+        days = self.deltas.get(key)
+        if days is None:
+            days = self.deltas[key] = {}
+        amount = sign * v[AMOUNT]
+        weighted = amount * v[BP]
+        bp = sign * v[BP]
+        vec = days.get(day)
+        if vec is None:
+            days[day] = [amount, weighted, sign, bp]
+            return
+        vec[0] += amount
+        vec[1] += weighted
+        vec[2] += sign
+        vec[3] += bp
+        if not (vec[0] or vec[1] or vec[2] or vec[3]):
+            del days[day]
+
+    def _account(self, versions: Sequence[Version], close: Close, sign: int) -> None:
+        """Add (sign 1) or take back (-1) everything an opportunity's versions add up to."""
+        for i, v in enumerate(versions):
+            end = versions[i + 1][T] if i + 1 < len(versions) else close[0]
+            if sign > 0:
+                self._move(None, v, v[T], end)
+            else:
+                self._move(v, None, v[T], end)
+
+    # -- closed won ----------------------------------------------------------------------
+    def add_won(self, rep: str, region: str, currency: str, t: int, offset: int, amount: int) -> None:
+        day = t // DAY
+        if day < self.horizon:
+            return  # before the history kept: no period of it can be read
+        key = (rep, region, currency, day)
+        rec = self.won.get(key)
+        if rec is None:
+            self.won[key] = [offset, amount, 1]
+        elif rec[0] < offset:
+            rec[0] = offset
+            rec[1] += amount
+            rec[2] += 1
+        else:
+            return
+        self.won_dirty.add(key)
+
+    # -- the horizon ---------------------------------------------------------------------
+    def refresh(self, clock: Clock) -> None:
+        """Move the horizon with the clock: forget what falls before the previous fiscal year.
+
+        Only applying and restoring call this; reads never move the state.
+        """
+        day = clock.now // DAY
+        if day == self.day:
+            return
+        self.day = day
+        calendar = self.policy.calendar
+        horizon = calendar.horizon(day)
+        if horizon <= self.horizon:
+            return
+        self.horizon, self.first_month = horizon, calendar.month_of(horizon)
+        for won in [k for k in self.won if k[3] < horizon]:
+            del self.won[won]
+            self.won_dirty.discard(won)
+            self.won_gone.add(won)
+        for name in [n for n, close in self.closes.items() if close[0] < horizon * DAY]:
+            self._forget(name)
+        for name in [n for n, versions in self.versions.items() if self._stale(versions)]:
+            self._forget(name)
+        base = horizon - 1
+        for key in list(self.deltas):
+            if (key >> _CAT_BITS) & _MONTH_MASK < self.first_month:
+                del self.deltas[key]
+                continue
+            days = self.deltas[key]
+            old = [day for day in days if day < base]
+            if old:
+                total = days.pop(base, [0] * WIDTH)
+                for d in old:
+                    total = [a + b for a, b in zip(total, days.pop(d), strict=True)]
+                if any(total):
+                    days[base] = total
+
+    # -- persistence ---------------------------------------------------------------------
+    def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[Any] | None]]:
+        self.refresh(clock)
+        if topic == LEADS:
+            for name in self.gone:
+                yield ["opp", name], None
+            self.gone.clear()
+            for name in self.dirty:
+                yield ["opp", name], self._record(name)
+            self.dirty.clear()
+        elif topic == DEALS:
+            for key in self.won_gone:
+                yield ["won", *key], None
+            self.won_gone.clear()
+            for key in self.won_dirty:
+                yield ["won", *key], self.won[key]
+            self.won_dirty.clear()
+
+    def _record(self, name: str) -> list[Any]:
+        """``[close or None, version, ...]``; a close is ``[t, offset, won]``, a version
+        ``[t, offset, amount, rep, region, currency, stage, probability, category, close day]``
+        (-1: absent)."""
+        rows = self.rows
+        close = self.closes.get(name)
+        return [
+            None if close is None else [close[0], close[1], int(close[2])],
+            *(
+                [
+                    v[T],
+                    v[OFFSET],
+                    v[AMOUNT],
+                    *rows[v[RID]],
+                    v[STAGE],
+                    v[PROBABILITY],
+                    v[CATEGORY],
+                    v[CLOSE_DAY],
+                ]
+                for v in self.versions.get(name, ())
+            ),
+        ]
+
+    def restore(self, topic: str, key: list[Any], rec: list[Any] | None, ctx: ApplyContext) -> None:
+        self.refresh(ctx.clock)
+        if key[0] == "opp":
+            self._restore_opportunity(key[1], rec)
+            return
+        won = (key[1], key[2], key[3], key[4])
+        if rec is None:
+            self.won.pop(won, None)
+            self.won_gone.discard(won)
+        elif won[3] < self.horizon:
+            self.won_gone.add(won)  # its writer stopped before it dropped it: a tombstone is owed
+        else:
+            self.won[won] = list(rec)
+
+    def _restore_opportunity(self, name: str, rec: list[Any] | None) -> None:
+        old = self.versions.pop(name, [])
+        self._account(old, self.closes.pop(name, NO_CLOSE), -1)
+        if rec is None:
+            self.gone.discard(name)
+            return
+        close: Close = NO_CLOSE if rec[0] is None else (rec[0][0], rec[0][1], bool(rec[0][2]))
+        versions = [
+            self.resolved(
+                t, offset, amount, self.rid(rep, region, currency), stage, probability, category, day
+            )
+            for t, offset, amount, rep, region, currency, stage, probability, category, day in rec[1:]
+        ]
+        if 0 <= close[0] < self.horizon * DAY or (versions and self._stale(versions)):
+            self.gone.add(name)  # its writer stopped before it forgot it: a tombstone is owed
+            return
+        if versions:
+            self.versions[name] = versions
+        if close[0] >= 0:
+            self.closes[name] = close
+        self._account(versions, close, 1)
+
+    # -- reading (changes nothing) -------------------------------------------------------
+    def opportunities(self) -> Iterator[tuple[str, list[Version], Close]]:
+        """Every opportunity held: its id, versions and close."""
+        for name, versions in self.versions.items():
+            yield name, versions, self.closes.get(name, NO_CLOSE)
+        for name, close in self.closes.items():
+            if name not in self.versions:
+                yield name, [], close
+
+    def open_at(self, period: Period, day: int) -> dict[tuple[int, int], list[int]]:
+        """The open pipeline expected to close in ``period``, at the end of ``day``: the
+        delta sums per (row id, category)."""
+        out: dict[tuple[int, int], list[int]] = {}
+        for key, days in self.deltas.items():
+            month = (key >> _CAT_BITS) & _MONTH_MASK
+            if not period.first_month <= month <= period.last_month:
+                continue
+            cell = (key >> (_MONTH_BITS + _CAT_BITS), key & 3)
+            total = out.get(cell)
+            if total is None:
+                total = out[cell] = [0] * WIDTH
+            for d, vec in days.items():
+                if d <= day:
+                    for i in range(WIDTH):
+                        total[i] += vec[i]
+        return out
+
+    def open_daily(self, period: Period, first: int, last: int) -> dict[tuple[int, int], list[list[int]]]:
+        """:meth:`open_at` at the end of each day from ``first`` to ``last``."""
+        out: dict[tuple[int, int], list[list[int]]] = {}
+        for key, days in self.deltas.items():
+            month = (key >> _CAT_BITS) & _MONTH_MASK
+            if not period.first_month <= month <= period.last_month:
+                continue
+            cell = (key >> (_MONTH_BITS + _CAT_BITS), key & 3)
+            series = out.get(cell)
+            if series is None:
+                series = out[cell] = [[0] * WIDTH for _ in range(first, last + 1)]
+            running = [0] * WIDTH
+            ordered = sorted(days.items())
+            j = 0
+            for index, day in enumerate(range(first, last + 1)):
+                while j < len(ordered) and ordered[j][0] <= day:
+                    for i in range(WIDTH):
+                        running[i] += ordered[j][1][i]
+                    j += 1
+                row = series[index]
+                for i in range(WIDTH):
+                    row[i] += running[i]
+        return out
+
+    def won_in(self, first: int, last: int) -> Iterator[tuple[str, str, str, int, int, int]]:
+        """Closed won per (rep, region, currency, day) for the days ``first`` to ``last``:
+        (rep, region, currency, day, amount, deals)."""
+        for (rep, region, currency, day), rec in self.won.items():
+            if first <= day <= last:
+                yield rep, region, currency, day, rec[1], rec[2]
+
+
+class ForecastKpi:
+    """The forecast: read by period through ``GET /forecast``, not by window."""
+
+    name = "forecast"
+    title = "Pipeline forecast against quota"
+    event_types = frozenset({"opportunity.created", "opportunity.updated", "deal.won", "deal.lost"})
+    topics = frozenset({LEADS, DEALS})
+
+    def __init__(self, policy: ForecastPolicy | None = None, plan: Plan | None = None) -> None:
+        self.policy = policy or ForecastPolicy()
+        self.plan = plan or Plan(self.policy.calendar, {}, {})
+
+    def new_state(self, customers: CustomerIndex) -> ForecastState:
+        return ForecastState(self.policy)
+
+    def apply(self, state: ForecastState, event: Event, ctx: ApplyContext) -> None:
+        d = event.data
+        kind = event.type
+        if event.closes:
+            state.close(d["opportunity_id"], event.t, event.offset, kind == "deal.won")
+        elif kind == "deal.won":
+            state.add_won(d["rep_id"], d["region"], d["currency"], event.t, event.offset, micros(d["amount"]))
+        elif kind != "deal.lost":
+            state.offer(d["opportunity_id"], state.version(event.t, event.offset, d))
+
+    def samples(self, states: Sequence[ForecastState], ctx: ExportContext) -> Iterator[Sample]:
+        """No windowed series: the forecast's Prometheus series (current and next period)
+        are issue 31's metrics part."""
+        return iter(())
+
+    def summarize(self, series: Series, window: str) -> dict[str, Any]:
+        return {}
+
+
+KPI: ForecastKpi = ForecastKpi()
