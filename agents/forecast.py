@@ -55,6 +55,9 @@ from salespulse.schemas.topics import DEALS, LEADS
 _MONTH_BITS: Final = 20
 _MONTH_MASK: Final = (1 << _MONTH_BITS) - 1
 _CAT_BITS: Final = 2
+#: A closed-won key packs (row id, epoch day): ``rid << 20 | day``.
+_DAY_BITS: Final = 20
+_DAY_MASK: Final = (1 << _DAY_BITS) - 1
 #: Delta vectors: open amount, amount x basis points, deals, basis points.
 WIDTH: Final = 4
 #: ``expected_close`` texts already turned into epoch days, before the memory starts again.
@@ -85,11 +88,13 @@ class ForecastPolicy:
 
 
 #: One ``opportunity.created``/``updated``, as sent and as resolved: plain data, which a state
-#: image holds as it is (``state_image.py``). The fields, by the indices below: time, offset,
-#: amount, row id (rep, region, currency), stage, probability and category as sent, expected
-#: close (epoch day), delta key, basis points and month as resolved; -1 is absent, and key -1
-#: is in no period's pipeline (omitted, or no expected close).
-Version = tuple[int, int, int, int, str | None, int, int, int, int, int, int]
+#: image holds as it is (``state_image.py``), and all ints, which the compiled code reads one
+#: at a time (a typed fixed-length tuple would be unpacked whole at every read). The fields,
+#: by the indices below: time, offset, amount, row id (rep, region, currency), stage id,
+#: probability and category as sent, expected close (epoch day), then as resolved: delta key,
+#: basis points and month. -1 is absent; key -1 is in no period's pipeline (omitted, or no
+#: expected close).
+Version = tuple[int, ...]
 T: Final = 0
 OFFSET: Final = 1
 AMOUNT: Final = 2
@@ -101,19 +106,15 @@ CLOSE_DAY: Final = 7
 KEY: Final = 8
 BP: Final = 9
 MONTH: Final = 10
-#: A close: (time, offset, won).
-Close = tuple[int, int, bool]
-NO_CLOSE: Final[Close] = (-1, -1, False)
-
-
-def after(v: Version, t: int, offset: int) -> bool:
-    """Whether version ``v`` comes after ``(t, offset)``."""
-    return v[T] > t or (v[T] == t and v[OFFSET] > offset)
+#: A close: (time, offset, 1 if won else 0).
+Close = tuple[int, ...]
+NO_CLOSE: Final[Close] = (-1, -1, 0)
 
 
 def closed_by(close: Close, t: int, offset: int) -> bool:
     """Whether a close (NO_CLOSE: none) comes at or before ``(t, offset)``."""
-    return close[0] >= 0 and (close[0] < t or (close[0] == t and close[1] <= offset))
+    ct = close[0]
+    return ct >= 0 and (ct < t or (ct == t and close[1] <= offset))
 
 
 def state_at(versions: Sequence[Version], close: Close, moment: int) -> tuple[str, Version | None]:
@@ -141,12 +142,18 @@ def slips(versions: Sequence[Version], moment: int) -> int:
     return count
 
 
+#: A version's changelog key suffix: (opportunity, time, offset).
+VersionKey = tuple[str, int, int]
+
+
 class ForecastState:
     """One partition's opportunities, closed won and open-pipeline deltas.
 
     An opportunity is its versions in ``(t, offset)`` order and, once closed, its close; it
     has either or both. Everything is plain data (tuples, lists, dicts), which a state
-    image captures as it stands.
+    image captures as it stands. Each version is its own changelog record, written once
+    (``["opp", id, t, offset]``), and so is the close (``["close", id]``): an update costs one
+    small record, whatever the opportunity's history.
     """
 
     def __init__(self, policy: ForecastPolicy) -> None:
@@ -154,19 +161,24 @@ class ForecastState:
         self.stage_of: dict[str, tuple[int, int]] = {name: (cat, bp) for name, cat, bp in policy.stages}
         self.versions: dict[str, list[Version]] = {}
         self.closes: dict[str, Close] = {}
-        self.dirty: set[str] = set()
-        #: Opportunities forgotten since the last drain: their tombstones.
-        self.gone: set[str] = set()
+        #: Versions and closes to write, and the keys to tombstone (dropped or forgotten).
+        self.dirty: dict[VersionKey, Version] = {}
+        self.gone: set[VersionKey] = set()
+        self.dirty_closes: set[str] = set()
+        self.gone_closes: set[str] = set()
         #: (rep, region, currency) rows by a small id, which delta keys and versions hold.
         self.rids: dict[tuple[str, str, str], int] = {}
         self.rows: list[tuple[str, str, str]] = []
-        self.stage_names: dict[str, str] = {}
+        #: Stage names by a small id, and per stage text as sent: (id, category, basis points)
+        #: from the stage table (-1, -1 where it has none; category omitted for a "closed" one).
+        self.stages: list[str] = []
+        self.stage_ids: dict[str, tuple[int, int, int]] = {}
         #: delta key -> epoch day -> [amount, amount x bp, deals, bp].
         self.deltas: dict[int, dict[int, list[int]]] = {}
-        #: (rep, region, currency, day) -> [applied offset, amount, deals].
-        self.won: dict[tuple[str, str, str, int], list[int]] = {}
-        self.won_dirty: set[tuple[str, str, str, int]] = set()
-        self.won_gone: set[tuple[str, str, str, int]] = set()
+        #: Closed won, by ``row id << 20 | day``: [applied offset, amount, deals].
+        self.won: dict[int, list[int]] = {}
+        self.won_dirty: set[int] = set()
+        self.won_gone: set[int] = set()
         #: The first day of history kept, its month, and the day the clock was last seen on.
         self.horizon = 0
         self.first_month = 0
@@ -181,6 +193,19 @@ class ForecastState:
             self.rows.append(key)
         return rid
 
+    def stage(self, name: str) -> tuple[int, int, int]:
+        """A stage's id, and its category and basis points from the stage table."""
+        found = self.stage_ids.get(name)
+        if found is None:
+            mapped = self.stage_of.get(name.strip().lower())
+            if mapped is not None:
+                cat, bp = mapped
+            else:
+                cat, bp = (OMITTED if "closed" in name.lower() else -1), -1
+            found = self.stage_ids[name] = (len(self.stages), cat, bp)
+            self.stages.append(name)
+        return found
+
     def version(self, t: int, offset: int, d: dict[str, Any]) -> Version:
         """A version from an event's data, resolved by the stage table and the calendar."""
         stage = d.get("stage")
@@ -192,7 +217,7 @@ class ForecastState:
             offset,
             micros(d["amount"]),
             self.rid(d["rep_id"], d["region"], d["currency"]),
-            stage,
+            -1 if stage is None else self.stage(stage)[0],
             -1 if probability is None else round(probability * BASIS_POINTS),
             -1 if category is None else CATEGORY_INDEX[category],
             -1 if expected is None else close_day(expected),
@@ -204,26 +229,21 @@ class ForecastState:
         offset: int,
         amount: int,
         rid: int,
-        stage: str | None,
+        stage: int,
         probability: int,
         category: int,
         day: int,
     ) -> Version:
         """A version with its category, probability and month worked out."""
         cat, bp = category, probability
-        if stage is not None:
-            stage = self.stage_names.setdefault(stage, stage)
         if cat < 0 or bp < 0:
-            mapped = None if stage is None else self.stage_of.get(stage.strip().lower())
+            mapped_cat, mapped_bp = -1, -1
+            if stage >= 0:
+                _, mapped_cat, mapped_bp = self.stage_ids[self.stages[stage]]
             if cat < 0:
-                if mapped is not None:
-                    cat = mapped[0]
-                elif stage is not None and "closed" in stage.lower():
-                    cat = OMITTED
-                else:
-                    cat = PIPELINE
+                cat = PIPELINE if mapped_cat < 0 else mapped_cat
             if bp < 0:
-                bp = 0 if mapped is None else mapped[1]
+                bp = 0 if mapped_bp < 0 else mapped_bp
         month = key = -1
         if day >= 0:
             month = self.policy.calendar.month_of(day)
@@ -243,20 +263,23 @@ class ForecastState:
         i = len(versions)
         while i > 0:
             prev = versions[i - 1]
-            if prev[T] == t and prev[OFFSET] == offset:
-                return  # replayed
-            if not after(prev, t, offset):
+            pt = prev[T]
+            if pt < t:
                 break
+            if pt == t:
+                po = prev[OFFSET]
+                if po == offset:
+                    return  # replayed
+                if po < offset:
+                    break
             i -= 1
         before = versions[i - 1] if i else None
         end = versions[i][T] if i < len(versions) else close[0]
         versions.insert(i, v)
         self._move(before, v, t, end)
-        if self._stale(versions):
-            self._forget(opportunity)
-        else:
-            self.dirty.add(opportunity)
-            self.gone.discard(opportunity)
+        key = (opportunity, t, offset)
+        self.dirty[key] = v
+        self.gone.discard(key)
 
     def close(self, opportunity: str, t: int, offset: int, won: bool) -> None:
         """Close an opportunity from ``t`` on, unless an earlier close already has."""
@@ -265,21 +288,29 @@ class ForecastState:
             return
         versions = self.versions.get(opportunity, [])
         i = len(versions)
-        while i > 0 and after(versions[i - 1], t, offset):
+        while i > 0 and (
+            versions[i - 1][T] > t or (versions[i - 1][T] == t and versions[i - 1][OFFSET] > offset)
+        ):
             i -= 1
         # From the close on, nothing: take back what the versions added up to the old close.
         active, start = (versions[i - 1] if i else None), t
         for v in versions[i:]:
             self._move(active, None, start, v[T])
             active, start = v, v[T]
+            self._drop(opportunity, v)
         self._move(active, None, start, old[0])
         del versions[i:]
-        self.closes[opportunity] = (t, offset, won)
+        self.closes[opportunity] = (t, offset, 1 if won else 0)
+        self.dirty_closes.add(opportunity)
+        self.gone_closes.discard(opportunity)
         if t < self.horizon * DAY:
             self._forget(opportunity)
-        else:
-            self.dirty.add(opportunity)
-            self.gone.discard(opportunity)
+
+    def _drop(self, opportunity: str, v: Version) -> None:
+        """A version leaves the state: its record is tombstoned, unless it was never written."""
+        key = (opportunity, v[T], v[OFFSET])
+        if self.dirty.pop(key, None) is None:
+            self.gone.add(key)
 
     def _stale(self, versions: Sequence[Version]) -> bool:
         """Whether an open opportunity has had no version since the horizon and is expected to
@@ -290,26 +321,25 @@ class ForecastState:
     def _forget(self, opportunity: str) -> None:
         """Drop an opportunity closed before the horizon (its deltas there net to nothing), or
         gone stale (its deltas are in months no period can read)."""
-        self.versions.pop(opportunity, None)
-        self.closes.pop(opportunity, None)
-        self.dirty.discard(opportunity)
-        self.gone.add(opportunity)
+        for v in self.versions.pop(opportunity, ()):
+            self._drop(opportunity, v)
+        if self.closes.pop(opportunity, None) is not None:
+            if opportunity in self.dirty_closes:
+                self.dirty_closes.discard(opportunity)
+            else:
+                self.gone_closes.add(opportunity)
 
     # -- deltas --------------------------------------------------------------------------
     def _move(self, old: Version | None, new: Version | None, start: int, end: int) -> None:
         """Over ``[start, end)`` (``end`` -1: on and on) the opportunity's share goes from
         ``old``'s to ``new``'s."""
-        if (
-            old is not None
-            and new is not None
-            and (old[KEY], old[AMOUNT], old[BP]) == (new[KEY], new[AMOUNT], new[BP])
-        ):
-            return
         first = start // DAY
         last = end // DAY if end >= 0 else -1
         if first == last:
             return
         if old is not None and old[KEY] >= 0:
+            if new is not None and old[KEY] == new[KEY] and old[AMOUNT] == new[AMOUNT] and old[BP] == new[BP]:
+                return
             self._add(old, first, -1)
             if last >= 0:
                 self._add(old, last, 1)
@@ -328,34 +358,24 @@ class ForecastState:
         if days is None:
             days = self.deltas[key] = {}
         amount = sign * v[AMOUNT]
-        weighted = amount * v[BP]
-        bp = sign * v[BP]
+        bp = v[BP]
         vec = days.get(day)
         if vec is None:
-            days[day] = [amount, weighted, sign, bp]
+            days[day] = [amount, amount * bp, sign, sign * bp]
             return
         vec[0] += amount
-        vec[1] += weighted
+        vec[1] += amount * bp
         vec[2] += sign
-        vec[3] += bp
+        vec[3] += sign * bp
         if not (vec[0] or vec[1] or vec[2] or vec[3]):
             del days[day]
 
-    def _account(self, versions: Sequence[Version], close: Close, sign: int) -> None:
-        """Add (sign 1) or take back (-1) everything an opportunity's versions add up to."""
-        for i, v in enumerate(versions):
-            end = versions[i + 1][T] if i + 1 < len(versions) else close[0]
-            if sign > 0:
-                self._move(None, v, v[T], end)
-            else:
-                self._move(v, None, v[T], end)
-
     # -- closed won ----------------------------------------------------------------------
-    def add_won(self, rep: str, region: str, currency: str, t: int, offset: int, amount: int) -> None:
+    def add_won(self, rid: int, t: int, offset: int, amount: int) -> None:
         day = t // DAY
         if day < self.horizon:
             return  # before the history kept: no period of it can be read
-        key = (rep, region, currency, day)
+        key = rid << _DAY_BITS | day
         rec = self.won.get(key)
         if rec is None:
             self.won[key] = [offset, amount, 1]
@@ -382,7 +402,7 @@ class ForecastState:
         if horizon <= self.horizon:
             return
         self.horizon, self.first_month = horizon, calendar.month_of(horizon)
-        for won in [k for k in self.won if k[3] < horizon]:
+        for won in [k for k in self.won if k & _DAY_MASK < horizon]:
             del self.won[won]
             self.won_dirty.discard(won)
             self.won_gone.add(won)
@@ -408,78 +428,98 @@ class ForecastState:
     def drain(self, topic: str, offset: int, clock: Clock) -> Iterator[tuple[list[object], list[Any] | None]]:
         self.refresh(clock)
         if topic == LEADS:
-            for name in self.gone:
-                yield ["opp", name], None
+            for name, t, at in self.gone:
+                yield ["opp", name, t, at], None
             self.gone.clear()
-            for name in self.dirty:
-                yield ["opp", name], self._record(name)
+            for name in self.gone_closes:
+                yield ["close", name], None
+            self.gone_closes.clear()
+            rows, stages = self.rows, self.stages
+            for (name, t, at), v in self.dirty.items():
+                stage = v[STAGE]
+                yield (
+                    ["opp", name, t, at],
+                    [
+                        v[AMOUNT],
+                        *rows[v[RID]],
+                        None if stage < 0 else stages[stage],
+                        v[PROBABILITY],
+                        v[CATEGORY],
+                        v[CLOSE_DAY],
+                    ],
+                )
             self.dirty.clear()
+            for name in self.dirty_closes:
+                yield ["close", name], list(self.closes[name])
+            self.dirty_closes.clear()
         elif topic == DEALS:
+            rows = self.rows
             for key in self.won_gone:
-                yield ["won", *key], None
+                yield ["won", *rows[key >> _DAY_BITS], key & _DAY_MASK], None
             self.won_gone.clear()
             for key in self.won_dirty:
-                yield ["won", *key], self.won[key]
+                yield ["won", *rows[key >> _DAY_BITS], key & _DAY_MASK], self.won[key]
             self.won_dirty.clear()
 
-    def _record(self, name: str) -> list[Any]:
-        """``[close or None, version, ...]``; a close is ``[t, offset, won]``, a version
-        ``[t, offset, amount, rep, region, currency, stage, probability, category, close day]``
-        (-1: absent)."""
-        rows = self.rows
-        close = self.closes.get(name)
-        return [
-            None if close is None else [close[0], close[1], int(close[2])],
-            *(
-                [
-                    v[T],
-                    v[OFFSET],
-                    v[AMOUNT],
-                    *rows[v[RID]],
-                    v[STAGE],
-                    v[PROBABILITY],
-                    v[CATEGORY],
-                    v[CLOSE_DAY],
-                ]
-                for v in self.versions.get(name, ())
-            ),
-        ]
-
     def restore(self, topic: str, key: list[Any], rec: list[Any] | None, ctx: ApplyContext) -> None:
+        """A version (``["opp", id, t, offset]``: ``[amount, rep, region, currency, stage,
+        probability, category, expected close day]``), a close (``["close", id]``: ``[t,
+        offset, won]``) or a day's closed won, read back; ``None`` is a tombstone."""
         self.refresh(ctx.clock)
-        if key[0] == "opp":
-            self._restore_opportunity(key[1], rec)
-            return
-        won = (key[1], key[2], key[3], key[4])
-        if rec is None:
-            self.won.pop(won, None)
-            self.won_gone.discard(won)
-        elif won[3] < self.horizon:
-            self.won_gone.add(won)  # its writer stopped before it dropped it: a tombstone is owed
-        else:
-            self.won[won] = list(rec)
-
-    def _restore_opportunity(self, name: str, rec: list[Any] | None) -> None:
-        old = self.versions.pop(name, [])
-        self._account(old, self.closes.pop(name, NO_CLOSE), -1)
-        if rec is None:
-            self.gone.discard(name)
-            return
-        close: Close = NO_CLOSE if rec[0] is None else (rec[0][0], rec[0][1], bool(rec[0][2]))
-        versions = [
-            self.resolved(
-                t, offset, amount, self.rid(rep, region, currency), stage, probability, category, day
+        family = key[0]
+        if family == "opp":
+            name, t, offset = key[1], key[2], key[3]
+            if rec is None:
+                self._unversion(name, t, offset)
+                self.gone.discard((name, t, offset))
+                return
+            amount, rep, region, currency, stage, probability, category, day = rec
+            sid = -1 if stage is None else self.stage(stage)[0]
+            v = self.resolved(
+                t, offset, amount, self.rid(rep, region, currency), sid, probability, category, day
             )
-            for t, offset, amount, rep, region, currency, stage, probability, category, day in rec[1:]
-        ]
-        if 0 <= close[0] < self.horizon * DAY or (versions and self._stale(versions)):
-            self.gone.add(name)  # its writer stopped before it forgot it: a tombstone is owed
+            self.offer(name, v)
+            self.dirty.pop((name, t, offset), None)  # read back: written already
+        elif family == "close":
+            name = key[1]
+            if rec is None:
+                self._reopen(name)
+                self.gone_closes.discard(name)
+                return
+            self.close(name, rec[0], rec[1], bool(rec[2]))
+            self.dirty_closes.discard(name)
+        else:
+            day = key[4]
+            won = self.rid(key[1], key[2], key[3]) << _DAY_BITS | day
+            if rec is None:
+                self.won.pop(won, None)
+                self.won_gone.discard(won)
+            elif day < self.horizon:
+                self.won_gone.add(won)  # its writer stopped before it dropped it: a tombstone is owed
+            else:
+                self.won[won] = list(rec)
+
+    def _unversion(self, name: str, t: int, offset: int) -> None:
+        """Take a version back out (its tombstone read back)."""
+        versions = self.versions.get(name)
+        if versions is None:
             return
-        if versions:
-            self.versions[name] = versions
-        if close[0] >= 0:
-            self.closes[name] = close
-        self._account(versions, close, 1)
+        for i, v in enumerate(versions):
+            if v[T] == t and v[OFFSET] == offset:
+                close = self.closes.get(name, NO_CLOSE)
+                end = versions[i + 1][T] if i + 1 < len(versions) else close[0]
+                self._move(v, versions[i - 1] if i else None, t, end)
+                del versions[i]
+                if not versions:
+                    del self.versions[name]
+                return
+
+    def _reopen(self, name: str) -> None:
+        """Take a close back out (its tombstone read back): the last version runs on."""
+        close = self.closes.pop(name, None)
+        versions = self.versions.get(name)
+        if close is not None and versions:
+            self._move(None, versions[-1], close[0], -1)
 
     # -- reading (changes nothing) -------------------------------------------------------
     def opportunities(self) -> Iterator[tuple[str, list[Version], Close]]:
@@ -535,8 +575,11 @@ class ForecastState:
     def won_in(self, first: int, last: int) -> Iterator[tuple[str, str, str, int, int, int]]:
         """Closed won per (rep, region, currency, day) for the days ``first`` to ``last``:
         (rep, region, currency, day, amount, deals)."""
-        for (rep, region, currency, day), rec in self.won.items():
+        rows = self.rows
+        for key, rec in self.won.items():
+            day = key & _DAY_MASK
             if first <= day <= last:
+                rep, region, currency = rows[key >> _DAY_BITS]
                 yield rep, region, currency, day, rec[1], rec[2]
 
 
@@ -561,7 +604,8 @@ class ForecastKpi:
         if event.closes:
             state.close(d["opportunity_id"], event.t, event.offset, kind == "deal.won")
         elif kind == "deal.won":
-            state.add_won(d["rep_id"], d["region"], d["currency"], event.t, event.offset, micros(d["amount"]))
+            rid = state.rid(d["rep_id"], d["region"], d["currency"])
+            state.add_won(rid, event.t, event.offset, micros(d["amount"]))
         elif kind != "deal.lost":
             state.offer(d["opportunity_id"], state.version(event.t, event.offset, d))
 

@@ -257,7 +257,7 @@ class Engine:
             }
             for topic in INPUT_TOPICS
         }
-        self.close_kinds = self._close_kinds(None)
+        self.close_routes = self._close_routes(None)
 
     # -- clock -----------------------------------------------------------------------
     def clock(self) -> Clock:
@@ -307,10 +307,10 @@ class Engine:
         clock = ctx.clock
         kpi_states = state.kpis
         if only is None:
-            dispatch, close_kinds = self.dispatch.get(topic, {}), self.close_kinds
+            dispatch, close_routes = self.dispatch.get(topic, {}), self.close_routes
         else:
             dispatch = {t: [only] for t in only.event_types} if topic in only.topics else {}
-            close_kinds = self._close_kinds(only)
+            close_routes = self._close_routes(only)
         out.applied_ms = time.time() * 1000.0
         timestamps = out.timestamps
         oldest_hour = clock.oldest_hour
@@ -377,7 +377,8 @@ class Engine:
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
             if fresh:
-                if kind in close_kinds:
+                to = close_routes.get(kind)
+                if to is not None and to[1] in data:
                     self._forward_close(raw, topic, partition, record, out)
                 if written is not None:
                     timestamps.append(written)
@@ -387,13 +388,14 @@ class Engine:
         out.changelog = list(self._changelog(state, topic, last, clock))
         return out
 
-    def _close_kinds(self, only: Kpi | None) -> frozenset[str]:
-        """The closes to forward: those a KPI in play takes on the topic they are forwarded to."""
-        return frozenset(
-            kind
-            for kind, (to, _) in CLOSES.items()
-            if any(only is None or kpi is only for kpi in self.dispatch[to][kind])
-        )
+    def _close_routes(self, only: Kpi | None) -> dict[str, tuple[str, str]]:
+        """The closes to forward (their topic and key field): those a KPI in play takes on the
+        topic they are forwarded to."""
+        return {
+            kind: to
+            for kind, to in CLOSES.items()
+            if any(only is None or kpi is only for kpi in self.dispatch[to[0]][kind])
+        }
 
     def _forward_close(
         self, event: dict[str, Any], topic: str, partition: int, record: Record, out: Output
