@@ -98,12 +98,18 @@ def forecast_kpi(settings: Settings) -> ForecastKpi:
 def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
     """The registry's KPIs, with the detractor follow-up target and channels of ``settings``,
     and the forecast's calendar, quotas, teams and stages."""
+    # By type, not by ``name``: on a class compiled by mypyc, ``DetractorsKpi.name`` is the
+    # attribute's descriptor, not the string, and a lookup by it never matched.
     policy = Policy(settings.detractor_sla, frozenset(settings.human_channels))
-    configured: dict[str, Kpi] = {
-        DetractorsKpi.name: DetractorsKpi(policy),
-        ForecastKpi.name: forecast_kpi(settings),
-    }
-    return tuple(configured.get(kpi.name, kpi) for kpi in KPIS)
+    forecast = forecast_kpi(settings)
+    return tuple(
+        DetractorsKpi(policy)
+        if isinstance(kpi, DetractorsKpi)
+        else forecast
+        if isinstance(kpi, ForecastKpi)
+        else kpi
+        for kpi in KPIS
+    )
 
 
 def create_app(
