@@ -105,6 +105,8 @@ class ExportContext:
 
     clock: Clock
     targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: The worker's label folder, for labels a KPI keeps unfolded (the forecast's reps).
+    fold: LabelFolder | None = None
 
 
 class KpiState(Protocol):
@@ -193,7 +195,9 @@ def score(promoters: float, detractors: float, responses: float) -> float | None
 class Series:
     """Merged gauge samples, summed over workers (``max`` for static series)."""
 
-    STATIC = frozenset({"salespulse_lead_target"})
+    STATIC = frozenset(
+        {"salespulse_lead_target", "salespulse_forecast_quota", "salespulse_forecast_period_left_ratio"}
+    )
 
     def __init__(self) -> None:
         self.values: dict[SampleKey, float] = {}

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from salespulse.agents.base import ApplyContext, Event, ExportContext, Sample, Series, micros
+from salespulse.agents.base import ApplyContext, Event, ExportContext, LabelFolder, Sample, Series, micros
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.forecast_calendar import DAY, FiscalCalendar, Period, parse_day
 from salespulse.agents.forecast_plan import (
@@ -610,9 +610,12 @@ class ForecastKpi:
             state.offer(d["opportunity_id"], state.version(event.t, event.offset, d))
 
     def samples(self, states: Sequence[ForecastState], ctx: ExportContext) -> Iterator[Sample]:
-        """No windowed series: the forecast's Prometheus series (current and next period)
-        are issue 31's metrics part."""
-        return iter(())
+        """The current and next quarter per rep, region and currency, and the reps' quotas
+        (forecast_numbers.py, which builds on this module: imported here, not above)."""
+        from salespulse.agents.forecast_numbers import prometheus_samples
+
+        fold = ctx.fold or LabelFolder()
+        return prometheus_samples(states, self.plan, ctx.clock.now, fold)
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:
         return {}

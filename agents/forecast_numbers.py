@@ -13,7 +13,7 @@ each opportunity's state at the end of two days (docs/forecast.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,6 +51,8 @@ MEASURES: Final = ("commit", "best_case", "forecast")
 #: Scale of amounts (``micros``) and of amount x probability (``micros`` x basis points).
 AMOUNT_SCALE: Final = 1_000_000
 WEIGHT_SCALE: Final = 10_000
+#: The breakdown of the Prometheus series, (rep, region), as one name joined by itself.
+CELL: Final = "\x1f"
 #: A row: (the entity's name, or "" for the company; unit: a currency or "deals").
 RowKey = tuple[str, str]
 
@@ -137,7 +139,9 @@ def parse_query(calendar: FiscalCalendar, params: Mapping[str, str], now: int, m
 # -- the rows' entities -------------------------------------------------------------------
 def entities(plan: Plan, by: str) -> Callable[[str, str, int], list[str]]:
     """What a (rep, region) counts under on a day: the rep, its teams that day, the region,
-    or the company (``""``)."""
+    the company (``""``), or (:data:`CELL`, the Prometheus rows) the rep and region."""
+    if by == CELL:
+        return lambda rep, region, day: [f"{rep}{CELL}{region}"]
     if by == "rep":
         return lambda rep, region, day: [rep]
     if by == "team":
@@ -479,3 +483,42 @@ def accuracy(actual: float, forecasts: Sequence[float]) -> dict[str, list[float 
         "accuracy": [max(0.0, 1 - abs(actual - f) / actual) for f in forecasts],
         "bias": [(f - actual) / actual for f in forecasts],
     }
+
+
+# -- Prometheus -------------------------------------------------------------------------
+def prometheus_samples(
+    states: Sequence[ForecastState], plan: Plan, now: int, fold: Callable[[str, str], str]
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The current and next fiscal quarter at the end of the clock's day, per rep, region and
+    currency (raw sums, which add across workers), the reps' amount quotas and the share of
+    the current quarter left (static: the same on every worker). Labels go through the
+    worker's label cap; no opportunity is named."""
+    today = now // DAY
+    current = plan.calendar.period_of(today, "quarter")
+    following = plan.calendar.period_of(current.end, "quarter")
+    yield (
+        "salespulse_forecast_period_left_ratio",
+        {"period": "current"},
+        (current.end * DAY - now) / (current.days * DAY),
+    )
+    for label, period in (("current", current), ("next", following)):
+        query = Query(period, CELL, end_of_day(now), period.start * DAY - 1, end_of_day(now))
+        rows: dict[tuple[str, str, str], dict[str, float]] = {}
+        for (cell, unit), values in numbers_at(states, plan, query, today).items():
+            if unit == DEALS:
+                continue
+            rep, region = cell.split(CELL)
+            key = (fold("rep", rep), fold("region", region), fold("currency", unit))
+            row = rows.setdefault(key, dict.fromkeys(RAW, 0.0))
+            for name, value in _amounts(values, unit).items():
+                row[name] += value
+        for (rep, region, currency), row in sorted(rows.items()):
+            for name, value in row.items():
+                labels = {"period": label, "measure": name, "rep": rep, "region": region}
+                yield "salespulse_forecast_amount", {**labels, "currency": currency}, value
+        for rep in sorted(plan.named("rep")):
+            for unit in sorted(plan.units("rep", rep) - {DEALS}):
+                quota = plan.own_quota("rep", rep, period, unit)
+                if quota is not None:
+                    labels = {"period": label, "rep": fold("rep", rep), "currency": fold("currency", unit)}
+                    yield "salespulse_forecast_quota", labels, quota

@@ -218,6 +218,8 @@ class Targets:
         return own, None
 
     def names(self, by: str, rep: str, region: str, day: int) -> list[str]:
+        if by == "cell":  # the Prometheus rows: (rep, region)
+            return [f"{rep}\t{region}"]
         if by == "rep":
             return [rep]
         if by == "region":
@@ -509,3 +511,40 @@ def differences(actual: Any, expect: Any, path: str = "") -> list[str]:
     if isinstance(expect, float) and isinstance(actual, int | float) and not isinstance(actual, bool):
         return [] if close(float(actual), expect) else [f"{path}: expected {expect!r}, got {actual!r}"]
     return [] if actual == expect else [f"{path}: expected {expect!r}, got {actual!r}"]
+
+
+def prometheus_gauges(
+    events: Sequence[Mapping[str, Any]], now: int, fold: Any
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``salespulse_forecast_*`` of a worker without quotas, in the Gregorian calendar: the
+    current and next quarter at the end of ``now``'s day per rep, region and currency."""
+    calendar = Calendar()
+    model = Model(events, {}, calendar)
+    today = now // DAY
+    year, month = calendar.month(today)
+    current = calendar.period(f"{year:04d}-Q{(month - 1) // 3 + 1}")
+    nyear, nmonth = calendar.month(current.end)
+    following = calendar.period(f"{nyear:04d}-Q{(nmonth - 1) // 3 + 1}")
+    gauges = {
+        ("salespulse_forecast_period_left_ratio", frozenset({("period", "current")})): (
+            (current.end * DAY - now) / ((current.end - current.start) * DAY)
+        )
+    }
+    for label, period in (("current", current), ("next", following)):
+        for (cell, unit), (won, commit, best, pipeline, weighted) in model.raw(period, "cell", today).items():
+            if unit == "deals":
+                continue
+            rep, region = cell.split("\t")
+            base = {"period": label, "rep": fold("rep", rep), "region": fold("region", region)}
+            base["currency"] = fold("currency", unit)
+            values = {
+                "closed_won": won,
+                "commit": won + commit,
+                "best_case": won + commit + best,
+                "pipeline": pipeline,
+                "weighted": weighted / 10_000,
+            }
+            for measure, value in values.items():
+                key = ("salespulse_forecast_amount", frozenset({**base, "measure": measure}.items()))
+                gauges[key] = gauges.get(key, 0.0) + value / 1_000_000
+    return gauges

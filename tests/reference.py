@@ -59,6 +59,8 @@ AMOUNT_METRICS = frozenset(
         "salespulse_competitor_price",
         "salespulse_list_price",
         "salespulse_lead_target",
+        "salespulse_forecast_amount",
+        "salespulse_forecast_quota",
     }
 )
 
@@ -629,6 +631,11 @@ def expected(
         in_target = [c for c in followed if epoch_seconds(c["followed_up_at"]) - c["t"] <= sla]
         for stage, n in zip(STAGES, (cohort, followed, in_target), strict=True):
             put("salespulse_detractor_cases", {"window": window, "stage": stage}, float(len(n)))
+
+    from tests.forecast_reference import prometheus_gauges  # it builds on this module
+
+    for key, value in prometheus_gauges([d.event for d in dels if not d.duplicate], clk.now, fold).items():
+        put(key[0], dict(key[1]), value)
 
     result = Expected(
         clock=clk,

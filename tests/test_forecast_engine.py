@@ -188,3 +188,42 @@ def test_an_image_taken_under_another_calendar_does_not_fit(driven: tuple[str, D
     fresh = PartitionState(0, kpis_for(other))
     with pytest.raises(state_image.ImageMismatch, match="FiscalCalendar"):
         state_image.fill(fresh, state_image.load(buffer))
+
+
+def test_the_prometheus_series_of_the_current_and_next_quarter_equal_the_reference_by_rep(
+    driven: tuple[str, Driver, Model],
+) -> None:
+    """Summed over regions, each rep's series are the numbers of ``/forecast?by=rep`` of the
+    quarter, and the quotas are the reps' amount quotas; nothing names an opportunity."""
+    calendar, driver, model = driven
+    current = PERIODS[calendar][0]
+    year, quarter = current.split("-Q")
+    following = f"{year}-Q{int(quarter) + 1}" if quarter != "4" else f"{int(year) + 1}-Q1"
+    samples = list(driver.engine.samples(range(PARTITIONS)))
+    forecast = [(n, labels, v) for n, labels, v in samples if n.startswith("salespulse_forecast")]
+    assert all("opportunity" not in str(labels) for _, labels, _ in forecast)
+    for label, name in (("current", current), ("next", following)):
+        sums: Counter[tuple[str, str, str]] = Counter()
+        quotas = {}
+        for metric, labels, value in forecast:
+            if labels.get("period") != label:
+                continue
+            if metric == "salespulse_forecast_amount":
+                sums[labels["rep"], labels["currency"], labels["measure"]] += value
+            elif metric == "salespulse_forecast_quota":
+                quotas[labels["rep"], labels["currency"]] = value
+        view = model.view(name, "rep", NOW)
+        want: Counter[tuple[str, str, str]] = Counter()
+        for row in view["rows"]:
+            if row["unit"] != "amount":
+                continue
+            if row["quota"] is not None:
+                assert quotas.pop((row["rep"], row["currency"])) == row["quota"], (label, row["rep"])
+            for measure in ("closed_won", "commit", "best_case", "pipeline", "weighted"):
+                want[row["rep"], row["currency"], measure] += row[measure]
+        assert not quotas, f"{label}: quotas of no row {quotas}"
+        keys = {k for k, v in (sums + want).items() if abs(v) > 1e-6}
+        assert keys, f"{label}: no forecast series"
+        assert all(abs(sums[k] - want[k]) < 1e-6 for k in keys), label
+    left = [v for n, labels, v in forecast if n == "salespulse_forecast_period_left_ratio"]
+    assert len(left) == 1 and 0 < left[0] < 1

@@ -502,7 +502,7 @@ class Engine:
         """Gauge samples for the given (actively owned) partitions, now or at another clock
         (:meth:`read_clock`)."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.read_clock(at), self.targets)
+        ctx = ExportContext(self.read_clock(at), self.targets, self.fold)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
