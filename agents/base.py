@@ -192,12 +192,16 @@ def score(promoters: float, detractors: float, responses: float) -> float | None
     return None if r is None else round(r, 6)
 
 
+#: Series every worker exports whole (targets, quotas, the quarter's clock): merged by max.
+STATIC_SERIES: frozenset[str] = frozenset(
+    {"salespulse_lead_target", "salespulse_forecast_quota", "salespulse_forecast_period_left_ratio"}
+)
+
+
 class Series:
     """Merged gauge samples, summed over workers (``max`` for static series)."""
 
-    STATIC = frozenset(
-        {"salespulse_lead_target", "salespulse_forecast_quota", "salespulse_forecast_period_left_ratio"}
-    )
+    STATIC = STATIC_SERIES
 
     def __init__(self) -> None:
         self.values: dict[SampleKey, float] = {}
