@@ -43,10 +43,15 @@ def forecast(worker: WorkerProcess, q: dict[str, str]) -> dict[str, Any] | None:
 
 def cli_forecast(workers: list[WorkerProcess], q: dict[str, str]) -> dict[str, Any]:
     """``salespulse forecast --json``: every worker's share, merged."""
+    return dict(json.loads(cli(workers, q, "--json")))
+
+
+def cli(workers: list[WorkerProcess], q: dict[str, str], *extra: str) -> str:
+    """What ``salespulse forecast`` prints for the query."""
     options = {"period": "--period", "by": "--by", "as_of": "--as-of", "from": "--from", "to": "--to"}
     args = [arg for name, value in q.items() for arg in (options[name], value)]
     done = subprocess.run(
-        [sys.executable, "-m", "salespulse.streams", "forecast", "--json", *args],
+        [sys.executable, "-m", "salespulse.streams", "forecast", *extra, *args],
         capture_output=True,
         cwd=REPO,
         timeout=60,
@@ -55,10 +60,11 @@ def cli_forecast(workers: list[WorkerProcess], q: dict[str, str]) -> dict[str, A
             "SALESPULSE_WORKERS": ",".join(w.address for w in workers),
             "SALESPULSE_INGEST_TOKEN": TOKEN,
             "PATH": "/usr/bin:/bin",
+            "COLUMNS": "220",  # a terminal wide enough for every column
         },
     )
     assert done.returncode == 0, done.stderr.decode()
-    return dict(json.loads(done.stdout))
+    return done.stdout.decode()
 
 
 def mismatches(answer: dict[str, Any] | None, model: Model, q: dict[str, str]) -> list[str]:
@@ -143,9 +149,13 @@ def test_a_worker_sigkilled_mid_stream_and_restarted_answers_every_number_of_the
         assert view is not None and view["calendar"] == calendar
         checked[period] = assert_waterfalls_add_up(view, period)
     assert_every_period_moved(checked, calendar)
-    # The merged view of one worker is its share, and the terminal table names the period.
+    # The merged view of one worker is its share, and the terminal table names the period
+    # and shows how the pipeline moved.
     q = {"period": PERIODS[calendar][0], "by": "team"}
     assert not mismatches(cli_forecast([worker], q), model, q)
+    table = cli([worker], q)
+    assert f"Forecast {PERIODS[calendar][0]}" in table and "pipeline moved:" in table, table
+    assert all(team in table for team in ("emea", "apac")), table
 
 
 def test_two_workers_shares_merged_by_the_cli_equal_the_reference(
