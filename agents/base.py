@@ -50,13 +50,22 @@ class Event:
     Built once per event, so a hand-written ``__init__``: mypyc compiles it, where a
     dataclass's generated one would run as interpreted Python (about 2,000 instructions).
     Windowed numbers skip a ``late`` event (older than retention) and a ``repeat`` (a
-    survey answer whose ``response_id`` was already counted); profile state takes both.
+    survey answer whose ``response_id`` was already counted); profile state takes both. A
+    ``closes`` event is a ``deal.won``/``deal.lost`` forwarded to its opportunity's partition
+    of ``crm.leads``, which only the forecast takes.
     """
 
-    __slots__ = ("data", "late", "offset", "repeat", "t", "type")
+    __slots__ = ("closes", "data", "late", "offset", "repeat", "t", "type")
 
     def __init__(
-        self, type: str, t: int, offset: int, data: dict[str, Any], late: bool, repeat: bool = False
+        self,
+        type: str,
+        t: int,
+        offset: int,
+        data: dict[str, Any],
+        late: bool,
+        repeat: bool = False,
+        closes: bool = False,
     ) -> None:
         self.type = type
         self.t = t
@@ -64,6 +73,7 @@ class Event:
         self.data = data
         self.late = late
         self.repeat = repeat
+        self.closes = closes
 
 
 @dataclass
@@ -105,6 +115,8 @@ class ExportContext:
     targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
     #: The reporting currency and its rates, applied as windows are read.
     fx: Rates = field(default_factory=Rates)
+    #: The worker's label folder, for labels a KPI keeps unfolded (the forecast's reps).
+    fold: LabelFolder | None = None
 
 
 class KpiState(Protocol):
@@ -276,11 +288,22 @@ def score(promoters: float, detractors: float, responses: float) -> float | None
     return None if r is None else round(r, 6)
 
 
+#: Series every worker exports whole (targets, quotas, the quarter's clock): merged by max.
+STATIC_SERIES: frozenset[str] = frozenset(
+    {
+        "salespulse_lead_target",
+        REPORTING_INFO,
+        "salespulse_forecast_quota",
+        "salespulse_forecast_period_left_ratio",
+    }
+)
+
+
 class Series:
     """Merged gauge samples, summed over workers (``max`` for static series); money (``Decimal``)
     is summed exactly."""
 
-    STATIC = frozenset({"salespulse_lead_target", REPORTING_INFO})
+    STATIC = STATIC_SERIES
 
     def __init__(self) -> None:
         self.values: dict[SampleKey, Value] = {}

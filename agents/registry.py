@@ -1,8 +1,20 @@
-"""The eight KPIs, in the order a sales manager reads them, and the detractor follow-up."""
+"""The eight KPIs, in the order a sales manager reads them, the detractor follow-up and the
+forecast against quota."""
 
 from __future__ import annotations
 
-from salespulse.agents import acquisition, detractors, engagement, enps, expansion, leads, nps, pricing, sales
+from salespulse.agents import (
+    acquisition,
+    detractors,
+    engagement,
+    enps,
+    expansion,
+    forecast,
+    leads,
+    nps,
+    pricing,
+    sales,
+)
 from salespulse.agents.base import Kpi
 
 KPIS: tuple[Kpi, ...] = (
@@ -15,4 +27,5 @@ KPIS: tuple[Kpi, ...] = (
     expansion.KPI,
     nps.KPI,
     detractors.KPI,
+    forecast.KPI,
 )

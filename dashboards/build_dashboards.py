@@ -51,6 +51,8 @@ W = 'window="$window"'
 WR = 'window="$window", region=~"$region"'
 WRR = 'window="$window", region=~"$region", rep=~"$rep"'
 WON = 'type="deal.won"'
+#: The forecast has no window: the current fiscal quarter.
+CURRENT = 'period="current"'
 
 Panel = stat.Panel | bargauge.Panel | timeseries.Panel
 Section = tuple[str | None, list[Panel]]
@@ -938,6 +940,59 @@ def kpi_dashboard() -> model.Dashboard:
                 ),
             ],
         ),
+        (
+            "9. Pipeline forecast against quota (this fiscal quarter)",
+            [
+                panel(
+                    "bargauge",
+                    "Forecast this quarter by measure",
+                    [
+                        (
+                            "sum by (measure, currency) (salespulse:forecast_amount:sum"
+                            f'{{{CURRENT}, region=~"$region", rep=~"$rep"}})',
+                            "{{measure}} {{currency}}",
+                        )
+                    ],
+                    unit="short",
+                    w=8,
+                    description="Closed won, commit (closed won + open commit), best case, open "
+                    "pipeline and weighted pipeline expected to close in the current fiscal quarter, "
+                    "selected regions and reps. Past days and the waterfall: `salespulse forecast`.",
+                ),
+                panel(
+                    "bargauge",
+                    "Commit against quota",
+                    [
+                        (
+                            f'salespulse:forecast_commit:ratio{{{CURRENT}, rep=~"$rep"}}',
+                            "{{rep}} {{currency}}",
+                        )
+                    ],
+                    w=8,
+                    thresholds=HIGHER_IS_BETTER,
+                    description="Per rep with an amount quota: commit / quota "
+                    "(salespulse:forecast_commit:ratio).",
+                    links=[runbook("SalesPulseForecastBelowQuota")],
+                    **PCT,
+                ),
+                panel(
+                    "timeseries",
+                    "Pipeline coverage of what is still to win",
+                    [
+                        (
+                            f'salespulse:forecast_coverage_remaining:ratio{{{CURRENT}, rep=~"$rep"}}',
+                            "{{rep}} {{currency}}",
+                        )
+                    ],
+                    unit="short",
+                    decimals=2,
+                    w=8,
+                    description="Open pipeline / (quota - closed won), per rep; none once the quota "
+                    "is reached (salespulse:forecast_coverage_remaining:ratio).",
+                    links=[runbook("SalesPulseForecastBelowQuota")],
+                ),
+            ],
+        ),
     ]
     return dashboard(
         "salespulse-kpis",
@@ -963,6 +1018,7 @@ def kpi_dashboard() -> model.Dashboard:
             "SalesPulseNPSLow",
             "SalesPulseDetractorSpike",
             "SalesPulseDetractorsUnanswered",
+            "SalesPulseForecastBelowQuota",
         ],
     )
 

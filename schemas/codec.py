@@ -7,12 +7,13 @@ connectors and the SDK check their events without reaching into the worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from salespulse.schemas import InvalidEvent, exact_json, validate_event
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.fast_decoder import decode_valid
-from salespulse.schemas.topics import route
+from salespulse.schemas.topics import close_route, route
 
 #: Reasons, the values of ``salespulse_events_rejected_total{reason}``. ``unmappable`` is a
 #: vendor webhook payload that authenticated but cannot become an event (the webhooks count it).
@@ -28,6 +29,9 @@ REASONS: Final = (
     "unmappable",
 )
 
+
+#: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
+FORWARDED_FROM: Final = "salespulse.forwarded-from"
 
 #: How far, in seconds, an event's ``occurred_at`` may run ahead of its record's timestamp, and
 #: a read's ``at`` ahead of the worker's clock: ``SALESPULSE_MAX_CLOCK_SKEW``'s default.
@@ -101,10 +105,20 @@ def decode(raw: bytes | None, max_bytes: int) -> tuple[dict[str, Any], int]:
     return checked(obj)
 
 
-def check_route(event: dict[str, Any], topic: str, key: bytes | None) -> None:
-    """Keyed state lives in one partition only if producers route as the contract says."""
+def check_route(
+    event: dict[str, Any], topic: str, key: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ()
+) -> bool:
+    """Keyed state lives in one partition only if producers route as the contract says.
+
+    One more route is accepted, and it only: a close (``deal.won``/``deal.lost`` naming its
+    opportunity) that a worker forwarded (``headers`` name where it came from) to
+    ``crm.leads``, keyed by its opportunity. True says the event is such a close.
+    """
     want_topic, want_key = route(event)
     if topic != want_topic:
+        if close_route(event) == (topic, key) and any(name == FORWARDED_FROM for name, _ in headers):
+            return True
         raise Rejected("wrong_topic", f"{event['type']} belongs on {want_topic}, not {topic}")
     if key != want_key:
         raise Rejected("wrong_key", f"{event['type']} must be keyed by {want_key.decode()!r}")
+    return False

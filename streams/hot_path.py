@@ -36,6 +36,10 @@ HOT_MODULES: Final = (
     "salespulse.agents.expansion",
     "salespulse.agents.nps",
     "salespulse.agents.detractors",
+    "salespulse.agents.forecast_calendar",
+    "salespulse.agents.forecast_plan",
+    "salespulse.agents.forecast_state",
+    "salespulse.agents.forecast",
 )
 
 

@@ -29,6 +29,7 @@ import msgspec
 from msgspec import Meta
 
 from salespulse.agents.detractors import DEFAULT_HUMAN_CHANNELS, DEFAULT_SLA
+from salespulse.agents.forecast_calendar import FiscalCalendar
 from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, RETENTION_HOURS
 from salespulse.schemas.codec import MAX_CLOCK_SKEW
 from salespulse.schemas.validator import SCHEMA_DIR
@@ -411,6 +412,13 @@ class Settings(
             " contract's channels)"
         ),
     ] = DEFAULT_HUMAN_CHANNELS
+    fiscal_calendar: Annotated[
+        str,
+        meaning(
+            "the forecast's calendar: `gregorian` (fiscal year from January), `gregorian:N` (from"
+            " month N) or `jalali` (from 1 Farvardin); see [Forecast](forecast.md)"
+        ),
+    ] = "gregorian"
     vtiger_url: Annotated[
         str,
         meaning(
@@ -465,6 +473,10 @@ class Settings(
                 "SALESPULSE_SALESFORCE_SECRET must be at least 24 letters, digits, '-', '_', '.' or '~' "
                 "(it is a URL path segment): generate one with `openssl rand -hex 32`"
             )
+        try:
+            FiscalCalendar.parse(self.fiscal_calendar)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         try:
             ZoneInfo(self.vtiger_timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -76,12 +76,23 @@ class Driver:
             batches.setdefault(tp, []).append(Rec(offset, key, orjson.dumps(event), stamp))
             self.sent.append(event)
         written_batches = []
-        for (topic, p), records in batches.items():
-            out = self.engine.apply(topic, p, records)
-            entries = [(p, key, value) for key, value in out.changelog]
-            self.changelog += entries
-            self.deadletters += out.deadletters
-            written_batches.append(entries)
+        while batches:
+            forwards: dict[tuple[str, int], list[Rec]] = {}
+            for (topic, p), records in batches.items():
+                out = self.engine.apply(topic, p, records)
+                entries = [(p, key, value) for key, value in out.changelog]
+                self.changelog += entries
+                self.deadletters += out.deadletters
+                written_batches.append(entries)
+                # Forwards (a wrong partition, a close for its opportunity) are on their
+                # partition once acked: the next batches there.
+                for fw in out.forwards:
+                    tp = (fw.topic, fw.partition)
+                    offset = self.offsets[tp] = self.offsets.get(tp, -1) + 1
+                    forwards.setdefault(tp, []).append(
+                        Rec(offset, fw.key, fw.value, fw.timestamp, fw.headers)
+                    )
+            batches = forwards
         return written_batches
 
 
@@ -100,9 +111,9 @@ def live_keys(log: Iterable[Entry]) -> int:
     return len(compacted(log))
 
 
-def replayed(log: Iterable[Entry], clock: str) -> Engine:
+def replayed(log: Iterable[Entry], clock: str, **config: Any) -> Engine:
     """A fresh engine with clock ``clock`` (``stream``, or a fixed time) restored from ``log``."""
-    engine = Engine(clock=clock, partitions=PARTITIONS)
+    engine = Engine(clock=clock, partitions=PARTITIONS, **config)
     for _, key, value in log:
         engine.restore(key, value)
     return engine

@@ -40,7 +40,7 @@ FIXED_CLOCK = "2026-11-26T12:00:00Z"
 T = parse_time(FIXED_CLOCK)
 MINUTE, HOUR, DAY = 60, 3600, 86400
 PARTITIONS = 4
-MULTI_TOPIC = {"acquisition", "engagement", "detractors"}
+MULTI_TOPIC = {"acquisition", "engagement", "detractors", "forecast"}
 
 
 class Harness:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,6 +214,13 @@ def steady(days: int, per_day: int, end: int, seed: int) -> list[list[dict[str, 
     return by_day
 
 
+def retained(log: Iterable[Entry]) -> list[Entry]:
+    """The records of the state kept for the 62-day retention: not the forecast's, which keeps
+    two fiscal years, so its keys grow until its horizon moves (tests/test_forecast_engine.py
+    holds those to it)."""
+    return [e for e in log if orjson.loads(e[1])[2] != "forecast"]
+
+
 def assert_views_equal(engines: dict[str, Engine], what: str) -> None:
     views = {name: e.kpis_view(ALL) for name, e in engines.items()}
     first = next(iter(views.values()))
@@ -230,7 +238,7 @@ def test_over_150_steady_days_live_keys_stay_flat_and_a_compacted_restore_is_exa
     for day, events in enumerate(days, 1):
         driver.apply(events, END - (DAYS - day) * DAY, written=END - (DAYS - day) * DAY)
         if day in (70, 150):
-            live[day] = live_keys(driver.changelog)
+            live[day] = live_keys(retained(driver.changelog))
     growth = live[150] / live[70]
     assert 0.9 <= growth <= 1.1, f"live keys day 70: {live[70]}, day 150: {live[150]}"
     print(f"\nlive keys: day 70 {live[70]}, day 150 {live[150]} ({growth:.3f}x);", end=" ")
@@ -312,7 +320,7 @@ def test_a_worker_over_150_days_keeps_its_changelog_flat_and_one_restored_from_t
             return bool(progress["events"] + progress["duplicates"] == n)
 
         wait_until(applied, timeout=120)
-        live[upto] = live_keys(changelog_entries(settings, topic))
+        live[upto] = live_keys(retained(changelog_entries(settings, topic)))
     growth = live[DAYS] / live[70]
     print(f"\nworker's changelog, live keys: day 70 {live[70]}, day 150 {live[DAYS]} ({growth:.3f}x)")
     assert 0.9 <= growth <= 1.1, live
@@ -320,7 +328,7 @@ def test_a_worker_over_150_days_keeps_its_changelog_flat_and_one_restored_from_t
     worker.stop()
     log = changelog_entries(settings, topic)
     copy = compacted(log)
-    assert len(copy) == live[DAYS]
+    assert len(retained(copy)) == live[DAYS]
     ever = len({(p, key) for p, key, _ in log})
     print(f"{len(log)} records written to {ever} keys; live without tombstones: {ever}")
 

@@ -70,7 +70,8 @@ def test_the_digest_lists_the_open_detractors_and_chromium_shows_persian_rtl_and
     text = (out / "digest.txt").read_text()
     assert "9. Detractors to call" in text
     assert f"{len(open_cases) - 20:,} more not listed" in text
-    rows = [line for line in text.splitlines() if line.startswith("     \u2068")]
+    section = text.split("9. Detractors to call")[1].split("10. Forecast")[0]
+    rows = [line for line in section.splitlines() if line.startswith("     \u2068")]
     listed = [row.split(" | ")[0].strip("\u2068\u2069 ") for row in rows]
     assert listed == [c["customer_id"] for c in open_cases[:20]]  # oldest first
     followed, opened = (ref.windows["7d"]["detractors"][k] for k in ("cases_followed_up", "cases_opened"))

@@ -37,11 +37,13 @@ from fontTools.ttLib import TTFont
 from matplotlib import font_manager
 
 from salespulse.streams.endpoints.detractors_view import merged_cases
+from salespulse.streams.endpoints.forecast_view import cluster_forecast
 from salespulse.streams.report.catalogue import LOCALES, UnknownLocale, available, catalogue
 from salespulse.streams.report.digest import build_digest
 from salespulse.streams.report.files import write_digest
-from salespulse.streams.report.fonts import PACKAGED, chart_fonts, font_paths
+from salespulse.streams.report.fonts import PACKAGED, chart_fonts, font_face_css, font_paths
 from salespulse.streams.report.formatting import COUNT, MONEY, PERCENT, SCORE, format_change, format_value
+from salespulse.streams.report.render import _render_html
 from tests.chromium import console_errors, screenshot
 from tests.conftest import REPO, TOKEN
 from tests.test_report import NOW, chart_pixels, png_size, worker  # noqa: F401 (the module's worker)
@@ -336,3 +338,53 @@ def test_the_dockerfile_install_steps_in_a_fresh_venv_write_the_persian_digest_w
     assert 'lang="fa" dir="rtl"' in page and "url(data:font/woff;base64," in page
     assert JALALI_CLOCK in (out / "digest.txt").read_text()
     assert len(list(out.glob("*.png"))) == 6
+
+
+def test_the_persian_forecast_section_names_the_quarter_in_jalali_and_chromium_lays_it_out_right_to_left(
+    persian: Any,
+    worker: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The current quarter (2026-Q4 of the workers' Gregorian fiscal calendar) is named in
+    Persian words and digits, its first and last days in the Jalali calendar; its numbers are
+    ``salespulse forecast``'s; Chromium renders the section on its own with its text on the right."""
+    digest, _ = persian
+    [section] = [s for s in digest.sections if s.kpi == "forecast"]
+    assert section.title == "پیش‌بینی فروش، فصل ۴ سال مالی ۲۰۲۶ (از ۹ مهر ۱۴۰۵ تا ۱۰ دی ۱۴۰۵)"
+    merged = cluster_forecast([worker.address], {"by": "rep", "as_of": str(NOW)}, TOKEN)
+    rows = [r for r in merged["rows"] if r["unit"] == "amount"]
+    assert rows and len(section.table) == min(20, len(rows))
+    shown = {
+        (cells[0].strip("\u2068\u2069"), cells[1].strip("\u2068\u2069")): cells for cells in section.table
+    }
+    for row in rows[:20]:
+        cells = shown.get((row["rep"], row["currency"]))
+        if cells is not None:
+            assert cells[3] == format_value(MONEY, row["closed_won"], FA)
+    assert any("٬" in cells[3] for cells in section.table), "Persian separators"
+    assert "فروش قطعی" in section.table_head
+    assert "Q4" not in section.title + section.note
+    text = section.title + section.note + "".join(c for cells in section.table for c in cells)
+    head = f"<style>{font_face_css(FA, text + FA.characters)}</style>"
+    page = tmp_path / "forecast.html"
+    page.write_text(_render_html("7d", digest.view, digest.previous_clock, [section], lambda c: "", FA, head))
+    shot = tmp_path / "forecast.png"
+    done = screenshot(page, shot, tmp_path / "chromium-profile", (1200, 1400))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not console_errors(done.stderr)
+    from matplotlib.image import imread
+
+    ink = imread(shot)[:, :, :3].sum(axis=2) < 1.5
+    # Lines of text (bands of rows with ink) below the heading, and where each one's ink spans.
+    inked = ink[120:].any(axis=1)
+    edges = [y for y in range(1, len(inked)) if inked[y] != inked[y - 1]]
+    bands = list(zip(edges[::2], edges[1::2], strict=False))
+    spans = [ink[120 + a : 120 + b].any(axis=0).nonzero()[0] for a, b in bands]
+    spans = [(int(s.min()), int(s.max())) for s in spans]
+    assert len(spans) > 20, "the section's lines and table rows"
+    # Each line starts on the right: it is at least as near the right edge of the page's
+    # column as the left (table rows fill the column), and the page's ink leans right.
+    column_left, column_right = min(a for a, _ in spans), max(b for _, b in spans)
+    assert all(column_right - b <= a - column_left + 20 for a, b in spans), spans
+    left, right = int(ink[120:, :600].sum()), int(ink[120:, 600:].sum())
+    assert right > left, (left, right)

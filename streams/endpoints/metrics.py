@@ -56,6 +56,12 @@ HELP = {
     "salespulse_detractors_overdue": "Detractor cases open longer than the follow-up target.",
     "salespulse_detractor_cases": "Detractor cases by answer time in the window: opened, followed up, "
     "followed up within the target.",
+    "salespulse_forecast_amount": "Forecast of the current and next fiscal quarter by measure (closed_won, "
+    "commit, best_case, pipeline, weighted), in the currency's units.",
+    "salespulse_forecast_quota": "A rep's amount quota for the current and next fiscal quarter (static; "
+    "aggregate with max).",
+    "salespulse_forecast_period_left_ratio": "Share of the current fiscal quarter still ahead (static; "
+    "aggregate with max).",
 }
 
 COUNTERS = {

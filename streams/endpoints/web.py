@@ -1,5 +1,5 @@
-"""The worker's HTTP interface: metrics, KPIs, health, readiness, event ingest, the live report
-and the customer-level reads (a profile, the detractor cases).
+"""The worker's HTTP interface: metrics, KPIs, health, readiness, event ingest, the live report,
+the forecast and the customer-level reads (a profile, the detractor cases).
 
 ``POST /events`` is all or nothing: every event is validated first, then all are sent,
 and 202 comes back only once the broker has acknowledged each one (503 if it cannot
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web as aioweb
 from faust.web import Request, View
 
-from salespulse.streams.endpoints import access, detractors_view
+from salespulse.streams.endpoints import access, detractors_view, forecast_view
 from salespulse.streams.endpoints.delivery import send_all
 from salespulse.streams.endpoints.ingest import IngestError, parse_events
 from salespulse.streams.endpoints.metrics import Exporter
@@ -94,6 +94,7 @@ def install_views(app: faust.App, runtime: Runtime) -> None:
             return _json(200, profile)
 
     detractors_view.install(app, runtime)
+    forecast_view.install(app, runtime)
 
     @app.page("/events")
     class Events(View):

@@ -18,6 +18,10 @@ import yaml
 
 from salespulse.agents.base import Kpi
 from salespulse.agents.detractors import DetractorsKpi, Policy
+from salespulse.agents.forecast import ForecastKpi
+from salespulse.agents.forecast_calendar import FiscalCalendar
+from salespulse.agents.forecast_plan import PlanError, parse_plan, parse_stages
+from salespulse.agents.forecast_state import ForecastPolicy
 from salespulse.agents.registry import KPIS
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.kafka.admin import state_table
@@ -28,16 +32,24 @@ from salespulse.streams.pipeline.runtime import Runtime
 from salespulse.streams.pipeline.snapshot import Snapshots
 from salespulse.streams.pipeline.snapshot_writer import SnapshotWriter
 from salespulse.streams.pipeline.state_table import PromptTableManager, StateTable
-from salespulse.streams.settings import Settings
+from salespulse.streams.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 
-def load_targets(path: Path | None) -> dict[tuple[str, str], float]:
-    """Monthly lead targets per (region, rep) from the YAML file ``SALESPULSE_TARGETS``."""
+def targets_doc(path: Path | None) -> dict[str, Any]:
+    """The YAML file ``SALESPULSE_TARGETS`` (lead targets; quotas, teams, stages), or nothing."""
     if path is None:
         return {}
     doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise SettingsError(f"SALESPULSE_TARGETS: {path} holds no mapping of targets, quotas, teams, stages")
+    return doc
+
+
+def load_targets(path: Path | None) -> dict[tuple[str, str], float]:
+    """Monthly lead targets per (region, rep) from the YAML file ``SALESPULSE_TARGETS``."""
+    doc = targets_doc(path)
     targets: dict[tuple[str, str], float] = {}
     for row in doc.get("targets", []):
         targets[(str(row["region"]), str(row["rep"]))] = float(row["monthly"])
@@ -73,10 +85,32 @@ def _snapshot_tick(writer: SnapshotWriter) -> Callable[[], Any]:
     return snapshot
 
 
+def forecast_kpi(settings: Settings) -> ForecastKpi:
+    """The forecast with the fiscal calendar of ``settings`` and the quotas, teams and stages
+    of its targets file; a mistake there stops the worker with a message naming it."""
+    calendar = FiscalCalendar.parse(settings.fiscal_calendar)
+    doc = targets_doc(settings.targets_file)
+    try:
+        return ForecastKpi(ForecastPolicy(calendar, parse_stages(doc)), parse_plan(doc, calendar))
+    except PlanError as exc:
+        raise SettingsError(f"SALESPULSE_TARGETS: {exc}") from None
+
+
 def configured_kpis(settings: Settings) -> tuple[Kpi, ...]:
-    """The registry's KPIs, with the detractor follow-up target and channels of ``settings``."""
+    """The registry's KPIs, with the detractor follow-up target and channels of ``settings``,
+    and the forecast's calendar, quotas, teams and stages."""
+    # By type, not by ``name``: on a class compiled by mypyc, ``DetractorsKpi.name`` is the
+    # attribute's descriptor, not the string, and a lookup by it never matched.
     policy = Policy(settings.detractor_sla, frozenset(settings.human_channels))
-    return tuple(DetractorsKpi(policy) if kpi.name == DetractorsKpi.name else kpi for kpi in KPIS)
+    forecast = forecast_kpi(settings)
+    return tuple(
+        DetractorsKpi(policy)
+        if isinstance(kpi, DetractorsKpi)
+        else forecast
+        if isinstance(kpi, ForecastKpi)
+        else kpi
+        for kpi in KPIS
+    )
 
 
 def create_app(

@@ -13,9 +13,11 @@ on another partition (a producer with another partitioner) is not applied where 
 arrived: it is forwarded to its right partition and applied there. Its forward is acked
 before the changelog that marks its offset applied is written, so a replay never needs
 to forward it again, and a copy sent twice anyway is the same event id, which dedupe
-drops. The engine knows nothing of Kafka clients: it turns records into changelog
-records, forwards and dead letters, and the consumer writes those before it acks the
-source offsets.
+drops. A deal that closes an opportunity is applied on its own partition and forwarded
+the same way to the opportunity's partition of ``crm.leads``, where only the KPIs that take
+closes there (the forecast) apply it. The engine knows nothing of Kafka clients: it turns
+records into changelog records, forwards and dead letters, and the consumer writes those
+before it acks the source offsets.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,11 +43,14 @@ from salespulse.agents.base import (
 )
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.detractors import order_cases
+from salespulse.agents.forecast import ForecastKpi
+from salespulse.agents.forecast_numbers import QueryError, parse_query, share
 from salespulse.agents.money import Rates, money_fields, normalize
 from salespulse.agents.registry import KPIS
 from salespulse.agents.rolling import HOUR, OUTCOME_MEMORY, WINDOW_NAMES, Clock
 from salespulse.schemas import EVENT_TYPES
 from salespulse.schemas.codec import (
+    FORWARDED_FROM,
     MAX_CLOCK_SKEW,
     REASONS,
     Rejected,
@@ -55,15 +60,13 @@ from salespulse.schemas.codec import (
 )
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
-from salespulse.schemas.topics import INPUT_TOPICS
+from salespulse.schemas.topics import CLOSES, INPUT_TOPICS, close_route
 from salespulse.schemas.validator import SCHEMA_DIR, schema_files
 from salespulse.streams.pipeline.outcomes import COUNTED_ONCE, OUTCOME_TOPICS, OutcomeMemory
 from salespulse.streams.pipeline.seen_ids import SeenIds
 
 #: A survey comment longer than this many characters is cut to it (and counted), never rejected.
 COMMENT_CHARS = 2000
-#: The header a forwarded record carries: where it arrived, as ``topic/partition/offset``.
-FORWARDED_FROM = "salespulse.forwarded-from"
 
 # Changelog records are encoded with msgspec's reusable encoder: the same JSON as orjson,
 # but orjson.dumps cost about 2 us a call inside a worker's large heap, against 0.2 us for
@@ -272,9 +275,14 @@ class Engine:
         self.by_topic: dict[str, list[Kpi]] = {
             topic: [k for k in self.kpis if topic in k.topics] for topic in INPUT_TOPICS
         }
-        self.dispatch: dict[str, list[Kpi]] = {
-            t: [k for k in self.kpis if t in k.event_types] for t in EVENT_TYPES
+        #: Per topic, per event type, the KPIs that apply it there.
+        self.dispatch: dict[str, dict[str, list[Kpi]]] = {
+            topic: {
+                t: [k for k in self.kpis if t in k.event_types and topic in k.topics] for t in EVENT_TYPES
+            }
+            for topic in INPUT_TOPICS
         }
+        self.close_routes = self._close_routes(None)
 
     # -- clock -----------------------------------------------------------------------
     def clock(self) -> Clock:
@@ -324,7 +332,11 @@ class Engine:
         ctx = self.context()
         clock = ctx.clock
         kpi_states = state.kpis
-        dispatch = self.dispatch if only is None else {t: [only] for t in only.event_types}
+        if only is None:
+            dispatch, close_routes = self.dispatch.get(topic, {}), self.close_routes
+        else:
+            dispatch = {t: [only] for t in only.event_types} if topic in only.topics else {}
+            close_routes = self._close_routes(only)
         out.applied_ms = time.time() * 1000.0
         timestamps = out.timestamps
         oldest_hour = clock.oldest_hour
@@ -340,7 +352,7 @@ class Engine:
             try:
                 raw, t = decode(record.value, self.max_event_bytes)
                 check_not_future(t, written, max_skew)
-                check_route(raw, topic, key)
+                closes = check_route(raw, topic, key, record.headers)
                 # check_route has checked the key is the contract's, so it is not None.
                 right = partition_for(key, partitions) if key is not None else partition
                 if right != partition:
@@ -371,10 +383,17 @@ class Engine:
             late = hour < oldest_hour
             # An id seen within retention is a duplicate whatever this copy's time.
             if seen.offered(hour, raw["event_id"], offset, late) < offset:
-                if fresh:
+                # A close forwarded again (its worker stopped before its changelog) is no
+                # duplicate of the source: that one was counted where it was sent.
+                if fresh and not closes:
                     meta.duplicates += 1
                 continue
             data = raw["data"]
+            if closes:  # counted once, as the deal it is, where it was sent
+                event = Event(kind, t, offset, data, late, False, True)
+                for kpi in dispatch.get(kind, ()):
+                    kpi.apply(kpi_states[kpi.name], event, ctx)
+                continue
             repeat = False
             if outcomes is not None:
                 # An outcome first applied at a lower offset (within the memory, late or not)
@@ -408,8 +427,12 @@ class Engine:
             event = Event(kind, t, offset, data, late, repeat)
             for kpi in dispatch.get(kind, ()):
                 kpi.apply(kpi_states[kpi.name], event, ctx)
-            if fresh and written is not None:
-                timestamps.append(written)
+            if fresh:
+                to = close_routes.get(kind)
+                if to is not None and to[1] in data:
+                    self._forward_close(raw, topic, partition, record, out)
+                if written is not None:
+                    timestamps.append(written)
         last = records[-1].offset
         meta.offset = max(meta.offset, last)
         seen.expire(oldest_hour)
@@ -419,6 +442,29 @@ class Engine:
     def forgotten_hour(self, clock: Clock) -> int:
         """The oldest event-time hour whose outcomes are still remembered at ``clock``."""
         return clock.hour - self.outcome_hours + 1
+
+    def _close_routes(self, only: Kpi | None) -> dict[str, tuple[str, str]]:
+        """The closes to forward (their topic and key field): those a KPI in play takes on the
+        topic they are forwarded to."""
+        return {
+            kind: to
+            for kind, to in CLOSES.items()
+            if any(only is None or kpi is only for kpi in self.dispatch[to[0]][kind])
+        }
+
+    def _forward_close(
+        self, event: dict[str, Any], topic: str, partition: int, record: Record, out: Output
+    ) -> None:
+        """Forward a deal that names its opportunity to the opportunity's partition: unchanged,
+        keyed by the opportunity, with where it was applied as its forwarded-from header."""
+        to = close_route(event)
+        if to is None:
+            return
+        to_topic, key = to
+        headers = [(k, v if v is not None else b"") for k, v in record.headers if k != FORWARDED_FROM]
+        headers.append((FORWARDED_FROM, f"{topic}/{partition}/{record.offset}".encode()))
+        right = partition_for(key, self.partition_counts.get(to_topic, 1))
+        out.forwards.append(Forward(to_topic, right, key, record.value, record.timestamp, headers))
 
     @staticmethod
     def _cut_comment(data: dict[str, Any], meta: TopicMeta | None) -> None:
@@ -510,7 +556,7 @@ class Engine:
         """Gauge samples for the given (actively owned) partitions, now or at another clock
         (:meth:`read_clock`)."""
         owned = [self.partitions[p] for p in sorted(partitions) if p in self.partitions]
-        ctx = ExportContext(self.read_clock(at), self.targets, self.fx)
+        ctx = ExportContext(self.read_clock(at), self.targets, self.fx, self.fold)
         for kpi in self.kpis:
             yield from kpi.samples([s.kpis[kpi.name] for s in owned], ctx)
 
@@ -611,6 +657,21 @@ class Engine:
                         profile["nps"]["comment"], profile["nps"]["response_id"] = note
                 return profile
         return None
+
+    def forecast(self, partitions: Iterable[int], params: Mapping[str, str]) -> dict[str, Any]:
+        """This worker's share of ``GET /forecast`` (``period``, ``by``, ``as_of``, ``from``,
+        ``to``); :class:`ReadRefused` says what is wrong with a query it cannot answer."""
+        kpi = next((k for k in self.kpis if isinstance(k, ForecastKpi)), None)
+        if kpi is None:
+            raise ReadRefused("this worker keeps no forecast")
+        now = self.clock().now
+        try:
+            query = parse_query(kpi.policy.calendar, params, now, self.max_clock_skew)
+        except QueryError as exc:
+            raise ReadRefused(str(exc)) from None
+        parts = sorted(partitions)
+        states: list[Any] = [self.partitions[p].kpis[kpi.name] for p in parts if p in self.partitions]
+        return share(states, kpi.plan, query, now, parts)
 
     def detractors(
         self, partitions: Iterable[int], status: str = "open", window: str = "30d"

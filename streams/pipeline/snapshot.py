@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 #: never tombstone the keys it holds).
 #: 4: the outcome memory (a 3 has none, and its response ids are among its event ids: it
 #: would count every outcome it applied again).
-FORMAT: Final = 4
+#: 5: the forecast's state (an image of 4 has none: it would skip the forecast's events).
+FORMAT: Final = 5
 SUFFIX: Final = ".state"
 #: The trailer's length, after the trailer itself.
 _LENGTH: Final = struct.Struct(">Q")

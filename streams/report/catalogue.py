@@ -99,6 +99,10 @@ class Catalogue:
     def subject_stamp(self, epoch: int) -> str:
         return self._moment(epoch, "subject_stamp")
 
+    def date(self, epoch: int) -> str:
+        """Day, month and year, in the catalogue's calendar."""
+        return self._moment(epoch, "date")
+
     def day(self, epoch: int) -> str:
         """Day and month, for chart axes."""
         return self._moment(epoch, "day")

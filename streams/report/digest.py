@@ -19,6 +19,7 @@ from salespulse.streams.report.catalogue import DEFAULT_LOCALE, UnknownLocale, c
 from salespulse.streams.report.detractors import detractor_section, open_cases
 from salespulse.streams.report.errors import ReportError
 from salespulse.streams.report.fonts import chart_fonts, font_face_css
+from salespulse.streams.report.forecast import forecast_section, merged_forecast
 from salespulse.streams.report.formatting import COUNT, SCORE, format_value
 from salespulse.streams.report.model import Digest
 from salespulse.streams.report.render import _render_html, _render_text
@@ -96,6 +97,7 @@ def build_digest(
     with chart_fonts(cat):
         sections, charts = _sections(window, current, previous, trend, cat)
     sections.append(detractor_section(window, current, previous, *open_cases(workers, token), cat))
+    sections.append(forecast_section(*merged_forecast(workers, clock, token), cat))
     text = _render_text(window, current, previous_clock, sections, cat)
     # The embedded font holds every character the page can show: the catalogue's and the data's.
     font = font_face_css(cat, text + cat.characters) if cat.font_files else ""

@@ -1,5 +1,5 @@
 """Terminal rendering of a KPI view, shared by ``salespulse kpis`` and the live demo board,
-and of the detractor cases (``salespulse detractors``).
+of the detractor cases (``salespulse detractors``) and of the forecast (``salespulse forecast``).
 
 One row per headline number, one column per window; with a previous view, arrows show the
 change, and rows whose alert condition holds (the defaults of prometheus/rules) turn red.
@@ -163,4 +163,61 @@ def detractor_table(view: dict[str, Any], comment_chars: int = 60) -> Table:
             Text(comment),
         )
     table.caption = f"{len(view['cases'])} cases"
+    return table
+
+
+#: (column, row field, format): money with thousands, ratios as percentages.
+FORECAST_COLUMNS: list[tuple[str, str, str]] = [
+    ("Quota", "quota", "{:,.0f}"),
+    ("Closed won", "closed_won", "{:,.0f}"),
+    ("Commit", "commit", "{:,.0f}"),
+    ("Best case", "best_case", "{:,.0f}"),
+    ("Pipeline", "pipeline", "{:,.0f}"),
+    ("Weighted", "weighted", "{:,.0f}"),
+    ("Forecast", "forecast", "{:,.0f}"),
+    ("Gap", "gap", "{:,.0f}"),
+    ("Attainment", "attainment", "{:.0%}"),
+    ("Coverage", "coverage", "{:.1f}x"),
+    ("Coverage left", "coverage_remaining", "{:.1f}x"),
+]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def forecast_table(view: dict[str, Any]) -> Table:
+    """One row per rep, team, region or the company and currency (or deals); the waterfall
+    and, for a closed period, each row's mean daily forecast accuracy, under it."""
+    by = view["by"]
+    title = f"Forecast {view['period']} ({view['start']} to {view['end']}), by {by}"
+    table = Table(title=title, expand=False)
+    table.add_column("company" if by == "company" else by.capitalize())
+    table.add_column("Unit")
+    for column, _, _ in FORECAST_COLUMNS:
+        table.add_column(column, justify="right")
+    if view["closed"]:
+        table.add_column("Accuracy", justify="right")
+    for row in view["rows"]:
+        cells = [_cell(row[name], fmt, None, False) for _, name, fmt in FORECAST_COLUMNS]
+        if view["closed"]:
+            cells.append(_cell(_mean(row["accuracy"]["forecast"]["accuracy"]), "{:.0%}", None, False))
+        unit = row["currency"] or "deals"
+        table.add_row(Text(row.get(by, "all")), unit, *cells)
+    moves = view["waterfall"]
+    lines = [
+        f"{currency}: {moves['start'][currency]:,.0f} + created {moves['created'][currency]:,.0f}"
+        f" + pulled in {moves['pulled_in'][currency]:,.0f} - pushed out {moves['pushed_out'][currency]:,.0f}"
+        f" + increased {moves['increased'][currency]:,.0f} - decreased {moves['decreased'][currency]:,.0f}"
+        f" - won {moves['won'][currency]:,.0f} - lost {moves['lost'][currency]:,.0f}"
+        f" = {moves['end'][currency]:,.0f}"
+        for currency in moves["start"]
+    ]
+    slipped = len(view["slips"])
+    table.caption = "\n".join(
+        ["pipeline moved:", *lines, f"{slipped} deals slipped to a later period at least once"]
+        if lines
+        else [f"no pipeline in the period; {slipped} deals slipped"]
+    )
     return table

@@ -273,6 +273,46 @@ def kpis(workers: str | None, at: int | None, as_json: bool) -> None:
     _show_merged(workers, lambda names, token: cluster_view(names, at=at, token=token), as_json, kpi_table)
 
 
+@main.command()
+@click.option("--workers", help="Worker host:port list (SALESPULSE_WORKERS).")
+@click.option("--period", help="YYYY, YYYY-Qn or YYYY-MM of the fiscal calendar (default: this quarter).")
+@click.option(
+    "--by",
+    type=click.Choice(["rep", "team", "region", "company"]),
+    default="rep",
+    show_default=True,
+    help="One row per rep, team, region, or the whole company (per currency).",
+)
+@click.option("--as-of", "as_of", callback=_epoch_seconds, help="The numbers at the end of this day.")
+@click.option("--from", "from_", callback=_epoch_seconds, help="The waterfall from the end of this day.")
+@click.option("--to", callback=_epoch_seconds, help="The waterfall to the end of this day (default --as-of).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def forecast(
+    workers: str | None,
+    period: str | None,
+    by: str,
+    as_of: int | None,
+    from_: int | None,
+    to: int | None,
+    as_json: bool,
+) -> None:
+    """The forecast against quota, merged from every worker: closed won, commit, best case,
+    pipeline, weighted, coverage, and how the pipeline moved (times: epoch seconds or RFC 3339)."""
+    from salespulse.streams.endpoints.forecast_view import SharesDisagree, cluster_forecast
+    from salespulse.streams.tools.board import forecast_table
+
+    given = {"period": period, "by": by, "as_of": as_of, "from": from_, "to": to}
+    params = {name: str(value) for name, value in given.items() if value is not None}
+
+    def merged(names: list[str], token: str) -> dict[str, Any]:
+        try:
+            return cluster_forecast(names, params, token)
+        except SharesDisagree as exc:
+            raise click.ClickException(str(exc)) from None
+
+    _show_merged(workers, merged, as_json, forecast_table)
+
+
 def _show_merged(
     workers: str | None,
     fetch: Callable[[list[str], str], dict[str, Any]],
