@@ -98,6 +98,11 @@ class LabelFolder:
         """Reserve a slot for a value that comes back from the changelog."""
         self(label, value)
 
+    def peek(self, label: str, value: str) -> str:
+        """The value as folded, for a read: a value the cap has not taken is ``other``, and
+        nothing is taken (a read never writes)."""
+        return value if value in self.seen.get(label, ()) else "other"
+
 
 @dataclass
 class ApplyContext:

@@ -11,7 +11,7 @@ from salespulse.agents.base import ApplyContext, Event, ExportContext, LabelFold
 from salespulse.agents.customers import CustomerIndex
 from salespulse.agents.forecast_numbers import prometheus_samples
 from salespulse.agents.forecast_plan import Plan
-from salespulse.agents.forecast_state import ForecastPolicy, ForecastState
+from salespulse.agents.forecast_state import ForecastPolicy, ForecastState, register
 from salespulse.schemas.topics import DEALS, LEADS
 
 
@@ -36,14 +36,16 @@ class ForecastKpi:
         if event.closes:
             state.close(d["opportunity_id"], event.t, event.offset, kind == "deal.won")
         elif kind == "deal.won":
+            register(ctx.fold, d["rep_id"], d["region"], d["currency"])
             rid = state.rid(d["rep_id"], d["region"], d["currency"])
             state.add_won(rid, event.t, event.offset, d["amount"])
         elif kind != "deal.lost":
+            register(ctx.fold, d["rep_id"], d["region"], d["currency"])
             state.offer(d["opportunity_id"], state.version(event.t, event.offset, d))
 
     def samples(self, states: Sequence[ForecastState], ctx: ExportContext) -> Iterator[Sample]:
         """The current and next quarter per rep, region and currency, and the reps' quotas."""
-        fold = ctx.fold or LabelFolder()
+        fold = ctx.fold.peek if ctx.fold is not None else LabelFolder()
         return prometheus_samples(states, self.plan, ctx.clock.now, fold)
 
     def summarize(self, series: Series, window: str) -> dict[str, Any]:

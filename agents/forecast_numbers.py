@@ -511,7 +511,7 @@ def prometheus_samples(
         query = Query(period, CELL, end_of_day(now), period.start * DAY - 1, end_of_day(now))
         rows: dict[tuple[str, str, str], dict[str, float]] = {}
         for (cell, unit), values in numbers_at(states, plan, query, today).items():
-            if unit == DEALS:
+            if unit == DEALS or not any(values):  # a cell whose pipeline came and went
                 continue
             rep, region = cell.split(CELL)
             key = (fold("rep", rep), fold("region", region), fold("currency", unit))

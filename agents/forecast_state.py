@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from salespulse.agents.base import ApplyContext
+from salespulse.agents.base import ApplyContext, LabelFolder
 from salespulse.agents.forecast_calendar import DAY, FiscalCalendar, Period, parse_day
 from salespulse.agents.forecast_plan import (
     BASIS_POINTS,
@@ -144,6 +144,14 @@ def slips(versions: Sequence[Version], moment: int) -> int:
 
 #: A version's changelog key suffix: (opportunity, time, offset).
 VersionKey = tuple[str, int, int]
+
+
+def register(fold: LabelFolder, rep: str, region: str, currency: str) -> None:
+    """Take a row's labels into the worker's label cap as it is applied or restored, as every
+    KPI does, so that exporting it later only reads the cap (a read never writes)."""
+    fold("rep", rep)
+    fold("region", region)
+    fold("currency", currency)
 
 
 class ForecastState:
@@ -474,6 +482,7 @@ class ForecastState:
                 self.gone.discard((name, t, offset))
                 return
             amount, rep, region, currency, stage, probability, category, day = rec
+            register(ctx.fold, rep, region, currency)
             sid = -1 if stage is None else self.stage(stage)[0]
             v = self.resolved(
                 t, offset, amount, self.rid(rep, region, currency), sid, probability, category, day
@@ -490,6 +499,7 @@ class ForecastState:
             self.dirty_closes.discard(name)
         else:
             day = key[4]
+            register(ctx.fold, key[1], key[2], key[3])
             won = self.rid(key[1], key[2], key[3]) << _DAY_BITS | day
             if rec is None:
                 self.won.pop(won, None)

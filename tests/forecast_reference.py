@@ -546,7 +546,7 @@ def prometheus_gauges(
     }
     for label, period in (("current", current), ("next", following)):
         for (cell, unit), (won, commit, best, pipeline, weighted) in model.raw(period, "cell", today).items():
-            if unit == "deals":
+            if unit == "deals" or not any((won, commit, best, pipeline, weighted)):
                 continue
             rep, region = cell.split("\t")
             base = {"period": label, "rep": fold("rep", rep), "region": fold("region", region)}
