@@ -238,6 +238,10 @@ def engines_alike(driver: Driver, clock: str) -> dict[str, Engine]:
         image.seek(0)
         state_image.fill(fresh, state_image.load(image))
         copy.partitions[p] = fresh
+    # The snapshot keeps the worker's labels beside the images, and loading it takes them back.
+    for label, values in driver.engine.fold.seen.items():
+        for value in values:
+            copy.fold.register(label, value)
     return {
         "original": driver.engine,
         "full replay": replayed(driver.changelog, clock),

@@ -45,7 +45,7 @@ STREAM = {
 def sales_24h(worker: WorkerProcess) -> tuple[float, dict[str, float]]:
     """Deals won in the last 24 h of the worker's clock, and their amounts by currency."""
     sales = worker.kpis()["windows"]["24h"]["sales"]
-    return sales["deals_won"], sales["amount_by_currency"]
+    return sales["deals_won"], {c: float(a) for c, a in sales["amount_by_currency"].items()}
 
 
 def counted(worker: WorkerProcess) -> tuple[int, int]:
