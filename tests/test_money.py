@@ -8,7 +8,6 @@ the independent reference (tests/reference.py), which converts event by event.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,13 @@ from salespulse.schemas import exact_json
 from salespulse.schemas.event_time import format_time, parse_time
 from salespulse.schemas.partitions import partition_for
 from salespulse.schemas.topics import route
-from salespulse.streams.pipeline.engine import Engine
+from salespulse.streams.pipeline.engine import Engine, MessageRecord
 from salespulse.streams.pipeline.fx_rates import RatesError, RatesFile, parse_rates
 from tests import reference
 
 NOW = parse_time("2026-11-26T12:00:00Z")
 DAY = 86400
 TODAY = NOW // DAY
-
-
-@dataclass(frozen=True)
-class Rec:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int | None = None
-    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 def won(
@@ -85,7 +75,7 @@ def engine_with(events: Sequence[dict[str, Any]], fx: Rates | None = None) -> tu
         partition = partition_for(key, 4)
         offset = offsets.get((topic, partition), 0)
         offsets[topic, partition] = offset + 1
-        out = engine.apply(topic, partition, [Rec(offset, key, exact_json.dumps(event))])
+        out = engine.apply(topic, partition, [MessageRecord(offset, key, exact_json.dumps(event), None)])
         assert not out.deadletters, out.deadletters
         changelog += out.changelog
     return engine, changelog
