@@ -151,6 +151,17 @@ def entities(plan: Plan, by: str) -> Callable[[str, str, int], list[str]]:
     return lambda rep, region, day: [""]
 
 
+def add_open(row: list[int], cat: int, amount: int, weighted: int) -> None:
+    """Add an open opportunity's share to a row ``[won, commit, best case, pipeline, weighted]``:
+    the pipeline and weighted always, commit or best case by its category."""
+    row[3] += amount
+    row[4] += weighted
+    if cat == COMMIT:
+        row[1] += amount
+    elif cat == BEST_CASE:
+        row[2] += amount
+
+
 class _Sums:
     """Raw integer sums per row: ``[won, commit, best case, pipeline, weighted]`` (amounts in
     integer units of the currency, weighted in units x basis points; deals rows count deals
@@ -166,13 +177,7 @@ class _Sums:
         return row
 
     def open(self, key: RowKey, cat: int, amount: int, weighted: int) -> None:
-        row = self.cell(key)
-        row[3] += amount
-        row[4] += weighted
-        if cat == COMMIT:
-            row[1] += amount
-        elif cat == BEST_CASE:
-            row[2] += amount
+        add_open(self.cell(key), cat, amount, weighted)
 
     def add_won(self, key: RowKey, amount: int) -> None:
         self.cell(key)[0] += amount
@@ -234,13 +239,7 @@ def daily(states: Iterable[ForecastState], plan: Plan, query: Query) -> dict[Row
                         ((name, currency), vec[0], vec[1]),
                         ((name, DEALS), vec[2], vec[3]),
                     ):
-                        cell = row(key)[index]
-                        cell[3] += amount
-                        cell[4] += weighted
-                        if cat == COMMIT:
-                            cell[1] += amount
-                        elif cat == BEST_CASE:
-                            cell[2] += amount
+                        add_open(row(key)[index], cat, amount, weighted)
         # A deal counts under whom its rep was with on the day it was won, from then on.
         for rep, region, currency, won_day, amount, deals in state.won_in(first, last):
             for name in names(rep, region, won_day):
