@@ -10,6 +10,7 @@ the compiled check.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -20,7 +21,16 @@ import fastjsonschema
 from fastjsonschema import JsonSchemaValueException
 from fastjsonschema.draft04 import DOLLAR_FINDER
 
-__all__ = ["EVENT_TYPES", "SCHEMA_DIR", "InvalidEvent", "pattern_regex", "schema_files", "validate_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "FORMATS",
+    "SCHEMA_DIR",
+    "InvalidEvent",
+    "is_date",
+    "pattern_regex",
+    "schema_files",
+    "validate_event",
+]
 
 SCHEMA_DIR: Path = Path(__file__).resolve().parent
 _SUFFIX = ".schema.json"
@@ -29,6 +39,25 @@ _SUFFIX = ".schema.json"
 def pattern_regex(pattern: str) -> re.Pattern[str]:
     """A schema ``pattern`` as the validator reads it: ``$`` matches only at the very end."""
     return re.compile(DOLLAR_FINDER.sub(r"\\Z", pattern))
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def is_date(value: str) -> bool:
+    """A real calendar date written ``YYYY-MM-DD``: the contract's ``format: date``, which the
+    pattern beside it cannot say alone (it lets ``2026-02-30`` through)."""
+    if _DATE.match(value) is None:
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: The ``format`` keywords the contract uses, checked by the validator and the fast decoder.
+FORMATS: dict[str, Callable[[str], bool]] = {"date": is_date}
 
 
 class InvalidEvent(Exception):
@@ -63,7 +92,7 @@ def _load() -> dict[str, Callable[[Any], Any]]:
         declared = schema.get("properties", {}).get("type", {}).get("const")
         if declared != name:
             raise RuntimeError(f"{path}: properties.type.const is {declared!r}, expected {name!r}")
-        validators[name] = fastjsonschema.compile(schema)
+        validators[name] = fastjsonschema.compile(schema, formats=FORMATS)
     if not validators:
         raise RuntimeError(f"no *{_SUFFIX} files in {SCHEMA_DIR}")
     return validators
@@ -132,11 +161,15 @@ def _translate(exc: JsonSchemaValueException) -> InvalidEvent:
         reason = "must be one of " + ", ".join(map(str, definition["enum"]))
     elif rule == "const":
         reason = f"must be {definition['const']!r}"
-    elif rule == "pattern":
-        # The schema's description of a patterned field reads as the requirement.
+    elif rule in ("pattern", "format"):
+        # The schema's description of a patterned or formatted field reads as the requirement.
         described = definition.get("description")
-        pattern = definition.get("pattern")
-        reason = f"must be {described}" if described else f"must match pattern {pattern}"
+        if described:
+            reason = f"must be {described}"
+        elif rule == "pattern":
+            reason = f"must match pattern {definition.get('pattern')}"
+        else:
+            reason = f"must be a valid {definition.get('format')}"
     else:
         prefix = (exc.name or "") + " "
         message = exc.message

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from salespulse.schemas import EVENT_TYPES, InvalidEvent, validate_event
+from salespulse.schemas.topics import DEALS, LEADS, close_route, route
 from salespulse.schemas.validator import SCHEMA_DIR
 
-NINE = {
+TEN = {
     "lead.created",
     "opportunity.created",
+    "opportunity.updated",
     "deal.won",
     "deal.lost",
     "customer.activity",
@@ -42,12 +44,12 @@ def rejects(event: object) -> InvalidEvent:
     return info.value
 
 
-def test_event_types_are_the_nine_sorted() -> None:
-    assert set(EVENT_TYPES) == NINE
+def test_event_types_are_the_ten_sorted() -> None:
+    assert set(EVENT_TYPES) == TEN
     assert list(EVENT_TYPES) == sorted(EVENT_TYPES)
 
 
-@pytest.mark.parametrize("event_type", sorted(NINE))
+@pytest.mark.parametrize("event_type", sorted(TEN))
 def test_schema_file_and_example(event_type: str) -> None:
     schema = json.loads((SCHEMA_DIR / f"{event_type}.schema.json").read_text(encoding="utf-8"))
     assert schema["title"] and schema["description"]
@@ -212,6 +214,64 @@ def test_optional_fields_may_be_absent() -> None:
     validate_event(event)
 
 
+def test_an_opportunity_may_carry_its_forecast_fields_or_none_of_them() -> None:
+    for kind in ("opportunity.created", "opportunity.updated"):
+        event = example(kind)
+        assert {"stage", "probability", "forecast_category", "expected_close"} <= set(event["data"])
+        validate_event(event)
+        for name in ("stage", "probability", "forecast_category", "expected_close"):
+            del event["data"][name]
+        validate_event(event)
+
+
+@pytest.mark.parametrize("name", ["opportunity_id", "rep_id", "region", "amount", "currency"])
+def test_an_update_carries_the_whole_current_state(name: str) -> None:
+    event = example("opportunity.updated")
+    del event["data"][name]
+    assert (rejects(event).field, rejects(event).reason) == (f"data.{name}", "is required")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [(100.5, "must be <= 100"), (-1, "must be >= 0"), ("80", "must be a number")]
+)
+def test_probability_is_a_percentage(value: object, reason: str) -> None:
+    event = example("opportunity.updated")
+    event["data"]["probability"] = value
+    assert (rejects(event).field, rejects(event).reason) == ("data.probability", reason)
+    event["data"]["probability"] = 33.5
+    validate_event(event)
+
+
+def test_forecast_category_is_one_of_four() -> None:
+    event = example("opportunity.created")
+    event["data"]["forecast_category"] = "upside"
+    err = rejects(event)
+    assert err.field == "data.forecast_category"
+    assert err.reason == "must be one of pipeline, best_case, commit, omitted"
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-02-30", "2026-13-01", "2026-12-15T00:00:00Z", "26-12-15", "2026-1-5"]
+)
+def test_expected_close_is_a_real_date(value: str) -> None:
+    event = example("opportunity.updated")
+    event["data"]["expected_close"] = value
+    err = rejects(event)
+    assert (err.field, err.reason) == ("data.expected_close", "must be a date, YYYY-MM-DD, e.g. 2026-12-15")
+    event["data"]["expected_close"] = "2028-02-29"
+    validate_event(event)
+
+
+def test_a_deal_may_name_the_opportunity_it_closes() -> None:
+    for kind in ("deal.won", "deal.lost"):
+        event = example(kind)
+        assert event["data"]["opportunity_id"]
+        event["data"]["opportunity_id"] = ""
+        assert (rejects(event).field, rejects(event).reason) == ("data.opportunity_id", "must not be empty")
+        del event["data"]["opportunity_id"]
+        validate_event(event)
+
+
 def test_validation_does_not_mutate() -> None:
     event = example("opportunity.created")
     before = copy.deepcopy(event)
@@ -221,4 +281,14 @@ def test_validation_does_not_mutate() -> None:
 
 def test_schema_dir_is_the_package_dir() -> None:
     assert Path(SCHEMA_DIR, "validator.py").is_file()
-    assert len(list(SCHEMA_DIR.glob("*.schema.json"))) == len(NINE)
+    assert len(list(SCHEMA_DIR.glob("*.schema.json"))) == len(TEN)
+
+
+def test_an_update_goes_where_its_opportunity_lives_and_a_close_is_forwarded_there_too() -> None:
+    assert route(example("opportunity.updated")) == route(example("opportunity.created")) == (LEADS, b"O-1")
+    won, lost = example("deal.won"), example("deal.lost")
+    assert route(won) == (DEALS, b"C-000001") and route(lost) == (DEALS, b"D-2")
+    assert close_route(won) == (LEADS, b"O-1") and close_route(lost) == (LEADS, b"O-2")
+    del won["data"]["opportunity_id"]
+    assert close_route(won) is None
+    assert close_route(example("opportunity.created")) is None
