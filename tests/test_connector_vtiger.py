@@ -644,3 +644,80 @@ def test_a_module_vtiger_refuses_holds_back_no_other_and_is_read_once_allowed(
     expected = held_by_crm(fake)
     assert wait_counted(worker, expected) == expected
     assert worker.kpis()["counters"]["duplicates"] == 0
+
+
+def test_a_potentials_stage_move_amount_change_and_slip_are_whole_versions_and_its_win_names_it(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger, tmp_path: Path
+) -> None:
+    """A deal worked over a week in a vtiger that has the ``forecast_category`` field: each edit
+    that changes its state is one ``opportunity.updated`` with the whole state, at its
+    ``modifiedtime``; an edit that changes nothing of it, a poll that finds nothing new, and
+    edits after the win produce nothing."""
+    fake.add_field("Potentials", "forecast_category")
+    org = fake.add("Accounts", _at(1, 0), bill_country="IR")
+    deal = fake.add(
+        "Potentials",
+        _at(10, 0),
+        amount="20000",
+        sales_stage="Qualification",
+        probability="20",
+        closingdate="2026-12-10",
+        related_to=org,
+        assigned_user_id="19x5",
+    )
+    mapping = tmp_path / "connectors.yaml"
+    mapping.write_text("reps: {19x5: r-05}\nregions: {countries: {IR: iran}}\n")
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake, SALESPULSE_CONNECTORS=str(mapping))
+    edits: list[dict[str, str]] = [
+        {},  # the first poll: its opening
+        {"sales_stage": "Negotiation/Review", "probability": "80", "forecast_category": "Commit"},
+        {"amount": "24000"},
+        {"potentialname": "Renamed", "leadsource": "Cold Call"},  # nothing the state holds
+        {"closingdate": "2027-01-15"},  # slipped from December to January
+        {},  # a poll with nothing new
+        {"sales_stage": "Closed Won"},  # vtiger leaves the probability as it was
+        {"amount": "99999"},  # after the win: nothing
+    ]
+    for day, edit in enumerate(edits, 11):
+        if edit:
+            fake.edit(deal, _at(day, 0), **edit)
+        assert connect_once(env).returncode == 0
+
+    state = {
+        "opportunity_id": deal,
+        "rep_id": "r-05",
+        "region": "iran",
+        "amount": 20000.0,
+        "currency": "USD",
+        "stage": "Qualification",
+        "probability": 20,
+        "expected_close": "2026-12-10",
+    }
+    moved = {**state, "stage": "Negotiation/Review", "probability": 80, "forecast_category": "commit"}
+    raised = {**moved, "amount": 24000.0}
+    slipped = {**raised, "expected_close": "2027-01-15"}
+    events = [orjson.loads(r.value) for r in records(broker.bootstrap, INPUT_TOPICS)]
+    opportunity = [(e["type"], e["occurred_at"], e["data"]) for e in events if e["type"].startswith("opp")]
+    assert opportunity == [
+        ("opportunity.created", "2026-11-10T00:00:00Z", state),
+        ("opportunity.updated", "2026-11-12T00:00:00Z", moved),
+        ("opportunity.updated", "2026-11-13T00:00:00Z", raised),
+        ("opportunity.updated", "2026-11-15T00:00:00Z", slipped),
+    ]
+    (won,) = [e for e in events if e["type"] == "deal.won"]
+    assert (won["occurred_at"], won["data"]["opportunity_id"], won["data"]["amount"]) == (
+        "2026-11-17T00:00:00Z",
+        deal,
+        24000.0,
+    )
+    expected = {**dict.fromkeys(FACT_TYPES, 0), "opportunity.created": 1, "deal.won": 1}
+    assert wait_counted(worker, expected) == expected
+    kpis = worker.kpis()
+    assert kpis["counters"]["events"]["opportunity.updated"] == 3
+    assert kpis["counters"]["duplicates"] == 0
+    assert stored_facts(Settings.from_env(env), deal) == {
+        "opportunity.created": "2026-11-10T00:00:00Z",
+        "deal.won": "2026-11-17T00:00:00Z",
+    }, "won for good: the state it had is forgotten"

@@ -34,8 +34,8 @@ SF_SECRET = "7c1e5a9f3b2d8e6a4c0f1b3d5e7a9c2f"
 PATHS = {"salesforce": f"salesforce/{SF_SECRET}"}
 
 
-def _stage(sid: str, closed: str, probability: str) -> dict[str, Any]:
-    return {"id": sid, "label": sid, "metadata": {"isClosed": closed, "probability": probability}}
+def _stage(sid: str, label: str, closed: str, probability: str) -> dict[str, Any]:
+    return {"id": sid, "label": label, "metadata": {"isClosed": closed, "probability": probability}}
 
 
 class FakeHubSpot:
@@ -74,10 +74,10 @@ class FakeHubSpot:
             "id": "7700",
             "label": "Enterprise",
             "stages": [
-                _stage("2001", "false", "0.2"),
-                _stage("2002", "false", "0.6"),
-                _stage("2003", "true", "1.0"),
-                _stage("2004", "true", "0.0"),
+                _stage("2001", "Qualified", "false", "0.2"),
+                _stage("2002", "Proposal", "false", "0.6"),
+                _stage("2003", "Won", "true", "1.0"),
+                _stage("2004", "Lost", "true", "0.0"),
             ],
         }
         return web.json_response({"results": [pipeline]})
@@ -301,10 +301,11 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     assert status == 200 and orjson.loads(answer)["unmappable"] == 1
 
     expected = {
-        # HubSpot: created once, won once (the open stage counts nothing); one lead.
+        # HubSpot: created once, moved to an open stage (a version), won once; one lead.
         # Salesforce: won, lost, opened, lead. Pipedrive: opened, won, lead.
         # Delighted and Typeform: one answer each.
         "opportunity.created": 1 + 1 + 1,
+        "opportunity.updated": 1,
         "deal.won": 1 + 1 + 1,
         "deal.lost": 1,
         "lead.created": 1 + 1 + 1,
@@ -533,3 +534,142 @@ def test_hubspot_won_deals_name_their_company_else_their_contacts_else_their_con
     metrics = worker.metrics()
     for reason in ("contact_organisation", "contact", "deal"):
         assert f'salespulse_connector_fallbacks_total{{connector="hubspot",reason="{reason}"}} 2.0' in metrics
+
+
+def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_close_names_the_opportunity(
+    broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot, tmp_path: Any
+) -> None:
+    """The same deal's life in HubSpot, Salesforce and Pipedrive: moved to a later stage, its
+    amount raised, its close slipped from December to January, then won. Every delivery
+    comes twice; each change is one ``opportunity.updated`` carrying the whole state."""
+    mapping = tmp_path / "connectors.yaml"
+    mapping.write_text(
+        "stages:\n"
+        "  hubspot: {'2002': Proposal/Price Quote}\n"  # the file's name wins over the pipeline's label
+        "  pipedrive: {'1': Qualification, '3': Proposal/Price Quote}\n"
+    )
+    worker = spawn_worker("versions", SALESPULSE_CONNECTORS=str(mapping), **vendor_env(hubspot_api))
+    worker.wait_ready()
+    base = f"http://{worker.address}/webhooks"
+    hubspot_api.deals["901"].update(
+        dealstage="2001",
+        amount="20000",
+        closedate="2026-12-10T00:00:00Z",
+        hs_deal_stage_probability="0.2",
+        hs_manual_forecast_category="PIPELINE",
+    )
+    proposal = {"stage": "Proposal/Price Quote", "expected_close": "2026-12-10", "amount": 20000.0}
+    stage_move = {
+        "hubspot": {**proposal, "probability": 60, "forecast_category": "best_case"},
+        "salesforce": {**proposal, "probability": 80, "forecast_category": "commit"},
+        "pipedrive": {**proposal, "probability": 60},
+    }
+    changes = [{}, {"amount": 24000.0}, {"expected_close": "2027-01-15"}]  # after the stage move
+    at = ["10:10", "10:20", "10:30", "10:40"]  # the stage move, the amount, the slip, the win
+
+    def hubspot(step: int) -> bytes:
+        deal = hubspot_api.deals["901"]
+        when = v.T0_MS + (10 + 10 * step) * 60_000
+
+        def changed(name: str, value: str, event_id: int) -> dict[str, Any]:
+            deal[name] = value
+            return v.hubspot_event(
+                "deal.propertyChange", 901, event_id, when, propertyName=name, propertyValue=value
+            )
+
+        if step == 0:  # one save, two property changes: one version
+            deal.update(hs_deal_stage_probability="0.6")
+            events = [
+                changed("dealstage", "2002", 40),
+                changed("hs_manual_forecast_category", "BEST_CASE", 41),
+            ]
+        else:
+            name, value = [("amount", "24000"), ("closedate", "2027-01-15T00:00:00Z"), ("dealstage", "2003")][
+                step - 1
+            ]
+            events = [changed(name, value, 41 + step)]
+        return orjson.dumps(events)
+
+    salesforce_fields: dict[str, str] = {}
+
+    def salesforce(step: int) -> bytes:
+        salesforce_fields.update(
+            [
+                {"StageName": "Proposal/Price Quote", "Probability": "80", "ForecastCategoryName": "Commit"},
+                {"Amount": "24000.0"},
+                {"CloseDate": "2027-01-15"},
+                {"StageName": "Closed Won", "IsClosed": "true", "IsWon": "true", "Probability": "100"},
+            ][step]
+        )
+        modified = f"2026-11-26T{at[step]}:00.000Z"
+        return v.salesforce_envelope(v.sf_version(**salesforce_fields, LastModifiedDate=modified))
+
+    pipedrive_deal = dict(v.PD_PIPELINE)
+
+    def pipedrive(step: int) -> bytes:
+        now, previous = [
+            ({"stage_id": 3, "probability": 60}, {"stage_id": 1, "probability": 20}),
+            ({"value": 24000}, {"value": 20000}),
+            ({"expected_close_date": "2027-01-15"}, {"expected_close_date": "2026-12-10"}),
+            ({"status": "won", "won_time": f"2026-11-26T{at[3]}:00Z"}, {"status": "open"}),
+        ][step]
+        pipedrive_deal.update(now, update_time=f"2026-11-26T{at[step]}:00Z")
+        return v.pipedrive(
+            "change", "deal", pipedrive_deal, {**previous, "update_time": "2026-11-26T09:00:00Z"}
+        )
+
+    headers = {
+        "hubspot": hubspot_headers,
+        "salesforce": lambda body: {"Content-Type": "text/xml"},
+        "pipedrive": lambda body: basic(PD_USER, PD_PASSWORD),
+    }
+    builders = {"hubspot": hubspot, "salesforce": salesforce, "pipedrive": pipedrive}
+    for step in range(4):
+        for vendor, build in builders.items():
+            body = build(step)
+            for _ in range(2):  # every delivery is redelivered
+                status, answer = post(f"{base}/{PATHS.get(vendor, vendor)}", body, headers[vendor](body))
+                assert status == 200, (vendor, step, answer)
+
+    # Per post: HubSpot one event a step; Salesforce an opening copy beside each open
+    # version, then the win; Pipedrive one event a step.
+    sent = 2 * (4 + (3 * 2 + 1) + 4)
+
+    def settled() -> dict[str, Any] | None:
+        kpis = worker.kpis()
+        c = kpis["counters"]
+        return kpis if sum(c["events"].values()) + c["duplicates"] == sent else None
+
+    kpis = wait_until(settled, timeout=60)
+    counted = {k: n for k, n in kpis["counters"]["events"].items() if n}
+    assert counted == {"opportunity.updated": 3 * 3, "opportunity.created": 1, "deal.won": 3}
+    assert kpis["counters"]["duplicates"] == sent - 13
+
+    owners = {"hubspot": "77", "salesforce": "0055g00000Rep07AAA", "pipedrive": "12597982"}
+    ids = {"hubspot": "901", "salesforce": "0065g00000PipeXAAV", "pipedrive": "4720"}
+    versions: dict[str, dict[str, dict[str, Any]]] = {vendor: {} for vendor in builders}
+    for record in records(broker.bootstrap, ("crm.leads",)):
+        event = orjson.loads(record.value)
+        if event["type"] == "opportunity.updated":
+            assert record.key == event["data"]["opportunity_id"].encode()
+            versions[event["source"]][event["event_id"]] = event
+    for vendor, found in versions.items():
+        state = {
+            "opportunity_id": ids[vendor],
+            "rep_id": owners[vendor],
+            "region": "unknown",
+            "currency": "EUR",
+            **stage_move[vendor],
+        }
+        expected = []
+        for step, change in enumerate(changes):
+            state = {**state, **change}
+            expected.append((f"2026-11-26T{at[step]}:00", state))
+        got = sorted((e["occurred_at"].replace(".000Z", "Z")[:19], e["data"]) for e in found.values())
+        assert got == expected, vendor
+    closes = {
+        event["source"]: event["data"]
+        for event in (orjson.loads(r.value) for r in records(broker.bootstrap, ("crm.deals",)))
+    }
+    assert {vendor: data["opportunity_id"] for vendor, data in closes.items()} == ids
+    assert {vendor: data["amount"] for vendor, data in closes.items()} == dict.fromkeys(ids, 24000.0)
