@@ -539,9 +539,10 @@ def test_hubspot_won_deals_name_their_company_else_their_contacts_else_their_con
 def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_close_names_the_opportunity(
     broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot, tmp_path: Any
 ) -> None:
-    """The same deal's life in HubSpot, Salesforce and Pipedrive: moved to a later stage, its
-    amount raised, its close slipped from December to January, then won. Every delivery
-    comes twice; each change is one ``opportunity.updated`` carrying the whole state."""
+    """The same deal's life in HubSpot, Salesforce and Pipedrive, one change a day (so the
+    forecast as of each day's end shows each): moved to a later stage, its amount raised, its
+    close slipped from December to January, then won. Every delivery comes twice; each change
+    is one ``opportunity.updated`` carrying the whole state."""
     mapping = tmp_path / "connectors.yaml"
     mapping.write_text(
         "stages:\n"
@@ -565,11 +566,12 @@ def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_clo
         "pipedrive": {**proposal, "probability": 60},
     }
     changes = [{}, {"amount": 24000.0}, {"expected_close": "2027-01-15"}]  # after the stage move
-    at = ["10:10", "10:20", "10:30", "10:40"]  # the stage move, the amount, the slip, the win
+    # The stage move, the amount, the slip, the win: the days before the workers' clock.
+    at = [f"2026-11-{22 + step}T10:10:00" for step in range(4)]
 
     def hubspot(step: int) -> bytes:
         deal = hubspot_api.deals["901"]
-        when = v.T0_MS + (10 + 10 * step) * 60_000
+        when = v.T0_MS + 10 * 60_000 - (4 - step) * 86_400_000  # T0 is 2026-11-26T10:00
 
         def changed(name: str, value: str, event_id: int) -> dict[str, Any]:
             deal[name] = value
@@ -601,22 +603,25 @@ def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_clo
                 {"StageName": "Closed Won", "IsClosed": "true", "IsWon": "true", "Probability": "100"},
             ][step]
         )
-        modified = f"2026-11-26T{at[step]}:00.000Z"
+        modified = f"{at[step]}.000Z"
         return v.salesforce_envelope(v.sf_version(**salesforce_fields, LastModifiedDate=modified))
 
-    pipedrive_deal = dict(v.PD_PIPELINE)
+    pipedrive_deal = {
+        **v.PD_PIPELINE,
+        "add_time": "2026-11-20T09:00:00Z",
+        "update_time": "2026-11-20T09:00:00Z",
+    }
 
     def pipedrive(step: int) -> bytes:
         now, previous = [
             ({"stage_id": 3, "probability": 60}, {"stage_id": 1, "probability": 20}),
             ({"value": 24000}, {"value": 20000}),
             ({"expected_close_date": "2027-01-15"}, {"expected_close_date": "2026-12-10"}),
-            ({"status": "won", "won_time": f"2026-11-26T{at[3]}:00Z"}, {"status": "open"}),
+            ({"status": "won", "won_time": f"{at[3]}Z"}, {"status": "open"}),
         ][step]
-        pipedrive_deal.update(now, update_time=f"2026-11-26T{at[step]}:00Z")
-        return v.pipedrive(
-            "change", "deal", pipedrive_deal, {**previous, "update_time": "2026-11-26T09:00:00Z"}
-        )
+        previous["update_time"] = pipedrive_deal["update_time"]
+        pipedrive_deal.update(now, update_time=f"{at[step]}Z")
+        return v.pipedrive("change", "deal", pipedrive_deal, previous)
 
     headers = {
         "hubspot": hubspot_headers,
@@ -664,7 +669,7 @@ def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_clo
         expected = []
         for step, change in enumerate(changes):
             state = {**state, **change}
-            expected.append((f"2026-11-26T{at[step]}:00", state))
+            expected.append((at[step], state))
         got = sorted((e["occurred_at"].replace(".000Z", "Z")[:19], e["data"]) for e in found.values())
         assert got == expected, vendor
     closes = {
