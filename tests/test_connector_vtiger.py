@@ -706,7 +706,9 @@ def test_a_potentials_stage_move_amount_change_and_slip_are_whole_versions_and_i
         ("opportunity.updated", "2026-11-13T00:00:00Z", raised),
         ("opportunity.updated", "2026-11-15T00:00:00Z", slipped),
     ]
-    (won,) = [e for e in events if e["type"] == "deal.won"]
+    # The close as sent, on crm.deals: the forecast forwards a copy to the opportunity's partition.
+    (won,) = [orjson.loads(r.value) for r in records(broker.bootstrap, ("crm.deals",))]
+    assert won["type"] == "deal.won"
     assert (won["occurred_at"], won["data"]["opportunity_id"], won["data"]["amount"]) == (
         "2026-11-17T00:00:00Z",
         deal,
