@@ -50,6 +50,19 @@ def http(url: str, timeout: float = 5.0, token: str = TOKEN) -> tuple[int, bytes
         return exc.code, exc.read()
 
 
+#: A row's own numbers in a ``GET /forecast`` answer, as :func:`forecast_numbers` lists them.
+FORECAST_NUMBERS = ("closed_won", "commit", "best_case", "pipeline", "weighted")
+
+
+def forecast_numbers(view: dict[str, Any], rep: str, currency: str) -> tuple[float, ...]:
+    """A rep's closed won, commit, best case, pipeline and weighted in a ``/forecast`` answer
+    by rep; zeros where it has no row."""
+    for row in view["rows"]:
+        if (row["rep"], row["currency"]) == (rep, currency):
+            return tuple(row[name] for name in FORECAST_NUMBERS)
+    return (0.0,) * len(FORECAST_NUMBERS)
+
+
 class WorkerProcess:
     """A ``salespulse worker`` subprocess with its own web port and data dir."""
 
@@ -122,6 +135,13 @@ class WorkerProcess:
 
     def kpis(self) -> dict[str, Any]:
         status, body = http(f"http://{self.address}/kpis", token=self.token)
+        assert status == 200, body
+        return dict(orjson.loads(body))
+
+    def forecast(self, **query: str | int) -> dict[str, Any]:
+        """This worker's ``GET /forecast`` share for ``query`` (period, by, as_of, from, to)."""
+        params = "&".join(f"{name}={value}" for name, value in query.items())
+        status, body = http(f"http://{self.address}/forecast?{params}", token=self.token)
         assert status == 200, body
         return dict(orjson.loads(body))
 

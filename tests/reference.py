@@ -40,9 +40,6 @@ from kafka.partitioner.default import murmur2
 from salespulse.schemas.topics import ROUTES, route
 
 EVENT_TYPES = tuple(sorted(ROUTES))
-#: The types ``salespulse generate`` emits: all but ``opportunity.updated``, until the generator
-#: gives opportunities a life (issue 31); the forecast tests build their own opportunities.
-GENERATED_TYPES = tuple(t for t in EVENT_TYPES if t != "opportunity.updated")
 WINDOWS = ("1h", "24h", "7d", "30d")
 WINDOW_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 HOUR_WINDOW_SIZE = {"24h": 24, "7d": 168, "30d": 720}

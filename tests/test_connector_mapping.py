@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from salespulse.streams.endpoints.connectors.ids import derive_event_id
+from salespulse.schemas.validator import SCHEMA_DIR
+from salespulse.streams.endpoints.connectors.ids import derive_event_id, version_of
 from salespulse.streams.endpoints.connectors.mapping import (
+    BUILT_IN_CATEGORIES,
     ConnectorMapping,
     MappingError,
     kind_vocabulary,
@@ -41,6 +44,9 @@ customer_fields:
   pipedrive: person_id
 kind_fields:
   pipedrive: 3e9bb7da4983ebebda9e19851cc6828af134e3c8
+stages:
+  hubspot: {"1031923": Negotiation/Review}
+  pipedrive: {3: Proposal/Price Quote}
 vtiger:
   won: [Closed Won, Won - Paid]
   lost: Closed Lost
@@ -70,6 +76,25 @@ def test_without_a_file_every_lookup_has_its_documented_default() -> None:
     assert mapping.vtiger_outcome("Closed Won") == "won"
     assert mapping.vtiger_outcome("closed lost") == "lost"
     assert mapping.vtiger_outcome("Negotiation/Review") is None
+    assert mapping.stage("pipedrive", 3) == "3" and mapping.stage("pipedrive", None) is None
+    assert mapping.stage("hubspot", "1031923", "Negotiation") == "Negotiation"  # the vendor's label
+
+
+def test_vendors_forecast_categories_are_the_contracts_and_closed_or_unknown_ones_none() -> None:
+    schema = json.loads((SCHEMA_DIR / "opportunity.updated.schema.json").read_text(encoding="utf-8"))
+    contract = schema["properties"]["data"]["properties"]["forecast_category"]["enum"]
+    assert set(BUILT_IN_CATEGORIES.values()) == set(contract)
+    mapping = ConnectorMapping()
+    assert [
+        mapping.forecast_category(v) for v in ("Best Case", "BEST_CASE", "Commit", "OMIT", "Pipeline")
+    ] == [
+        "best_case",
+        "best_case",
+        "commit",
+        "omitted",
+        "pipeline",
+    ]
+    assert mapping.forecast_category("Closed") is None and mapping.forecast_category("Upside") is None
 
 
 def test_stock_picklists_map_to_the_contract_vocabulary_case_insensitively() -> None:
@@ -110,6 +135,8 @@ def test_a_full_file_is_read_into_typed_lookups(tmp_path: Path) -> None:
     assert mapping.kind_field("salesforce") == "Type"  # the built-in where the file names none
     assert mapping.vtiger_outcome("Won - Paid") == "won" and mapping.vtiger_outcome("Closed Won") == "won"
     assert mapping.vtiger_lost == ("Closed Lost",)
+    assert mapping.stage("hubspot", "1031923", "Negotiation") == "Negotiation/Review"  # the file's name
+    assert mapping.stage("pipedrive", 3) == "Proposal/Price Quote" and mapping.stage("pipedrive", 4) == "4"
 
 
 def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
@@ -130,6 +157,9 @@ def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
         ("owners:\n  a: b\n", "owners", "is not a section"),
         ("customer_fields:\n  zoho: Account\n", "customer_fields.zoho", "is not one of hubspot"),
         ("kind_fields:\n  zoho: Type\n", "kind_fields.zoho", "is not one of hubspot"),
+        ("stages:\n  zoho: {1: Won}\n", "stages.zoho", "is not one of hubspot"),
+        ("stages: [a]\n", "stages", "must be a mapping of vendors, not list"),
+        ("stages:\n  pipedrive: {1: ''}\n", "stages.pipedrive.1", "1 to 200 characters"),
         ("vtiger:\n  won: []\n", "vtiger.won", "at least one sales stage"),
         ("vtiger:\n  closed: [x]\n", "vtiger.closed", "is not one of lost, won"),
         ("- just\n- a list\n", "$", "must be a mapping of sections"),
@@ -174,7 +204,19 @@ def test_event_ids_depend_on_the_fact_only() -> None:
     assert one not in others and len(others) == 5
 
 
+def test_a_version_of_an_opportunity_is_its_time_and_state_or_its_time_alone() -> None:
+    state = {"opportunity_id": "O-1", "amount": 10.0}
+    assert version_of("O-1", "2026-11-26T10:00:00Z", state) == version_of(
+        "O-1", "2026-11-26T10:00:00Z", dict(reversed(state.items()))
+    )  # the order of the fields does not matter
+    assert version_of("O-1", "2026-11-26T10:00:00Z", state) != version_of(
+        "O-1", "2026-11-26T10:00:00Z", {**state, "amount": 11.0}
+    )
+    assert version_of("O-1", "2026-11-26T10:00:00Z") == "O-1@2026-11-26T10:00:00Z"
+
+
 def test_the_example_mapping_file_loads_and_names_the_pipedrive_kind_field() -> None:
     mapping = load_mapping(Path(__file__).resolve().parents[1] / "config" / "connectors.example.yml")
     assert mapping.kind_field("pipedrive") == "3e9bb7da4983ebebda9e19851cc6828af134e3c8"
     assert mapping.kind("4581") == "renewal" and mapping.rep("19x5") == "r-05"
+    assert mapping.stage("pipedrive", 3) == "Proposal/Price Quote"

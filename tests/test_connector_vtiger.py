@@ -29,7 +29,7 @@ from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port
-from tests.conftest import FIXED_CLOCK, REPO, http, records, wait_until
+from tests.conftest import FIXED_CLOCK, REPO, forecast_numbers, http, records, wait_until
 from tests.vtiger_fake import FakeVtiger
 
 SINCE = "2026-10-01"
@@ -41,6 +41,11 @@ OPEN_STAGES = (
     "Proposal or Price Quote",
     "Negotiation or Review",
 )
+
+
+def _end_of(day: int) -> int:
+    """The last second of a day of November 2026, in epoch seconds."""
+    return 1793404800 + (day + 1) * 86400 - 1  # 1793404800 is 2026-10-31T00:00:00Z
 
 
 def _at(day: int, seconds: int) -> str:
@@ -649,3 +654,112 @@ def test_a_module_vtiger_refuses_holds_back_no_other_and_is_read_once_allowed(
     expected = held_by_crm(fake)
     assert wait_counted(worker, expected) == expected
     assert worker.kpis()["counters"]["duplicates"] == 0
+
+
+def test_a_potentials_stage_move_amount_change_and_slip_are_whole_versions_and_its_win_names_it(
+    broker: EmbeddedBroker, spawn_worker: Any, fake: FakeVtiger, tmp_path: Path
+) -> None:
+    """A deal worked over a week in a vtiger that has the ``forecast_category`` field: each edit
+    that changes its state is one ``opportunity.updated`` with the whole state, at its
+    ``modifiedtime``; an edit that changes nothing of it, a poll that finds nothing new, and
+    edits after the win produce nothing."""
+    fake.add_field("Potentials", "forecast_category")
+    org = fake.add("Accounts", _at(1, 0), bill_country="IR")
+    deal = fake.add(
+        "Potentials",
+        _at(10, 0),
+        amount="20000",
+        sales_stage="Qualification",
+        probability="20",
+        closingdate="2026-12-10",
+        related_to=org,
+        assigned_user_id="19x5",
+    )
+    mapping = tmp_path / "connectors.yaml"
+    mapping.write_text("reps: {19x5: r-05}\nregions: {countries: {IR: iran}}\n")
+    worker = spawn_worker()
+    worker.wait_ready()
+    env = connector_env(broker, fake, SALESPULSE_CONNECTORS=str(mapping))
+    edits: list[dict[str, str]] = [
+        {},  # the first poll: its opening
+        {"sales_stage": "Negotiation/Review", "probability": "80", "forecast_category": "Commit"},
+        {"amount": "24000"},
+        {"potentialname": "Renamed", "leadsource": "Cold Call"},  # nothing the state holds
+        {"closingdate": "2027-01-15"},  # slipped from December to January
+        {},  # a poll with nothing new
+        {"sales_stage": "Closed Won"},  # vtiger leaves the probability as it was
+        {"amount": "99999"},  # after the win: nothing
+    ]
+    for day, edit in enumerate(edits, 11):
+        if edit:
+            fake.edit(deal, _at(day, 0), **edit)
+        assert connect_once(env).returncode == 0
+
+    state = {
+        "opportunity_id": deal,
+        "rep_id": "r-05",
+        "region": "iran",
+        "amount": 20000.0,
+        "currency": "USD",
+        "stage": "Qualification",
+        "probability": 20,
+        "expected_close": "2026-12-10",
+    }
+    moved = {**state, "stage": "Negotiation/Review", "probability": 80, "forecast_category": "commit"}
+    raised = {**moved, "amount": 24000.0}
+    slipped = {**raised, "expected_close": "2027-01-15"}
+    events = [orjson.loads(r.value) for r in records(broker.bootstrap, INPUT_TOPICS)]
+    opportunity = [(e["type"], e["occurred_at"], e["data"]) for e in events if e["type"].startswith("opp")]
+    assert opportunity == [
+        ("opportunity.created", "2026-11-10T00:00:00Z", state),
+        ("opportunity.updated", "2026-11-12T00:00:00Z", moved),
+        ("opportunity.updated", "2026-11-13T00:00:00Z", raised),
+        ("opportunity.updated", "2026-11-15T00:00:00Z", slipped),
+    ]
+    # The close as sent, on crm.deals: the forecast forwards a copy to the opportunity's partition.
+    (won,) = [orjson.loads(r.value) for r in records(broker.bootstrap, ("crm.deals",))]
+    assert won["type"] == "deal.won"
+    assert (won["occurred_at"], won["data"]["opportunity_id"], won["data"]["amount"]) == (
+        "2026-11-17T00:00:00Z",
+        deal,
+        24000.0,
+    )
+    expected = {**dict.fromkeys(FACT_TYPES, 0), "opportunity.created": 1, "deal.won": 1}
+    assert wait_counted(worker, expected) == expected
+    kpis = worker.kpis()
+    assert kpis["counters"]["events"]["opportunity.updated"] == 3
+    assert kpis["counters"]["duplicates"] == 0
+    assert stored_facts(Settings.from_env(env), deal) == {
+        "opportunity.created": "2026-11-10T00:00:00Z",
+        "deal.won": "2026-11-17T00:00:00Z",
+    }, "won for good: the state it had is forgotten"
+
+    # What the forecast makes of it, as of the end of each day of its life.
+    def numbers(period: str, day: int) -> tuple[float, ...]:
+        return forecast_numbers(worker.forecast(period=period, by="rep", as_of=_end_of(day)), "r-05", "USD")
+
+    def forecast_shows_its_life() -> bool:
+        return [
+            numbers("2026-12", 10),  # opened in December's pipeline at 20%
+            numbers("2026-12", 12),  # the stage move: a commit at 80%
+            numbers("2026-12", 13),  # the amount raised
+            (numbers("2026-12", 15), numbers("2027-01", 15)),  # the slip into January
+            (numbers("2027-01", 17), numbers("2026-11", 17)),  # won on 17 November
+        ] == [
+            (0, 0, 0, 20000, 4000),
+            (0, 20000, 20000, 20000, 16000),
+            (0, 24000, 24000, 24000, 19200),
+            ((0, 0, 0, 0, 0), (0, 24000, 24000, 24000, 19200)),
+            ((0, 0, 0, 0, 0), (24000, 24000, 24000, 0, 0)),
+        ]
+
+    wait_until(forecast_shows_its_life, timeout=30)  # the win reaches the forecast forwarded
+
+    def december_moved(first: int, last: int) -> dict[str, float]:
+        view = worker.forecast(period="2026-12", by="rep", **{"from": _end_of(first), "to": _end_of(last)})
+        return {move: v["USD"] for move, v in view["waterfall"].items() if v.get("USD")}
+
+    assert december_moved(10, 13) == {"start": 20000, "increased": 4000, "end": 24000}
+    assert december_moved(13, 15) == {"start": 24000, "pushed_out": 24000}
+    january = worker.forecast(period="2027-01", by="rep", as_of=_end_of(15))
+    assert [(s["opportunity_id"], s["slips"]) for s in january["slips"]] == [(deal, 1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -15,14 +16,16 @@ from salespulse.streams.endpoints.connectors.base import (
     Refused,
     Unmappable,
     WebhookRequest,
+    close_date,
     customer_of,
     load_json,
     money,
+    percent,
 )
 from salespulse.streams.endpoints.connectors.delighted import DelightedConnector
 from salespulse.streams.endpoints.connectors.delighted import map_payload as map_delighted
 from salespulse.streams.endpoints.connectors.delighted import signature as delighted_signature
-from salespulse.streams.endpoints.connectors.hubspot import classify, signature_v3
+from salespulse.streams.endpoints.connectors.hubspot import Change, classify, latest_updates, signature_v3
 from salespulse.streams.endpoints.connectors.hubspot_api import association_precedence, stage_outcome
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.pipedrive import PipedriveConnector
@@ -88,9 +91,13 @@ def test_hubspot_events_are_classified_in_both_subscription_styles() -> None:
     assert (generic.what, generic.object_id, generic.portal) == ("stage", "7", str(v.PORTAL))
     lead = classify(v.hubspot_event("object.creation", 8, 2, v.T0_MS, objectTypeId="0-1"))
     assert lead is not None and lead.what == "lead"
+    amount = classify(
+        v.hubspot_event("deal.propertyChange", 7, 3, v.T0_MS, propertyName="amount", propertyValue="5")
+    )
+    assert amount is not None and amount.what == "update"
     assert (
         classify(
-            v.hubspot_event("deal.propertyChange", 7, 3, v.T0_MS, propertyName="amount", propertyValue="5")
+            v.hubspot_event("deal.propertyChange", 7, 3, v.T0_MS, propertyName="dealname", propertyValue="x")
         )
         is None
     )
@@ -123,6 +130,7 @@ def test_salesforce_opportunities_and_leads_map_by_their_flags() -> None:
         "amount": 48000.0,
         "currency": "EUR",
         "source": "partner",
+        "opportunity_id": "0065g00000AbCdEAAV",
     }
     assert (lost["type"], lost["occurred_at"]) == ("deal.lost", "2026-11-26T10:40:00Z")
     assert (opened["type"], opened["data"]["amount"], opened["data"]["currency"]) == (
@@ -184,7 +192,7 @@ def test_a_vendor_amount_arrives_as_the_decimal_it_spells_in_the_currency_the_ma
             money(bad, "amount")
 
 
-def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() -> None:
+def test_pipedrive_deal_create_win_and_lead_map_and_an_edit_of_a_won_deal_is_ignored() -> None:
     created = map_pipedrive(orjson.loads(v.pipedrive("create", "deal", v.PD_DEAL, None)), DEFAULTS)
     (opp,) = created.events
     assert check_event(opp)["data"] == {
@@ -193,19 +201,15 @@ def test_pipedrive_deal_create_win_and_lead_map_and_an_open_change_is_ignored() 
         "region": "unknown",
         "amount": 9500.0,
         "currency": "EUR",
+        "stage": "1",  # a stage id the mapping file does not name
+        "expected_close": "2026-12-15",
     }
     assert opp["occurred_at"] == "2026-11-26T09:00:00Z"
     won = map_pipedrive(orjson.loads(v.pipedrive("change", "deal", v.PD_WON, {"status": "open"})), DEFAULTS)
     (deal,) = won.events
     assert check_event(deal)["type"] == "deal.won" and deal["data"]["customer_id"] == "5063"
-    assert deal["occurred_at"] == "2026-11-26T10:45:00Z"
-    # A stage move (previous holds only stage_id) and an edit of a won deal are not wins.
-    assert (
-        map_pipedrive(
-            orjson.loads(v.pipedrive("change", "deal", v.PD_DEAL, {"stage_id": 1})), DEFAULTS
-        ).ignored
-        == 1
-    )
+    assert deal["occurred_at"] == "2026-11-26T10:45:00Z" and deal["data"]["opportunity_id"] == "4711"
+    # An edit of a won deal is no win, and no version of an open opportunity.
     assert (
         map_pipedrive(orjson.loads(v.pipedrive("change", "deal", v.PD_WON, {"title": "x"})), DEFAULTS).ignored
         == 1
@@ -408,3 +412,100 @@ def test_a_salesforce_secret_that_is_short_or_no_plain_path_segment_is_refused_b
         Settings.from_env({"SALESPULSE_SALESFORCE_SECRET": secret})
     settings = Settings.from_env({"SALESPULSE_SALESFORCE_SECRET": SF_SECRET})
     assert settings.salesforce_secret == SF_SECRET and SF_SECRET not in repr(settings)
+
+
+def test_probabilities_and_close_dates_are_read_as_the_vendors_write_them() -> None:
+    assert percent("10.000", "p") == 10 and isinstance(percent("10.000", "p"), int)  # vtiger
+    assert percent("0.2", "p", fraction=True) == 20  # HubSpot: exactly 20, not 20.000000000000004
+    assert percent(0.335, "p", fraction=True) == 33.5 and percent(65.5, "p") == 65.5
+    assert percent("", "p") is None and percent(None, "p") is None
+    for bad in ("lots", "NaN", True, [1]):
+        with pytest.raises(Unmappable, match="is not a number"):
+            percent(bad, "p")
+    assert close_date("2026-12-15", "d") == "2026-12-15"
+    assert close_date("2027-01-15T00:00:00Z", "d") == "2027-01-15"  # HubSpot keeps a time
+    assert close_date("2026-12-31T21:30:00-05:00", "d") == "2027-01-01"  # its UTC date
+    assert close_date("", "d") is None and close_date(None, "d") is None
+    for bad in ("2026-02-30", "15/12/2026", "2026-1-5", "soon"):
+        with pytest.raises(Unmappable, match="d"):
+            close_date(bad, "d")
+
+
+def _sf_events(*sobjects: str) -> list[dict[str, Any]]:
+    out = map_notifications(*notifications_of(v.salesforce_envelope(*sobjects)), DEFAULTS)
+    assert not out.unmappable
+    return [check_event(e) for e in out.events]
+
+
+def test_a_salesforce_edit_is_the_opening_again_and_a_version_whose_id_holds_for_redeliveries() -> None:
+    edited = v.sf_version(StageName="Negotiation/Review", Probability="90", LastModifiedDate=v.SF_EDITED)
+    opened, update = _sf_events(edited)
+    assert (opened["type"], opened["occurred_at"]) == ("opportunity.created", "2026-11-20T09:00:00Z")
+    assert (update["type"], update["occurred_at"]) == ("opportunity.updated", "2026-11-26T10:05:00Z")
+    assert (
+        update["data"]
+        == opened["data"]
+        == {
+            "opportunity_id": "0065g00000PipeXAAV",
+            "rep_id": "0055g00000Rep07AAA",
+            "region": "unknown",
+            "amount": 20000.0,
+            "currency": "EUR",
+            "stage": "Negotiation/Review",
+            "probability": 90,
+            "forecast_category": "pipeline",
+            "expected_close": "2026-12-10",
+        }
+    )
+    again = _sf_events(edited)
+    assert [e["event_id"] for e in again] == [opened["event_id"], update["event_id"]]
+    # Another change in the same second is another version; a category of none of the
+    # vendors' is left to the stage.
+    (_, same_second) = _sf_events(v.sf_version(Amount="21000.0", LastModifiedDate=v.SF_EDITED))
+    assert same_second["event_id"] != update["event_id"]
+    (_, unknown_category) = _sf_events(
+        v.sf_version(ForecastCategoryName="Upside", LastModifiedDate=v.SF_EDITED)
+    )
+    assert "forecast_category" not in unknown_category["data"]
+    assert [e["type"] for e in _sf_events(v.sf_version())] == ["opportunity.created"]  # never edited
+
+
+def test_pipedrive_versions_come_from_changes_of_the_state_of_an_open_deal_only() -> None:
+    def mapped(data: dict[str, Any], previous: dict[str, Any]) -> Any:
+        return map_pipedrive(orjson.loads(v.pipedrive("change", "deal", data, previous)), DEFAULTS)
+
+    moved = {**v.PD_PIPELINE, "stage_id": 2, "update_time": "2026-11-26T10:05:00Z"}
+    (update,) = mapped(moved, {"stage_id": 1}).events
+    assert (check_event(update)["type"], update["occurred_at"]) == (
+        "opportunity.updated",
+        "2026-11-26T10:05:00Z",
+    )
+    assert update["data"] == {
+        "opportunity_id": "4720",
+        "rep_id": "12597982",
+        "region": "unknown",
+        "amount": 20000.0,
+        "currency": "EUR",
+        "stage": "2",
+        "probability": 20,
+        "expected_close": "2026-12-10",
+    }
+    assert mapped(moved, {"stage_id": 1}).events[0]["event_id"] == update["event_id"]  # a redelivery
+    assert mapped(moved, {"title": "Old title"}).ignored == 1  # nothing of the state changed
+    reopened = {**moved, "status": "open"}
+    assert mapped(reopened, {"status": "lost", "stage_id": 1}).ignored == 1  # a close is final
+
+
+def test_hubspot_keeps_one_update_a_deal_in_a_delivery_the_newest_and_none_for_a_deal_it_closes() -> None:
+    def change(what: str, deal: str, at: str) -> Change:
+        return Change(what, deal, at, "62515", "", {})
+
+    changes = [
+        change("update", "7", "2026-11-26T10:00:00.000Z"),
+        change("update", "7", "2026-11-26T10:02:00.000Z"),
+        change("update", "7", "2026-11-26T10:01:00.000Z"),
+        change("update", "8", "2026-11-26T10:00:00.000Z"),
+        change("won", "8", "2026-11-26T10:03:00.000Z"),
+        change("opportunity", "9", "2026-11-26T10:00:00.000Z"),
+    ]
+    assert latest_updates(changes) == [changes[1], changes[4], changes[5]]

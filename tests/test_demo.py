@@ -11,12 +11,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
+from datetime import date
 from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from salespulse.streams.tools.broker import port_open
+from salespulse.streams.tools.demo import HISTORY_DAYS, _demo_targets
+from salespulse.streams.tools.generator import GeneratorConfig, generate
+from tests.conftest import FIXED_NOW
 
 #: A user's shell: no SALESPULSE_* setting at all.
 ENV = {"COLUMNS": "160", "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
@@ -93,8 +99,43 @@ def test_demo_shows_all_eight_kpis_its_curl_line_and_kpis_work_and_it_stops_clea
     ):
         assert nonzero(row(table, label)), (label, table)
     assert re.search(r"competitor prices [1-9]", table), table  # 4
+    assert re.search(r"Forecast \d{4}-Q[1-4] \(", table), table  # this quarter's, by team
+    assert re.search(r"inside .* (EUR|USD|GBP) .*%", table), table  # a quota and its attainment
     assert "demo stopped; no process left running" in out
     # Nothing the demo started is still listening: not the broker, not the worker.
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
     assert ports
     assert not [p for p in set(ports) if port_open("127.0.0.1", p)], "the demo left processes behind"
+
+
+def test_demo_quotas_are_the_historys_run_rate_plus_a_tenth_for_this_quarter_and_the_next(
+    tmp_path: Path,
+) -> None:
+    config = GeneratorConfig(seed=1, now=FIXED_NOW, recent_share=0.0, spread_days=HISTORY_DAYS, steady=True)
+    history = list(generate(config, 5000))
+    today = date(2026, 12, 7)
+    doc = yaml.safe_load(_demo_targets(history, tmp_path / "targets.yml", today).read_text())
+    won: defaultdict[tuple[str, str], float] = defaultdict(float)
+    deals = 0
+    for event in history:
+        if event["type"] == "deal.won":
+            won[event["data"]["rep_id"], event["data"]["currency"]] += event["data"]["amount"]
+            deals += 1
+    days = {"2026-Q4": 92, "2027-Q1": 90}
+    amounts = {(q["rep"], q["period"], q["currency"]): q["amount"] for q in doc["quotas"] if "rep" in q}
+    assert set(amounts) == {(rep, period, currency) for rep, currency in won for period in days}
+    for (rep, period, currency), quota in amounts.items():
+        expected = won[rep, currency] * 1.1 * days[period] / HISTORY_DAYS
+        assert abs(quota - expected) <= 500 or quota == 1000 > expected, (rep, period, currency)
+    teams = {q["team"]: q for q in doc["quotas"] if "team" in q and q["period"] == "2026-Q4"}
+    assert set(teams) == set(doc["teams"]) == {"inside", "field"}
+    assert abs(sum(q["deals"] for q in teams.values()) - deals * 1.1 * 92 / HISTORY_DAYS) <= 2
+    # Every rep is in one team on each day: one of them moved a fortnight ago.
+    members = [m for team in doc["teams"].values() for m in team]
+    (left,) = [m for m in members if "to" in m]
+    (joined,) = [m for m in members if "from" in m]
+    assert left["rep"] == joined["rep"] and (left["to"], joined["from"]) == (
+        date(2026, 11, 22),
+        date(2026, 11, 23),
+    )
+    assert sorted(m["rep"] for m in members if m is not left) == sorted({rep for rep, _ in won})

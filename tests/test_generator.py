@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
-from salespulse.schemas import validate_event
-from salespulse.streams.tools.generator import GeneratorConfig, generate, iter_ndjson
-from tests.reference import GENERATED_TYPES
+from salespulse.schemas import EVENT_TYPES, validate_event
+from salespulse.streams.tools.generator import Generator, GeneratorConfig, generate, iter_ndjson
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+#: vtiger's sales stages in their order.
+PICKLIST = (
+    "Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+    "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review",
+)  # fmt: skip
 ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 SMALL_TEAMS = {"sales-ops", "enablement"}
 
@@ -34,14 +39,115 @@ def test_all_valid_and_all_types_present() -> None:
         validate_event(e)
         assert e["source"] == "salespulse-generator"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["occurred_at"])
-    assert set(Counter(e["type"] for e in evs)) == set(GENERATED_TYPES)
+    assert set(Counter(e["type"] for e in evs)) == set(EVENT_TYPES)
 
 
 def test_type_mix_is_roughly_the_design() -> None:
     counts = Counter(e["type"] for e in events(20000, seed=3))
-    assert 0.27 < counts["customer.activity"] / 20000 < 0.33
-    assert 0.19 < counts["lead.created"] / 20000 < 0.25
+    assert 0.22 < counts["customer.activity"] / 20000 < 0.28
+    assert 0.16 < counts["lead.created"] / 20000 < 0.21
+    assert 0.14 < counts["opportunity.updated"] / 20000 < 0.19
+    assert 0.06 < counts["opportunity.created"] / 20000 < 0.1
     assert 0.01 < counts["product.price_set"] / 20000 < 0.03
+
+
+def lives(evs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each opportunity's events (opening, versions, close), in stream order, redeliveries left out."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for e in evs:
+        if e["event_id"] not in seen and "opportunity_id" in e["data"]:
+            seen.add(e["event_id"])
+            out.setdefault(e["data"]["opportunity_id"], []).append(e)
+    return out
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_an_opportunity_opens_changes_in_time_order_and_at_most_one_close_after_that_ends_it(
+    ordered: bool,
+) -> None:
+    evs = events(20000, seed=3, out_of_order=not ordered, duplicate_share=0.02, late_share=0.01)
+    by_opportunity = lives(evs)
+    opened = {o for o, life in by_opportunity.items() if life[0]["type"] == "opportunity.created"}
+    # The pipeline open before the stream started has no opening in it: the lowest ids.
+    before = set(by_opportunity) - opened
+    assert 200 <= len(before) <= 250 and max(before) < min(opened)
+    closes: Counter[str] = Counter()
+    for life in by_opportunity.values():
+        times = [when(e) for e in life]
+        assert times == sorted(times), "its opening, its versions, its close: in time order"
+        kinds = [e["type"] for e in life]
+        assert kinds.count("opportunity.created") <= 1 and "opportunity.created" not in kinds[1:]
+        assert all(k == "opportunity.updated" for k in kinds[1:-1])
+        if kinds[-1] in {"deal.won", "deal.lost"}:
+            closes[kinds[-1]] += 1
+            assert kinds[0] != "opportunity.created" or times[-1] > times[0], (
+                "a close comes after the opening"
+            )
+        first = life[0]["data"]
+        for version in life[1:]:
+            if version["type"] == "opportunity.updated":  # a whole state: what the opening had, too
+                assert set(first) - {"probability", "forecast_category"} <= set(version["data"])
+                assert version["data"].get("lead_id") == first.get("lead_id")
+    assert 0.15 < closes["deal.won"] / len(by_opportunity) < 0.35
+    assert 0.3 < closes["deal.lost"] / len(by_opportunity) < 0.6
+    updates = sum(len(life) for life in by_opportunity.values()) - len(opened) - sum(closes.values())
+    assert 1.5 < updates / len(by_opportunity) < 2.5
+
+
+def test_opportunities_move_stage_slip_to_later_months_change_amount_and_owner_and_close_as_they_stood() -> (
+    None
+):
+    previous: dict[str, dict[str, Any]] = {}
+    changed: Counter[str] = Counter()
+    for e in events(20000, seed=5):
+        data = e["data"]
+        if e["type"] == "opportunity.created":
+            previous[data["opportunity_id"]] = data
+        elif e["type"] == "opportunity.updated" and data["opportunity_id"] not in previous:
+            previous[data["opportunity_id"]] = data  # open before the stream: its first word
+        elif e["type"] == "opportunity.updated":
+            before = previous[data["opportunity_id"]]
+            differ = {k for k in {*before, *data} if before.get(k) != data.get(k)}
+            assert differ, "a version changes something"
+            changed.update(differ)
+            step = PICKLIST.index(data["stage"]) - PICKLIST.index(before["stage"])
+            assert step in {-1, 0, 1, 2}, f"a stage moves one step, or two forward: {before} -> {data}"
+            if data["expected_close"][:7] > before["expected_close"][:7]:
+                changed["slipped into a later month"] += 1
+            previous[data["opportunity_id"]] = data
+        elif e["type"] == "deal.won" and data.get("opportunity_id") in previous:
+            stood = previous[data["opportunity_id"]]
+            assert (data["rep_id"], data["region"], data["amount"], data["currency"]) == (
+                stood["rep_id"],
+                stood["region"],
+                stood["amount"],
+                stood["currency"],
+            )
+    updates = sum(1 for e in events(20000, seed=5) if e["type"] == "opportunity.updated")
+    assert changed["stage"] > 0.35 * updates
+    assert changed["slipped into a later month"] > 0.15 * updates
+    assert changed["amount"] > 0.1 * updates
+    assert 0.03 * updates < changed["rep_id"] < 0.12 * updates  # reassignments now and then
+    assert changed["forecast_category"] > 0 and changed["probability"] > 0
+
+
+def test_a_generator_goes_on_with_the_same_crm_and_dates_nothing_after_each_calls_now() -> None:
+    config = GeneratorConfig(seed=4, now=NOW)
+    later = NOW + timedelta(hours=2)
+    crm = Generator(config)
+    first = list(crm.events(3000))
+    second = list(crm.events(1000, replace(config, now=later, recent_share=1.0)))
+    assert all(when(e) <= NOW for e in first) and all(when(e) <= later for e in second)
+    opened = {e["data"]["opportunity_id"] for e in first if e["type"] == "opportunity.created"}
+    carried_on = [
+        e for e in second if e["type"] != "opportunity.created" and e["data"].get("opportunity_id") in opened
+    ]
+    assert len(carried_on) > 100, "the second call changes and closes the first call's opportunities"
+    assert not opened & {e["data"]["opportunity_id"] for e in second if e["type"] == "opportunity.created"}
+    again = Generator(config)
+    assert list(again.events(3000)) == first
+    assert list(again.events(1000, replace(config, now=later, recent_share=1.0))) == second
 
 
 def test_same_seed_and_now_is_identical() -> None:

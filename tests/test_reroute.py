@@ -230,14 +230,23 @@ def test_a_worker_killed_between_forwarding_and_committing_is_exact_after_restar
     placed = produce_round_robin(broker.bootstrap, events)
     rerouted = rerouted_by_topic(placed)
     wait_applied(worker, len(events))
-    assert forwarded_copies(broker.bootstrap) == sum(rerouted.values())
+    assert forwarded_copies(broker.bootstrap) == sum(rerouted.values()) + forecast_forwards(events)
     worker.kill()
     worker = spawn_worker("kill")
     worker.wait_ready()
     check_exact(worker, events, rerouted)
     time.sleep(1.0)
-    assert forwarded_copies(broker.bootstrap) == sum(rerouted.values()), "a replay forwarded again"
+    assert forwarded_copies(broker.bootstrap) == sum(rerouted.values()) + forecast_forwards(events), (
+        "a replay forwarded again"
+    )
     assert dead_letters(broker.bootstrap) == []
+
+
+def forecast_forwards(events: Sequence[dict[str, Any]]) -> int:
+    """Closes naming an opportunity: each (duplicates counted once) is forwarded once more,
+    from its crm.deals partition to its opportunity's crm.leads partition (issue 31)."""
+    closes = ("deal.won", "deal.lost")
+    return len({e["event_id"] for e in events if e["type"] in closes and "opportunity_id" in e["data"]})
 
 
 def forwarded_copies(bootstrap: str) -> int:

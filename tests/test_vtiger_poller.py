@@ -20,7 +20,7 @@ from salespulse.streams.endpoints.connectors.vtiger import service
 from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics
 from salespulse.streams.endpoints.connectors.vtiger.poller import VtigerPoller
 from salespulse.streams.endpoints.connectors.vtiger.records import crm_account
-from salespulse.streams.endpoints.connectors.vtiger.state import STATE_TOPIC, StateStore
+from salespulse.streams.endpoints.connectors.vtiger.state import STATE, STATE_TOPIC, StateStore
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.kafka.admin import connector_state_topic, ensure_topics
 from salespulse.streams.settings import Settings
@@ -171,3 +171,48 @@ def test_loading_a_large_memory_fails_only_when_the_read_stops_moving_not_after_
     elapsed = time.monotonic() - started
     assert len(state.facts) == 200_000
     assert elapsed > 3 * fast.broker_timeout, f"read in {elapsed:.1f}s: too fast to show the deadline moves"
+
+
+def test_an_open_deals_state_is_remembered_while_open_and_one_older_than_the_retention_enters_at_its_edit(
+    broker: EmbeddedBroker, fake: FakeVtiger, connections: Any
+) -> None:
+    clock = Clock(datetime(2026, 12, 10, 12, tzinfo=UTC))
+    # Opened before the retention, edited since: its opening is too old to count, its state is not.
+    old = fake.add("Potentials", "2026-10-02 09:00:00", "2026-11-25 10:00:00", amount="5000")
+    fresh = fake.add("Potentials", "2026-12-01 09:00:00", amount="1000", sales_stage="Qualification")
+    poller, metrics = connections(clock)
+    assert poller.poll() == (2, {})
+    assert skipped(metrics, "past_retention") == 1
+    (entered,) = of_type(broker, "opportunity.updated")
+    assert (entered["occurred_at"], entered["data"]["opportunity_id"], entered["data"]["amount"]) == (
+        "2026-11-25T10:00:00Z",
+        old,
+        5000.0,
+    )
+    assert set(poller.state.facts[old]) == {STATE}
+    assert set(poller.state.facts[fresh]) == {"opportunity.created", STATE}
+
+    fake.edit(fresh, "2026-12-09 10:00:00", potentialname="Renamed")  # nothing of its state
+    assert poller.poll() == (0, {})
+
+    clock.now += timedelta(days=63)
+    assert poller.poll() == (0, {})  # trimmed: the opening goes, the open state stays
+    poller, _ = connections(clock)
+    assert {record: set(memory) for record, memory in poller.state.facts.items()} == {
+        old: {STATE},
+        fresh: {STATE},
+    }
+    fake.edit(fresh, "2027-02-10 10:00:00", potentialname="Renamed again")
+    assert poller.poll() == (0, {}), "the state is remembered past the retention while the deal is open"
+    fake.edit(fresh, "2027-02-11 10:00:00", amount="1500")
+    assert poller.poll() == (1, {})
+    fake.edit(fresh, "2027-02-11 11:00:00", sales_stage="Closed Lost")
+    assert poller.poll() == (1, {})
+
+    assert [(e["occurred_at"], e["data"]["amount"]) for e in of_type(broker, "opportunity.updated")] == [
+        ("2026-11-25T10:00:00Z", 5000.0),
+        ("2027-02-11T10:00:00Z", 1500.0),
+    ]
+    (lost,) = of_type(broker, "deal.lost")
+    assert lost["data"]["opportunity_id"] == fresh
+    assert connections(clock)[0].state.facts[fresh] == {"deal.lost": "2027-02-11T11:00:00Z"}

@@ -23,7 +23,7 @@ from salespulse.streams.endpoints.connectors.hubspot import signature_v3
 from salespulse.streams.endpoints.connectors.typeform import signature as typeform_signature
 from salespulse.streams.tools.broker import free_port
 from tests import vendor_payloads as v
-from tests.conftest import http, records, wait_until
+from tests.conftest import forecast_numbers, http, records, wait_until
 
 PUBLIC = "https://sp.example.com"
 HS_SECRET = "hs-client-secret"
@@ -35,8 +35,8 @@ SF_SECRET = "7c1e5a9f3b2d8e6a4c0f1b3d5e7a9c2f"
 PATHS = {"salesforce": f"salesforce/{SF_SECRET}"}
 
 
-def _stage(sid: str, closed: str, probability: str) -> dict[str, Any]:
-    return {"id": sid, "label": sid, "metadata": {"isClosed": closed, "probability": probability}}
+def _stage(sid: str, label: str, closed: str, probability: str) -> dict[str, Any]:
+    return {"id": sid, "label": label, "metadata": {"isClosed": closed, "probability": probability}}
 
 
 class FakeHubSpot:
@@ -75,10 +75,10 @@ class FakeHubSpot:
             "id": "7700",
             "label": "Enterprise",
             "stages": [
-                _stage("2001", "false", "0.2"),
-                _stage("2002", "false", "0.6"),
-                _stage("2003", "true", "1.0"),
-                _stage("2004", "true", "0.0"),
+                _stage("2001", "Qualified", "false", "0.2"),
+                _stage("2002", "Proposal", "false", "0.6"),
+                _stage("2003", "Won", "true", "1.0"),
+                _stage("2004", "Lost", "true", "0.0"),
             ],
         }
         return web.json_response({"results": [pipeline]})
@@ -302,10 +302,11 @@ def test_each_vendors_payloads_posted_three_times_count_once_and_a_won_hubspot_d
     assert status == 200 and orjson.loads(answer)["unmappable"] == 1
 
     expected = {
-        # HubSpot: created once, won once (the open stage counts nothing); one lead.
+        # HubSpot: created once, moved to an open stage (a version), won once; one lead.
         # Salesforce: won, lost, opened, lead. Pipedrive: opened, won, lead.
         # Delighted and Typeform: one answer each.
         "opportunity.created": 1 + 1 + 1,
+        "opportunity.updated": 1,
         "deal.won": 1 + 1 + 1,
         "deal.lost": 1,
         "lead.created": 1 + 1 + 1,
@@ -534,3 +535,174 @@ def test_hubspot_won_deals_name_their_company_else_their_contacts_else_their_con
     metrics = worker.metrics()
     for reason in ("contact_organisation", "contact", "deal"):
         assert f'salespulse_connector_fallbacks_total{{connector="hubspot",reason="{reason}"}} 2.0' in metrics
+
+
+def test_a_stage_move_an_amount_change_and_a_slip_are_whole_versions_and_the_close_names_the_opportunity(
+    broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot, tmp_path: Any
+) -> None:
+    """The same deal's life in HubSpot, Salesforce and Pipedrive, one change a day (so the
+    forecast as of each day's end shows each): moved to a later stage, its amount raised, its
+    close slipped from December to January, then won. Every delivery comes twice; each change
+    is one ``opportunity.updated`` carrying the whole state."""
+    mapping = tmp_path / "connectors.yaml"
+    mapping.write_text(
+        "stages:\n"
+        "  hubspot: {'2002': Proposal/Price Quote}\n"  # the file's name wins over the pipeline's label
+        "  pipedrive: {'1': Qualification, '3': Proposal/Price Quote}\n"
+    )
+    worker = spawn_worker("versions", SALESPULSE_CONNECTORS=str(mapping), **vendor_env(hubspot_api))
+    worker.wait_ready()
+    base = f"http://{worker.address}/webhooks"
+    hubspot_api.deals["901"].update(
+        dealstage="2001",
+        amount="20000",
+        closedate="2026-12-10T00:00:00Z",
+        hs_deal_stage_probability="0.2",
+        hs_manual_forecast_category="PIPELINE",
+    )
+    proposal = {"stage": "Proposal/Price Quote", "expected_close": "2026-12-10", "amount": 20000.0}
+    stage_move = {
+        "hubspot": {**proposal, "probability": 60, "forecast_category": "best_case"},
+        "salesforce": {**proposal, "probability": 80, "forecast_category": "commit"},
+        "pipedrive": {**proposal, "probability": 60},
+    }
+    changes = [{}, {"amount": 24000.0}, {"expected_close": "2027-01-15"}]  # after the stage move
+    # The stage move, the amount, the slip, the win: the days before the workers' clock.
+    at = [f"2026-11-{22 + step}T10:10:00" for step in range(4)]
+
+    def hubspot(step: int) -> bytes:
+        deal = hubspot_api.deals["901"]
+        when = v.T0_MS + 10 * 60_000 - (4 - step) * 86_400_000  # T0 is 2026-11-26T10:00
+
+        def changed(name: str, value: str, event_id: int) -> dict[str, Any]:
+            deal[name] = value
+            return v.hubspot_event(
+                "deal.propertyChange", 901, event_id, when, propertyName=name, propertyValue=value
+            )
+
+        if step == 0:  # one save, two property changes: one version
+            deal.update(hs_deal_stage_probability="0.6")
+            events = [
+                changed("dealstage", "2002", 40),
+                changed("hs_manual_forecast_category", "BEST_CASE", 41),
+            ]
+        else:
+            name, value = [("amount", "24000"), ("closedate", "2027-01-15T00:00:00Z"), ("dealstage", "2003")][
+                step - 1
+            ]
+            events = [changed(name, value, 41 + step)]
+        return orjson.dumps(events)
+
+    salesforce_fields: dict[str, str] = {}
+
+    def salesforce(step: int) -> bytes:
+        salesforce_fields.update(
+            [
+                {"StageName": "Proposal/Price Quote", "Probability": "80", "ForecastCategoryName": "Commit"},
+                {"Amount": "24000.0"},
+                {"CloseDate": "2027-01-15"},
+                {"StageName": "Closed Won", "IsClosed": "true", "IsWon": "true", "Probability": "100"},
+            ][step]
+        )
+        modified = f"{at[step]}.000Z"
+        return v.salesforce_envelope(v.sf_version(**salesforce_fields, LastModifiedDate=modified))
+
+    pipedrive_deal = {
+        **v.PD_PIPELINE,
+        "add_time": "2026-11-20T09:00:00Z",
+        "update_time": "2026-11-20T09:00:00Z",
+    }
+
+    def pipedrive(step: int) -> bytes:
+        now, previous = [
+            ({"stage_id": 3, "probability": 60}, {"stage_id": 1, "probability": 20}),
+            ({"value": 24000}, {"value": 20000}),
+            ({"expected_close_date": "2027-01-15"}, {"expected_close_date": "2026-12-10"}),
+            ({"status": "won", "won_time": f"{at[3]}Z"}, {"status": "open"}),
+        ][step]
+        previous["update_time"] = pipedrive_deal["update_time"]
+        pipedrive_deal.update(now, update_time=f"{at[step]}Z")
+        return v.pipedrive("change", "deal", pipedrive_deal, previous)
+
+    headers = {
+        "hubspot": hubspot_headers,
+        "salesforce": lambda body: {"Content-Type": "text/xml"},
+        "pipedrive": lambda body: basic(PD_USER, PD_PASSWORD),
+    }
+    builders = {"hubspot": hubspot, "salesforce": salesforce, "pipedrive": pipedrive}
+    for step in range(4):
+        for vendor, build in builders.items():
+            body = build(step)
+            for _ in range(2):  # every delivery is redelivered
+                status, answer = post(f"{base}/{PATHS.get(vendor, vendor)}", body, headers[vendor](body))
+                assert status == 200, (vendor, step, answer)
+
+    # Per post: HubSpot one event a step; Salesforce an opening copy beside each open
+    # version, then the win; Pipedrive one event a step.
+    sent = 2 * (4 + (3 * 2 + 1) + 4)
+
+    def settled() -> dict[str, Any] | None:
+        kpis = worker.kpis()
+        c = kpis["counters"]
+        return kpis if sum(c["events"].values()) + c["duplicates"] == sent else None
+
+    kpis = wait_until(settled, timeout=60)
+    counted = {k: n for k, n in kpis["counters"]["events"].items() if n}
+    assert counted == {"opportunity.updated": 3 * 3, "opportunity.created": 1, "deal.won": 3}
+    assert kpis["counters"]["duplicates"] == sent - 13
+
+    owners = {"hubspot": "77", "salesforce": "0055g00000Rep07AAA", "pipedrive": "12597982"}
+    ids = {"hubspot": "901", "salesforce": "0065g00000PipeXAAV", "pipedrive": "4720"}
+    versions: dict[str, dict[str, dict[str, Any]]] = {vendor: {} for vendor in builders}
+    for record in records(broker.bootstrap, ("crm.leads",)):
+        event = orjson.loads(record.value)
+        if event["type"] == "opportunity.updated":
+            assert record.key == event["data"]["opportunity_id"].encode()
+            versions[event["source"]][event["event_id"]] = event
+    for vendor, found in versions.items():
+        state = {
+            "opportunity_id": ids[vendor],
+            "rep_id": owners[vendor],
+            "region": "unknown",
+            "currency": "EUR",
+            **stage_move[vendor],
+        }
+        expected = []
+        for step, change in enumerate(changes):
+            state = {**state, **change}
+            expected.append((at[step], state))
+        got = sorted((e["occurred_at"].replace(".000Z", "Z")[:19], e["data"]) for e in found.values())
+        assert got == expected, vendor
+    closes = {
+        event["source"]: event["data"]
+        for event in (orjson.loads(r.value) for r in records(broker.bootstrap, ("crm.deals",)))
+    }
+    assert {vendor: data["opportunity_id"] for vendor, data in closes.items()} == ids
+    assert {vendor: data["amount"] for vendor, data in closes.items()} == dict.fromkeys(ids, 24000.0)
+
+    # What the forecast makes of each deal, as of the end of each day of its life.
+    def numbers(period: str, day: int, vendor: str) -> tuple[float, ...]:
+        as_of = v.T0_MS // 1000 + (day - 26) * 86_400 + 14 * 3600 - 1  # T0 is 2026-11-26T10:00
+        return forecast_numbers(worker.forecast(period=period, by="rep", as_of=as_of), owners[vendor], "EUR")
+
+    def life(vendor: str) -> list[tuple[float, ...]]:
+        return [
+            numbers("2026-12", 22, vendor),  # the stage move
+            numbers("2026-12", 23, vendor),  # the amount raised
+            numbers("2026-12", 24, vendor) + numbers("2027-01", 24, vendor),  # the slip into January
+            numbers("2027-01", 25, vendor) + numbers("2026-11", 25, vendor),  # won on 25 November
+        ]
+
+    def lived(vendor: str) -> list[tuple[float, ...]]:
+        moved = stage_move[vendor]
+        commit = 1 if moved.get("forecast_category", "commit") == "commit" else 0  # else the stage's
+        share = moved["probability"] / 100
+        zero = (0,) * 5
+        return [
+            (0, 20000 * commit, 20000, 20000, 20000 * share),
+            (0, 24000 * commit, 24000, 24000, 24000 * share),
+            (*zero, 0, 24000 * commit, 24000, 24000, 24000 * share),
+            (*zero, 24000, 24000, 24000, 0, 0),
+        ]
+
+    wait_until(lambda: all(life(vendor) == lived(vendor) for vendor in builders), timeout=30)

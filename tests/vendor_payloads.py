@@ -105,6 +105,34 @@ SF_OPEN = sf_object(
     OwnerId="0055g00000Rep07AAA",
     StageName="Prospecting",
 )
+#: An open opportunity as an Outbound Message sends it after an edit, before the changes a
+#: test applies (``sf_version``): the fields the docs ask for, forecast ones included.
+SF_PIPELINE = {
+    "Id": "0065g00000PipeXAAV",
+    "AccountId": "0015g00000XyZ14AAB",
+    "Amount": "20000.0",
+    "CloseDate": "2026-12-10",
+    "CreatedDate": "2026-11-20T09:00:00.000Z",
+    "CurrencyIsoCode": "EUR",
+    "ForecastCategoryName": "Pipeline",
+    "IsClosed": "false",
+    "IsWon": "false",
+    "LastModifiedDate": "2026-11-20T09:00:00.000Z",
+    "OwnerId": "0055g00000Rep07AAA",
+    "Probability": "20",
+    "StageName": "Qualification",
+    "Type": "New Customer",
+}
+
+
+SF_EDITED = "2026-11-26T10:05:00.000Z"
+
+
+def sf_version(**fields: str) -> str:
+    """The pipeline opportunity with ``fields`` as they are after an edit."""
+    return sf_object("Opportunity", **{**SF_PIPELINE, **fields})
+
+
 SF_LEAD = sf_object(
     "Lead",
     Id="00Q5g00000LeadAAAA",
@@ -171,6 +199,15 @@ PD_DEAL = {
     "is_archived": False,
     "archive_time": None,
     "custom_fields": {},
+}
+#: An open deal further down the pipeline (its stage ids are named in the tests' mapping file).
+PD_PIPELINE = {
+    **PD_DEAL,
+    "id": 4720,
+    "value": 20000,
+    "stage_id": 1,
+    "probability": 20,
+    "expected_close_date": "2026-12-10",
 }
 PD_WON = {
     **PD_DEAL,

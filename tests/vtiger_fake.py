@@ -25,7 +25,8 @@ leaves ``probability`` as it was; ``modifiedtime`` is one second after ``created
 a record nobody edited. Errors come as HTTP 200 with ``{"success": false, "error": {"code",
 "message"}}``. Record ids read ``<idPrefix>x<number>``; the prefixes here differ from a stock
 install's on purpose. Tests add and edit records, end sessions, deny modules, and can hold
-a request (to kill the connector while it waits for that answer).
+a request (to kill the connector while it waits for that answer), and can give a module a
+field stock 8.2.0 does not have (``forecast_category``, as other editions have it).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class FakeVtiger:
         self.user = user
         self.access_key = access_key
         self.records: dict[str, dict[str, dict[str, str]]] = {m: {} for m in PREFIXES if m != "Users"}
+        self.fields = {module: list(names) for module, names in FIELDS.items()}
         self._next = 1
         self._tokens: set[str] = set()
         self._sessions: dict[str, int] = {}
@@ -193,7 +195,7 @@ class FakeVtiger:
         with self.lock:
             record_id = f"{PREFIXES[module]}x{self._next}"
             self._next += 1
-            row = dict.fromkeys(FIELDS[module], "")
+            row = dict.fromkeys(self.fields[module], "")
             row.update({k: self._stored(k, v) for k, v in element.items()})
             later = datetime.strptime(created, TIME_FORMAT) + timedelta(seconds=1)
             row.update(
@@ -218,6 +220,14 @@ class FakeVtiger:
             row = next(rows[record_id] for rows in self.records.values() if record_id in rows)
             row.update({k: self._stored(k, v) for k, v in fields.items()})
             row["modifiedtime"] = modified
+
+    def add_field(self, module: str, name: str) -> None:
+        """A field this install has beyond stock 8.2.0's: ``describe`` lists it, and every record
+        answers it, ``""`` until it is set."""
+        with self.lock:
+            self.fields[module].append(name)
+            for row in self.records[module].values():
+                row.setdefault(name, "")
 
     def delete(self, record_id: str) -> None:
         """A record deleted in vtiger: queries no longer answer it."""
@@ -300,7 +310,7 @@ class FakeVtiger:
 
     def _describe(self, module: str) -> dict[str, Any]:
         self._readable(module)
-        names = ["id", "createdtime", "modifiedtime", *FIELDS[module]]
+        names = ["id", "createdtime", "modifiedtime", *self.fields[module]]
         fields = [
             {
                 "name": name,

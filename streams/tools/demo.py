@@ -9,10 +9,12 @@ so ``salespulse kpis`` run from the same place finds it, and the printed ``curl`
 carries it.
 
 The numbers read like a real team's month: the history is a steady 45 days of one sales
-team (20,000 events: about 2,900 leads and 500 deals won a month over 24 reps), the live
-traffic goes on at that team's pace unless ``--rate`` says otherwise, and the lead targets
-are set from the history's run rate, as a sales manager sets them, so attainment reads
-near 100% in every window.
+team (20,000 events: about 2,400 leads, 1,100 opportunities and 1,000 deals won a month
+over 24 reps), the live traffic goes on with the same CRM (its open opportunities keep
+moving, slipping and closing) at that team's pace unless ``--rate`` says otherwise, and
+the lead targets are set from the history's run rate, as a sales manager sets them, so
+attainment reads near 100% in every window; so are the quotas of this quarter and the next
+(a tenth higher), which the forecast measures that pipeline against.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +44,14 @@ from rich.text import Text
 
 from salespulse.streams.endpoints.producer import EventProducer
 from salespulse.streams.settings import Settings
-from salespulse.streams.tools.board import kpi_table
+from salespulse.streams.tools.board import forecast_table, kpi_table
 from salespulse.streams.tools.broker import free_port, port_open, start_broker
-from salespulse.streams.tools.generator import GeneratorConfig, generate
+from salespulse.streams.tools.generator import Generator, GeneratorConfig, generate
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY_DAYS = 45
+#: Quotas ask a tenth more than the history's run rate.
+QUOTA_STRETCH = 1.1
 
 
 class Interrupted(Exception):
@@ -112,8 +118,24 @@ def _start_prometheus(workdir: Path, worker: str, console: Console) -> subproces
     return process
 
 
-def _demo_targets(history: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Monthly lead targets per (region, rep) at the history's run rate, rounded to 5 as people do."""
+def _quarters(today: date) -> list[tuple[str, int]]:
+    """This quarter and the next, each as its name (``2026-Q4``) and its number of days."""
+    index = today.year * 4 + (today.month - 1) // 3  # quarters since the year 0
+    starts = [date(i // 4, i % 4 * 3 + 1, 1) for i in range(index, index + 3)]
+    return [(f"{a.year}-Q{(a.month - 1) // 3 + 1}", (b - a).days) for a, b in pairwise(starts)]
+
+
+def _demo_targets(history: Sequence[dict[str, Any]], path: Path, today: date) -> Path:
+    """The demo's targets file, set from the history's run rate as a sales manager sets them,
+    with a tenth on top for the quotas:
+
+    - monthly lead targets per (region, rep), rounded to 5;
+    - amount quotas for this quarter and the next per rep and currency it won deals in,
+      rounded to 1,000;
+    - two teams, ``inside`` and ``field``, each with a count quota (deals won) from its
+      members of today; one rep moved from the first to the second a fortnight ago, so the
+      teams' numbers roll up by membership as it was on each day.
+    """
     leads = Counter(
         (e["data"]["region"], e["data"]["rep_id"]) for e in history if e["type"] == "lead.created"
     )
@@ -121,17 +143,54 @@ def _demo_targets(history: Sequence[dict[str, Any]], path: Path) -> Path:
         {"region": region, "rep": rep, "monthly": max(5, 5 * round(n * 30 / HISTORY_DAYS / 5))}
         for (region, rep), n in sorted(leads.items())
     ]
-    path.write_text(yaml.safe_dump({"targets": rows}, default_flow_style=None, sort_keys=False))
+    won = [e["data"] for e in history if e["type"] == "deal.won"]
+    amounts: defaultdict[tuple[str, str], float] = defaultdict(float)
+    deals: Counter[str] = Counter()
+    for deal in won:
+        amounts[deal["rep_id"], deal["currency"]] += deal["amount"]
+        deals[deal["rep_id"]] += 1
+    reps = sorted(deals)
+    moved, since = reps[len(reps) // 2 - 1], today - timedelta(days=14)
+    teams: dict[str, list[dict[str, Any]]] = {
+        "inside": [
+            {"rep": rep, "to": since - timedelta(days=1)} if rep == moved else {"rep": rep}
+            for rep in reps[: len(reps) // 2]
+        ],
+        "field": [{"rep": moved, "from": since}] + [{"rep": rep} for rep in reps[len(reps) // 2 :]],
+    }
+    quotas: list[dict[str, Any]] = []
+    for period, days in _quarters(today):
+        pace = QUOTA_STRETCH * days / HISTORY_DAYS
+        quotas += [
+            {
+                "rep": rep,
+                "period": period,
+                "amount": max(1000, 1000 * round(total * pace / 1000)),
+                "currency": currency,
+            }
+            for (rep, currency), total in sorted(amounts.items())
+        ]
+        quotas += [
+            {
+                "team": team,
+                "period": period,
+                "deals": max(1, round(sum(deals[m["rep"]] for m in members if "to" not in m) * pace)),
+            }
+            for team, members in teams.items()
+        ]
+    doc = {"targets": rows, "quotas": quotas, "teams": teams}
+    path.write_text(yaml.safe_dump(doc, default_flow_style=None, sort_keys=False))
     return path
 
 
-def _live_traffic(settings: Settings, rate: float, stop: threading.Event, seed: int) -> None:
-    """Send generated 'now' events at ``rate``/s until ``stop`` is set."""
+def _live_traffic(settings: Settings, rate: float, stop: threading.Event, crm: Generator) -> None:
+    """Send the CRM's next events, dated within the hour before they are made, at ``rate``/s
+    until ``stop`` is set."""
+    live = GeneratorConfig(recent_share=1.0)
     with EventProducer(settings) as producer:
-        started, sent, batch = time.monotonic(), 0, 0
+        started, sent = time.monotonic(), 0
         while not stop.is_set():
-            events = generate(GeneratorConfig(seed=seed + batch, recent_share=1.0), max(1, int(rate)))
-            for event in events:
+            for event in crm.events(max(1, int(rate)), live):
                 if stop.is_set():
                     break
                 producer.send(event)
@@ -140,7 +199,6 @@ def _live_traffic(settings: Settings, rate: float, stop: threading.Event, seed: 
                 if ahead > 0:
                     stop.wait(ahead)
             producer.flush()
-            batch += 1
 
 
 def run_demo(
@@ -177,13 +235,12 @@ def run_demo(
             "SALESPULSE_DATA_DIR": str(workdir / "data"),
             "SALESPULSE_INGEST_TOKEN": token,
         }
-        history = list(
-            generate(
-                GeneratorConfig(seed=seed, recent_share=0.0, spread_days=HISTORY_DAYS, steady=True), backfill
-            )
-        )
+        crm = Generator(GeneratorConfig(seed=seed, recent_share=0.0, spread_days=HISTORY_DAYS, steady=True))
+        history = list(crm.events(backfill))
         if "SALESPULSE_TARGETS" not in env:
-            env["SALESPULSE_TARGETS"] = str(_demo_targets(history, workdir / "targets.yml"))
+            env["SALESPULSE_TARGETS"] = str(
+                _demo_targets(history, workdir / "targets.yml", datetime.now(UTC).date())
+            )
         worker = subprocess.Popen(
             [sys.executable, "-m", "salespulse.streams", "worker", "--loglevel", "warning"],
             env=env,
@@ -222,9 +279,7 @@ def run_demo(
                 ),
                 soft_wrap=True,  # one line, to copy whole
             )
-            traffic = threading.Thread(
-                target=_live_traffic, args=(settings, rate, stop, seed + 1000), daemon=True
-            )
+            traffic = threading.Thread(target=_live_traffic, args=(settings, rate, stop, crm), daemon=True)
             traffic.start()
             deadline = None if duration is None else time.monotonic() + duration
             previous: dict[str, Any] | None = None
@@ -238,8 +293,11 @@ def run_demo(
                     except OSError:
                         time.sleep(1)
                         continue
+                    forecast = _get_json(f"http://{address}/forecast?by=team", token)  # this quarter
                     footer = Text(f"live traffic {rate * 3600:,.0f} events/h - Ctrl-C to stop", style="dim")
-                    live.update(Group(kpi_table(view, previous), footer), refresh=True)
+                    live.update(
+                        Group(kpi_table(view, previous), forecast_table(forecast), footer), refresh=True
+                    )
                     previous = view
                     time.sleep(1.5)
         except (KeyboardInterrupt, Interrupted):

@@ -2,37 +2,42 @@
 
 SalesPulse needs realistic traffic without a real CRM: skewed regions, lead
 sources and reps; customers that are acquired and then expand, renew or go
-quiet; NPS and eNPS answers (with small teams that stay under the anonymity
+quiet; opportunities with a life (stage moves, expected closes that slip into later
+months, amounts revised, owners changed now and then) until a win or a loss names them;
+NPS and eNPS answers (with small teams that stay under the anonymity
 threshold), NPS comments, re-answers of the same response, and calls or emails that
 follow some detractors up (others stay open); competitor prices drifting around our list prices; plus the
 awkward parts of real delivery: out-of-order times, redelivered duplicates and
 events too old for the rolling windows. Every event matches the schemas in
-``schemas/``. The stream depends only on ``GeneratorConfig`` (seed and ``now``
-included), so a seed replays the same bytes.
+``schemas/``, and none is dated after ``now``. The stream depends only on
+``GeneratorConfig`` (seed and ``now`` included), so a seed replays the same bytes; a
+:class:`Generator` goes on with the same CRM (its customers, reps and open opportunities)
+from one call to the next, as the demo's live traffic does after its history.
 """
 
 from __future__ import annotations
 
 import calendar
 import time
-from bisect import bisect
+from bisect import bisect, bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from random import Random
 from typing import Any, Generic, TypeVar
 
 import orjson
 
-__all__ = ["GeneratorConfig", "generate", "iter_ndjson"]
+__all__ = ["Generator", "GeneratorConfig", "generate", "iter_ndjson"]
 
 SOURCE = "salespulse-generator"
 _HOUR = 3600
 _DAY = 86400
 _LATE_DAYS = (70, 120)  # older than the 62-day bucket retention
 _EXISTING_SHARE = 0.4  # customers that were already customers before the stream starts
+_PIPELINE_SHARE = 0.125  # opportunities already open before the stream starts, per customer
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _T = TypeVar("_T")
 
@@ -83,10 +88,35 @@ class _Picker(Generic[_T]):
 
 
 _TYPES = _Picker([
-    ("customer.activity", 30), ("lead.created", 22), ("survey.answered", 12),
-    ("opportunity.created", 10), ("deal.won", 9), ("deal.lost", 6), ("marketing.spend", 5),
-    ("competitor.price_observed", 4), ("product.price_set", 2),
+    ("customer.activity", 30), ("lead.created", 22), ("opportunity.updated", 20),
+    ("survey.answered", 12), ("opportunity.created", 10), ("deal.won", 9), ("deal.lost", 6),
+    ("marketing.spend", 5), ("competitor.price_observed", 4), ("product.price_set", 2),
 ])  # fmt: skip
+# vtiger's sales stages, as the forecast's default stage map has them: (name, category, %).
+_STAGES = (
+    ("Prospecting", "pipeline", 10), ("Qualification", "pipeline", 20),
+    ("Needs Analysis", "pipeline", 25), ("Value Proposition", "pipeline", 40),
+    ("Id. Decision Makers", "best_case", 50), ("Perception Analysis", "best_case", 70),
+    ("Proposal/Price Quote", "commit", 80), ("Negotiation/Review", "commit", 90),
+)  # fmt: skip
+_OPENING_STAGE = _Picker([(0, 35), (1, 30), (2, 20), (3, 10), (4, 5)])
+# What one update of an open opportunity changes: about two updates an opportunity, most
+# of them stage moves, one in five a slip of the expected close into a later month.
+_CHANGE = _Picker([
+    ("stage", 45), ("slip", 20), ("amount", 15), ("call", 8), ("reassign", 7), ("pull_in", 5),
+])  # fmt: skip
+_STAGE_STEP = _Picker([(1, 70), (2, 15), (-1, 15)])
+_SLIP_MONTHS = _Picker([(1, 70), (2, 20), (3, 10)])
+_CALLS = ("pipeline", "best_case", "commit", "omitted")
+# A CRM that records a probability or a forecast category does so for the opportunity's life.
+_PROBABILITY_SHARE = 0.7
+_CATEGORY_SHARE = 0.6
+# Closes that name an open opportunity: about a fifth of the opportunities end won, two
+# fifths lost, the rest are open when the stream ends; the other wins are renewals and
+# upsells booked without one.
+_WON_NAMES_SHARE = 0.25
+_LOST_NAMES_SHARE = 0.8
+_SHIFT = _HOUR  # at most how far an event moves to come after its opportunity's last change
 # region: (weight, currency, country, city)
 _REGIONS: dict[str, tuple[float, str, str, str | None]] = {
     "north": (22, "USD", "US", None), "south": (16, "EUR", "ES", None),
@@ -164,8 +194,56 @@ def _deal_amount(rng: Random, mean: float, currency: str) -> float | int:
     return _lognormal(rng, mean)
 
 
+def _in_months(day: date, months: int) -> date:
+    """The same day ``months`` later (the month's last day where it is shorter)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+class _Opportunity:
+    """An open opportunity as its CRM holds it: its state now, and when that state was set."""
+
+    __slots__ = ("amount", "category", "close", "id", "last", "lead", "probability", "region", "rep", "stage")
+
+    def __init__(
+        self, opportunity_id: str, rep: str, region: str, amount: float | int, close: date, ts: int
+    ) -> None:
+        self.id, self.rep, self.region, self.amount, self.close = opportunity_id, rep, region, amount, close
+        self.last = ts
+        self.lead: str | None = None
+        self.stage = 0
+        self.probability: int | None = None  # None: this CRM records none
+        self.category: str | None = None
+
+    def move_to(self, stage: int) -> None:
+        """A new stage, and the probability and category it brings where they are recorded."""
+        self.stage = stage
+        _, category, probability = _STAGES[stage]
+        if self.probability is not None:
+            self.probability = probability
+        if self.category is not None:
+            self.category = category
+
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "opportunity_id": self.id, "rep_id": self.rep, "region": self.region,
+            "amount": self.amount, "currency": _REGIONS[self.region][1],
+        }  # fmt: skip
+        if self.lead is not None:
+            data["lead_id"] = self.lead
+        data["stage"] = _STAGES[self.stage][0]
+        if self.probability is not None:
+            data["probability"] = self.probability
+        if self.category is not None:
+            data["forecast_category"] = self.category
+        data["expected_close"] = self.close.isoformat()
+        return data
+
+
 class _World:
-    """The evolving CRM state behind the stream: customers, reps, prices, id counters."""
+    """The evolving CRM state behind the stream: customers, reps, open opportunities, prices,
+    id counters."""
 
     def __init__(self, cfg: GeneratorConfig, rng: Random) -> None:
         self.rng = rng
@@ -187,8 +265,15 @@ class _World:
         self.cust_owner = [rng.choice(by_region.get(r, self.reps)) for r in self.cust_region]
         self.known = max(1, int(cfg.customers * _EXISTING_SHARE))  # ids [0, known) are customers
         self.counters = {"L": 0, "O": 0, "D": 0, "R": 0}
-        #: The time of the event being built, so follow-ups can come after an answer.
+        #: The time of the event being built, so follow-ups can come after an answer; a change
+        #: or close of an opportunity moves it to after the opportunity's last change.
         self.ts = 0
+        #: No event is dated after it.
+        self.now = 0
+        #: The open opportunities by the time of their last change (``lasts``, ascending), so
+        #: an event drawn at a time finds those that had not changed since.
+        self.open: list[_Opportunity] = []
+        self.lasts: list[int] = []
         self.responses: deque[tuple[int, dict[str, Any]]] = deque(maxlen=200)
         self.detractors: deque[tuple[int, int]] = deque(maxlen=200)  # (answer time, customer)
         self.list_price = {(p, "USD"): v[1] for p, v in _PRODUCTS.items()}
@@ -196,15 +281,19 @@ class _World:
         self.walk = {(c, p): rng.uniform(0.85, 1.15) for c in _COMPETITORS for p in _PRODUCTS}
         self.builders: dict[str, Callable[[], dict[str, Any]]] = {
             "lead.created": self.lead, "opportunity.created": self.opportunity,
-            "deal.won": self.deal_won, "deal.lost": self.deal_lost,
+            "opportunity.updated": self.update, "deal.won": self.deal_won, "deal.lost": self.deal_lost,
             "customer.activity": self.activity, "survey.answered": self.survey,
             "competitor.price_observed": self.competitor_price, "product.price_set": self.price_set,
             "marketing.spend": self.spend,
         }  # fmt: skip
 
-    def build(self, kind: str, ts: int) -> dict[str, Any]:
+    def build(self, kind: str, ts: int) -> tuple[str, dict[str, Any]]:
+        """The event's type and data; its time is then :attr:`ts`. An update when no
+        opportunity is open yet opens one."""
         self.ts = ts
-        return self.builders[kind]()
+        if kind == "opportunity.updated" and not self.open:
+            kind = "opportunity.created"
+        return kind, self.builders[kind]()
 
     def next_id(self, prefix: str) -> str:
         self.counters[prefix] += 1
@@ -233,43 +322,124 @@ class _World:
         return data
 
     def opportunity(self) -> dict[str, Any]:
+        rng = self.rng
         rep, region = self.rep_and_region()
-        currency = _REGIONS[region][1]
-        data: dict[str, Any] = {
-            "opportunity_id": self.next_id("O"), "rep_id": rep, "region": region,
-            "amount": _deal_amount(self.rng, 12000.0, currency), "currency": currency,
-        }  # fmt: skip
-        if self.counters["L"] and self.rng.random() < 0.7:
-            data["lead_id"] = f"L-{self.rng.randint(1, self.counters['L']):06d}"
-        return data
+        close = datetime.fromtimestamp(self.ts, UTC).date() + timedelta(days=int(rng.triangular(14, 150, 40)))
+        opp = _Opportunity(
+            self.next_id("O"), rep, region, _deal_amount(rng, 12000.0, _REGIONS[region][1]), close, self.ts
+        )
+        if self.counters["L"] and rng.random() < 0.7:
+            opp.lead = f"L-{rng.randint(1, self.counters['L']):06d}"
+        if rng.random() < _PROBABILITY_SHARE:
+            opp.probability = 0
+        if rng.random() < _CATEGORY_SHARE:
+            opp.category = "pipeline"
+        opp.move_to(_OPENING_STAGE(rng))
+        self.keep(opp)
+        return opp.data()
+
+    def open_pipeline(self, start: int) -> None:
+        """The opportunities open when the stream starts, opened in the month before ``start``
+        (their openings are not in the stream: its first word of each is a change or a close)."""
+        for _ in range(max(1, int(len(self.customers) * _PIPELINE_SHARE))):
+            self.ts = start - self.rng.randrange(1, 30 * _DAY)
+            self.opportunity()
+
+    def keep(self, opp: _Opportunity) -> None:
+        at = bisect(self.lasts, opp.last)
+        self.lasts.insert(at, opp.last)
+        self.open.insert(at, opp)
+
+    def take(self, at: int) -> _Opportunity:
+        del self.lasts[at]
+        return self.open.pop(at)
+
+    def pick(self, *, after: bool) -> int | None:
+        """The place in :attr:`open` of an opportunity, at random, last changed before
+        :attr:`ts` (or at it, unless ``after``). Out of order, the time drawn may come before
+        every one's last change: the event then moves to soon after the earliest, never after
+        now (None when even now is not after it)."""
+        eligible = (bisect_left if after else bisect)(self.lasts, self.ts)
+        if eligible:
+            return int(eligible * self.rng.random() ** 0.5)  # mostly those changed lately
+        gap = min(self.now - self.lasts[0], _SHIFT)
+        if gap <= 0 and after:
+            return None
+        self.ts = self.lasts[0] + (self.rng.randint(1, gap) if gap > 0 else 0)
+        return 0
+
+    def close(self, share: float) -> _Opportunity | None:
+        """With probability ``share``, an open opportunity this close ends, taken out of
+        :attr:`open` (one changed last before the close)."""
+        if not self.open or self.rng.random() >= share:
+            return None
+        at = self.pick(after=True)
+        return None if at is None else self.take(at)
+
+    def update(self) -> dict[str, Any]:
+        """One change of an open opportunity, as its whole new state."""
+        rng = self.rng
+        at = self.pick(after=False)
+        assert at is not None  # an update may come at its opportunity's last change
+        opp = self.take(at)
+        change = _CHANGE(rng)
+        if change == "reassign" and len(self.reps) > 1:
+            opp.rep = rng.choice([r for r in self.reps if r != opp.rep])
+        elif change == "slip":
+            opp.close = _in_months(opp.close, _SLIP_MONTHS(rng))
+        elif change == "pull_in":
+            opp.close -= timedelta(days=rng.randint(7, 30))
+        elif change == "call":  # the rep's own forecast call, and sometimes the odds with it
+            opp.category = rng.choice([c for c in _CALLS if c != opp.category])
+            if opp.probability is not None:
+                opp.probability = max(0, min(100, opp.probability + rng.choice((-15, -10, -5, 5, 10))))
+        elif change == "stage":  # a step past either end of the picklist goes one the other way
+            step = _STAGE_STEP(rng)
+            stage = opp.stage + step
+            opp.move_to(stage if 0 <= stage < len(_STAGES) else opp.stage - (1 if step > 0 else -1))
+        else:  # the amount revised (and a reassignment where there is only one rep)
+            revised = opp.amount * rng.uniform(0.7, 1.35)
+            opp.amount = round(revised) if _REGIONS[opp.region][1] == "IRR" else round(revised, 2)
+        opp.last = self.ts
+        self.keep(opp)
+        return opp.data()
 
     def deal_won(self) -> dict[str, Any]:
         rng = self.rng
+        opp = self.close(_WON_NAMES_SHARE)
         kind = _KIND(rng)
         if kind == "new" and self.known < len(self.customers):
             idx = self.known  # acquire the next prospect
             self.known += 1
+            if opp is not None:  # the opportunity's owner and place are the new customer's
+                self.cust_region[idx], self.cust_owner[idx] = opp.region, opp.rep
         else:
             kind = kind if kind != "new" else _EXPANSION(rng)  # nobody left to acquire
             idx = self.known_customer()
-        region = self.cust_region[idx]
+        region = self.cust_region[idx] if opp is None else opp.region
         data: dict[str, Any] = {
             "deal_id": self.next_id("D"), "customer_id": self.customers[idx],
-            "rep_id": self.cust_owner[idx], "region": region, "product": _PRODUCT(rng),
-            "kind": kind, "amount": _deal_amount(rng, _KIND_MEAN[kind], _REGIONS[region][1]),
+            "rep_id": self.cust_owner[idx] if opp is None else opp.rep, "region": region,
+            "product": _PRODUCT(rng), "kind": kind,
+            "amount": _deal_amount(rng, _KIND_MEAN[kind], _REGIONS[region][1]) if opp is None else opp.amount,
             "currency": _REGIONS[region][1],
         }  # fmt: skip
         if rng.random() < 0.8:
             data["source"] = _LEAD_SOURCE(rng)
+        if opp is not None:
+            data["opportunity_id"] = opp.id
         return data
 
     def deal_lost(self) -> dict[str, Any]:
-        rep, region = self.rep_and_region()
+        opp = self.close(_LOST_NAMES_SHARE)
+        rep, region = self.rep_and_region() if opp is None else (opp.rep, opp.region)
         data: dict[str, Any] = {"deal_id": self.next_id("D"), "rep_id": rep, "region": region}
         if self.rng.random() < 0.7:
             data["reason"] = _LOSS_REASON(self.rng)
         if data.get("reason") == "competitor" or self.rng.random() < 0.2:
             data["competitor"] = self.rng.choice(_COMPETITORS)
+        if opp is not None:
+            data["opportunity_id"] = opp.id
         return data
 
     def activity(self) -> dict[str, Any]:
@@ -353,39 +523,61 @@ def _age(rng: Random, cfg: GeneratorConfig) -> int:
     return _HOUR + int(rng.triangular(0, spread, 0))
 
 
+class Generator:
+    """A seeded CRM that goes on: each call of :meth:`events` continues the same customers,
+    reps, open opportunities and random stream where the last one stopped."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self.rng = Random(config.seed)
+        self.world = _World(config, self.rng)
+        self.started = False
+
+    def events(self, count: int, timing: GeneratorConfig | None = None) -> Iterator[dict[str, Any]]:
+        """``count`` more events, timed by ``timing`` (its ``now``, time mix and duplicates;
+        its seed, customers and reps are this CRM's own), by default the CRM's config.
+        Duplicates (if any) count toward ``count``."""
+        config = timing or self.config
+        rng, world = self.rng, self.world
+        now = config.now or datetime.now(UTC).replace(microsecond=0)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        now_s = calendar.timegm(now.utctimetuple())  # truncates sub-second parts: never after now
+        world.now = now_s
+        if not self.started:
+            oldest = _LATE_DAYS[1] * _DAY if config.late_share else int(config.spread_days * _DAY)
+            world.open_pipeline(now_s - oldest)
+            self.started = True
+        ages: Iterator[int] | None = None
+        if not config.out_of_order:  # draw every time up front and emit oldest first
+            ages = iter(sorted((_age(rng, config) for _ in range(count)), reverse=True))
+        recent: deque[dict[str, Any]] = deque(maxlen=500)
+        dup = config.duplicate_share
+        for _ in range(count):
+            # In order mode every slot takes the next age, a duplicate's slot included, so the
+            # originals still follow the configured time mix.
+            age = next(ages) if ages is not None else None
+            if dup and recent and rng.random() < dup:
+                old = rng.choice(recent)  # redelivery of an earlier event, byte for byte
+                yield {**old, "data": dict(old["data"])}
+                continue
+            kind, data = world.build(_TYPES(rng), now_s - (age if age is not None else _age(rng, config)))
+            ts = world.ts
+            event: dict[str, Any] = {
+                "event_id": _ulid(rng, ts * 1000 + rng.randrange(1000)),
+                "type": kind,
+                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)),
+                "source": SOURCE,
+                "data": data,
+            }
+            if dup:
+                recent.append({**event, "data": dict(event["data"])})  # private copy
+            yield event
+
+
 def generate(config: GeneratorConfig, count: int) -> Iterator[dict[str, Any]]:
-    """Yield ``count`` schema-valid events; duplicates (if any) count toward ``count``."""
-    rng = Random(config.seed)
-    now = config.now or datetime.now(UTC).replace(microsecond=0)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    now_s = calendar.timegm(now.utctimetuple())  # truncates sub-second parts: never after now
-    world = _World(config, rng)
-    ages: Iterator[int] | None = None
-    if not config.out_of_order:  # draw every time up front and emit oldest first
-        ages = iter(sorted((_age(rng, config) for _ in range(count)), reverse=True))
-    recent: deque[dict[str, Any]] = deque(maxlen=500)
-    dup = config.duplicate_share
-    for _ in range(count):
-        # In order mode every slot takes the next age, a duplicate's slot included, so the
-        # originals still follow the configured time mix.
-        age = next(ages) if ages is not None else None
-        if dup and recent and rng.random() < dup:
-            old = rng.choice(recent)  # redelivery of an earlier event, byte for byte
-            yield {**old, "data": dict(old["data"])}
-            continue
-        kind = _TYPES(rng)
-        ts = now_s - (age if age is not None else _age(rng, config))
-        event: dict[str, Any] = {
-            "event_id": _ulid(rng, ts * 1000 + rng.randrange(1000)),
-            "type": kind,
-            "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)),
-            "source": SOURCE,
-            "data": world.build(kind, ts),
-        }
-        if dup:
-            recent.append({**event, "data": dict(event["data"])})  # private copy
-        yield event
+    """Yield ``count`` schema-valid events of a new CRM; duplicates (if any) count toward ``count``."""
+    return Generator(config).events(count)
 
 
 def iter_ndjson(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:

@@ -4,23 +4,26 @@ A vendor payload maps to canonical events, to parts that cannot be mapped (they 
 dead-letter topic, so nothing disappears), and to parts that carry no fact SalesPulse
 counts (a deal's description changed): those are only counted. The customer of a won deal
 is chosen here for every connector by one rule (:func:`customer_of`), so a deal's re-sends
-always name the same customer and land on the same partition.
+always name the same customer and land on the same partition. An opportunity's change is
+one more version of it (:func:`make_update`), read from the vendor's probability and close
+date fields with :func:`percent` and :func:`close_date`.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import orjson
 
 from salespulse.schemas import exact_json
-from salespulse.streams.endpoints.connectors.ids import derive_event_id
+from salespulse.streams.endpoints.connectors.ids import derive_event_id, version_of
 
 #: Why a record went to the dead letters: the ``reason`` label of
 #: ``salespulse_connector_records_dead_total`` and the ``salespulse.cause`` header.
@@ -159,6 +162,17 @@ def make_event(
     }
 
 
+def make_update(
+    source: str, account: str, occurred_at: str, data: dict[str, Any], *, read_later: bool = False
+) -> dict[str, Any]:
+    """An ``opportunity.updated``: the opportunity's whole state (``data``) as of its modification
+    in the vendor at ``occurred_at``. Its id names that version (:func:`..ids.version_of`):
+    by time and state, or by time alone when the state was ``read_later`` than the change."""
+    state = {k: v for k, v in data.items() if v is not None}
+    version = version_of(str(state["opportunity_id"]), occurred_at, None if read_later else state)
+    return make_event(source, account, version, "opportunity.updated", occurred_at, state)
+
+
 def dead_letter_headers(
     vendor: str, source: str, module: str, record: str, cause: str, detail: str
 ) -> list[tuple[str, bytes]]:
@@ -236,6 +250,45 @@ def money(value: object, what: str) -> Decimal:
     if not isinstance(value, int | float | str | Decimal) or not number.is_finite() or number < 0:
         raise Unmappable(f"{what}: {value!r} is not a non-negative amount")
     return number
+
+
+def percent(value: object, what: str, *, fraction: bool = False) -> int | float | None:
+    """A vendor's probability in percent (``fraction``: given as a share of 1, as HubSpot's are),
+    exactly as written (``"10.000"`` is 10); None when the vendor left it empty. Whether it
+    lies within 0-100 is the contract's to say."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Unmappable(f"{what}: {value!r} is not a number")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise Unmappable(f"{what}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise Unmappable(f"{what}: {value!r} is not a number")
+    if fraction:
+        number *= 100
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def close_date(value: object, what: str) -> str | None:
+    """A vendor's expected close date as ``YYYY-MM-DD``: a date as written, or the UTC date of a
+    time (HubSpot keeps ``closedate`` as one); None when the vendor left it empty."""
+    text = optional_text(value)
+    if text is None:
+        return None
+    if len(text) > 10:
+        moment = datetime.fromisoformat(vendor_time(text, what).replace("Z", "+00:00"))
+        return moment.astimezone(UTC).date().isoformat()
+    try:
+        if _DATE.match(text):
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise Unmappable(f"{what}: {value!r} is not a date (YYYY-MM-DD)")
 
 
 def load_json(body: bytes) -> Any:

@@ -1,4 +1,4 @@
-"""HubSpot webhooks: contacts created (leads), deals created, and deals moved to a closing stage.
+"""HubSpot webhooks: contacts created (leads), deals created, changed, and moved to a closing stage.
 
 A delivery is a JSON array of up to 100 events, signed with ``X-HubSpot-Signature-v3``:
 base64 HMAC-SHA256, keyed with the app's client secret, of method + URL + body +
@@ -6,7 +6,10 @@ base64 HMAC-SHA256, keyed with the app's client secret, of method + URL + body +
 captured request cannot be replayed later). Both the classic subscription types
 (``contact.creation``, ``deal.creation``, ``deal.propertyChange``) and the generic
 ``object.*`` ones (``objectTypeId`` ``0-1`` contacts, ``0-3`` deals) are understood. The
-webhook carries no amount or owner: those are read from the CRM API (hubspot_api.py).
+webhook carries no amount or owner: those are read from the CRM API (hubspot_api.py). A
+change of an open deal's stage, amount, close date, forecast category, probability, owner or
+currency is an ``opportunity.updated`` with the deal's whole state as read then: one per
+deal and delivery, at the newest change's ``occurredAt``.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from salespulse.streams.endpoints.connectors.base import (
     Translation,
     Unmappable,
     WebhookRequest,
+    close_date,
     customer_of,
     from_epoch,
     json_ack,
     load_json,
     make_event,
+    make_update,
     money,
     optional_text,
+    percent,
     required_text,
     same_secret,
 )
@@ -51,14 +57,36 @@ DEAL_PROPERTIES = [
     "dealtype",
     "closedate",
     "closed_lost_reason",
+    "hs_manual_forecast_category",
+    "hs_forecast_category",
+    "hs_deal_stage_probability",
 ]
+#: The deal properties an opportunity's state is read from (``dealstage`` may also close it).
+STATE_PROPERTIES = frozenset(
+    {
+        "dealstage",
+        "amount",
+        "deal_currency_code",
+        "closedate",
+        "hubspot_owner_id",
+        "hs_manual_forecast_category",
+        "hs_forecast_category",
+        "hs_deal_stage_probability",
+    }
+)
 CONTACT_PROPERTIES = ["hubspot_owner_id", "country", "state", "city", "hs_analytics_source"]
 PLACE_PROPERTIES = ["country", "state", "city"]
 #: HubSpot's own objects (generic webhooks name them by type id): contacts and deals map.
 OBJECT_TYPES = {"0-1": "contact", "0-3": "deal"}
 KNOWN_OBJECTS = {"contact", "deal"}
 #: The HubSpot object each event comes from.
-MODULES = {"lead.created": "contact", "opportunity.created": "deal", "deal.won": "deal", "deal.lost": "deal"}
+MODULES = {
+    "lead.created": "contact",
+    "opportunity.created": "deal",
+    "opportunity.updated": "deal",
+    "deal.won": "deal",
+    "deal.lost": "deal",
+}
 #: Characters HubSpot decodes in the URI before signing it (its v3 signature docs).
 _DECODED = {
     "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
@@ -77,7 +105,7 @@ def signature_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str
 class Change:
     """One webhook event that may be a fact: what happened to which object, when, in which portal."""
 
-    what: str  # "lead", "opportunity" or "stage"
+    what: str  # "lead", "opportunity", "stage", "update", "won" or "lost"
     object_id: str
     occurred_at: str
     portal: str
@@ -99,11 +127,13 @@ def classify(event: object) -> Change | None:
             event,
             cause=UNKNOWN_OBJECT,
         ).about(obj, event.get("objectId"))
-    stage_change = action == "propertyChange" and event.get("propertyName") == "dealstage"
+    changed = event.get("propertyName") if action == "propertyChange" and obj == "deal" else None
     if action == "creation":
         what = "lead" if obj == "contact" else "opportunity"
-    elif obj == "deal" and stage_change:
+    elif changed == "dealstage":
         what = "stage"
+    elif changed in STATE_PROPERTIES:
+        what = "update"
     else:
         return None
     try:
@@ -117,6 +147,19 @@ def classify(event: object) -> Change | None:
         )
     except Unmappable as exc:
         raise Unmappable(exc.detail, event).about(obj, event.get("objectId")) from None
+
+
+def latest_updates(changes: list[Change]) -> list[Change]:
+    """The changes of a delivery with one update per deal, its newest: the state is read once,
+    as it is now, for all of them. A deal the delivery also closes gets none."""
+    closed = {c.object_id for c in changes if c.what in {"won", "lost"}}
+    newest: dict[str, Change] = {}
+    for change in changes:
+        if change.what == "update" and change.object_id not in closed:
+            held = newest.get(change.object_id)
+            if held is None or change.occurred_at > held.occurred_at:
+                newest[change.object_id] = change
+    return [c for c in changes if c.what != "update" or newest.get(c.object_id) is c]
 
 
 class HubSpotConnector:
@@ -180,16 +223,27 @@ class HubSpotConnector:
                             "deal", change.object_id
                         )
                     )
-                elif outcome is None:
-                    out.ignored += 1  # moved to an open stage
                 else:
+                    what = outcome or "update"  # an open stage is one more version of the deal
                     changes.append(
-                        Change(outcome, change.object_id, change.occurred_at, change.portal, "", event)
+                        Change(what, change.object_id, change.occurred_at, change.portal, "", event)
                     )
             else:
                 changes.append(change)
-        out.extend(await self._map(changes))
+        kept = latest_updates(changes)
+        out.ignored += len(changes) - len(kept)
+        out.extend(await self._map(kept))
         return out
+
+    async def _stage(self, deal: dict[str, Any]) -> tuple[str | None, str | None]:
+        """A deal's stage name (None in a closing stage, which is no stage to forecast from),
+        and whether that stage closes it (``won``, ``lost``, or None)."""
+        stage = optional_text(deal.get("dealstage"))
+        if stage is None:
+            return None, None
+        _, outcome = await self.api.outcome(stage)
+        name = None if outcome else self.mapping.stage(SOURCE, stage, self.api.label(stage))
+        return name, outcome
 
     async def _map(self, changes: list[Change]) -> Translation:
         deal_ids = [c.object_id for c in changes if c.what != "lead"]
@@ -220,12 +274,17 @@ class HubSpotConnector:
                 region = self.mapping.region(
                     city=place.get("city"), state=place.get("state"), country=place.get("country")
                 )
+                opens = change.what in {"opportunity", "update"}
+                stage, outcome = await self._stage(deal) if opens else (None, None)
+                if change.what == "update" and outcome is not None:
+                    out.ignored += 1  # closed since: its close counts at its own stage change
+                    continue
                 contact = deal_contacts.get(change.object_id)
                 organisation = deal.get(named) if named else company
                 customer = customer_of(
                     change.object_id, organisation, contact_companies.get(contact or ""), contact
                 )
-                out.add(*self._deal(change, deal, region, customer))
+                out.add(*self._deal(change, deal, region, stage, customer))
             except Unmappable as exc:
                 exc.payload = change.raw
                 out.unmappable.append(
@@ -250,26 +309,46 @@ class HubSpotConnector:
         return make_event(SOURCE, change.portal, change.object_id, "lead.created", change.occurred_at, data)
 
     def _deal(
-        self, change: Change, deal: dict[str, Any], region: str, customer: tuple[str, str | None]
+        self,
+        change: Change,
+        deal: dict[str, Any],
+        region: str,
+        stage: str | None,
+        customer: tuple[str, str | None],
     ) -> tuple[dict[str, Any], str | None]:
         """The deal's event, and the customer fallback it took (only a win names a customer)."""
         deal_id = change.object_id
         rep = self.mapping.rep(deal.get("hubspot_owner_id"))
         currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency_of("hubspot")
-        if change.what == "opportunity":
-            amount = money(deal["amount"], "amount") if deal.get("amount") not in (None, "") else 0.0
-            data: dict[str, Any] = {"opportunity_id": deal_id, "rep_id": rep, "region": region}
-            data.update(amount=amount, currency=currency)
+        if change.what in {"opportunity", "update"}:
+            state = {
+                "opportunity_id": deal_id,
+                "rep_id": rep,
+                "region": region,
+                "amount": money(deal["amount"], "amount") if deal.get("amount") not in (None, "") else 0.0,
+                "currency": currency,
+                "stage": stage,
+                "probability": percent(
+                    deal.get("hs_deal_stage_probability"), "hs_deal_stage_probability", fraction=True
+                ),
+                "forecast_category": self.mapping.forecast_category(
+                    deal.get("hs_manual_forecast_category") or deal.get("hs_forecast_category") or None
+                ),
+                "expected_close": close_date(deal.get("closedate"), "closedate"),
+            }
+            if change.what == "update":
+                return make_update(SOURCE, change.portal, change.occurred_at, state, read_later=True), None
             event = make_event(
-                SOURCE, change.portal, deal_id, "opportunity.created", change.occurred_at, data
+                SOURCE, change.portal, deal_id, "opportunity.created", change.occurred_at, state
             )
             return event, None
         if change.what == "lost":
-            data = {
+            data: dict[str, Any] = {
                 "deal_id": deal_id,
                 "rep_id": rep,
                 "region": region,
                 "reason": optional_text(deal.get("closed_lost_reason")),
+                "opportunity_id": deal_id,
             }
             return make_event(SOURCE, change.portal, deal_id, "deal.lost", change.occurred_at, data), None
         customer_id, fallback = customer
@@ -282,6 +361,7 @@ class HubSpotConnector:
             "kind": self.mapping.kind(deal.get(self.mapping.kind_field(SOURCE))),
             "amount": money(deal.get("amount"), "amount (a won deal's amount)"),
             "currency": currency,
+            "opportunity_id": deal_id,
         }
         return make_event(SOURCE, change.portal, deal_id, "deal.won", change.occurred_at, data), fallback
 

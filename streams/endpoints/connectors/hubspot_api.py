@@ -3,8 +3,8 @@
 HubSpot's webhooks say only that an object was created or a property changed: the amount,
 owner, currency and company of a deal, and the owner, place and source of a contact, are
 read here, a whole delivery's objects in one batch read. Custom pipelines name their stages
-by ids, so whether a stage closes a deal as won or lost comes from the pipelines API, cached
-and refreshed when a stage id it does not know arrives. Any failure is
+by ids, so whether a stage closes a deal as won or lost, and the stage's label, come from
+the pipelines API, cached and refreshed when a stage id it does not know arrives. Any failure is
 :class:`VendorUnavailable`: the webhook answers 5xx and HubSpot retries; nothing is guessed.
 """
 
@@ -50,6 +50,7 @@ class HubSpotApi:
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.stages: dict[str, Outcome] = dict(DEFAULT_STAGES)
+        self.labels: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def _call(self, method: str, path: str, body: object = None) -> Any:
@@ -112,7 +113,12 @@ class HubSpotApi:
             for pipeline in answer.get("results", []):
                 for stage in pipeline.get("stages", []):
                     self.stages[str(stage["id"])] = stage_outcome(stage.get("metadata") or {})
+                    self.labels[str(stage["id"])] = str(stage.get("label") or "").strip()
         return stage_id in self.stages, self.stages.get(stage_id)
+
+    def label(self, stage_id: str) -> str | None:
+        """A stage's label in its pipeline, once :meth:`outcome` has met the stage."""
+        return self.labels.get(stage_id) or None
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,11 +1,12 @@
 """The connectors' mapping file (``SALESPULSE_CONNECTORS``): what vendor payloads do not say.
 
 A CRM names its owners by its own ids, its regions by country, state or city, its lead
-sources and deal types by its own picklists; an NPS tool knows nothing of regions or
-teams. The mapping file turns those into SalesPulse's labels, for every connector (the
-webhooks and the vtiger poller) from one place. Without a file every connector still works
-with built-in defaults: region ``unknown``, rep ``unassigned`` (or the owner id as given),
-source ``other``, product ``unknown``, kind ``new``, currency ``USD``.
+sources and deal types by its own picklists, and some name their deal stages by ids; an
+NPS tool knows nothing of regions or teams. The mapping file turns those into SalesPulse's
+labels, for every connector (the webhooks and the vtiger poller) from one place. Without a
+file every connector still works with built-in defaults: region ``unknown``, rep
+``unassigned`` (or the owner id as given), source ``other``, product ``unknown``, kind
+``new``, currency ``USD``, a stage id as given.
 
 The source and kind vocabularies and the currency rule are read from the event contract
 (``schemas/``), so the file is checked against the same rules the events are.
@@ -65,6 +66,22 @@ BUILT_IN_KINDS: Mapping[str, str] = {
     "existing customer - downgrade": "renewal",
 }
 
+#: The vendors' forecast categories (Salesforce's ``ForecastCategoryName`` and its API names,
+#: HubSpot's ``hs_manual_forecast_category``) as the contract's. ``Closed`` is none of them: a
+#: closed deal's category is its close, and an open one without a category is forecast by
+#: its stage (docs/forecast.md).
+BUILT_IN_CATEGORIES: Mapping[str, str] = {
+    "pipeline": "pipeline",
+    "best case": "best_case",
+    "best_case": "best_case",
+    "bestcase": "best_case",
+    "commit": "commit",
+    "forecast": "commit",
+    "omitted": "omitted",
+    "omit": "omitted",
+    "not forecasted": "omitted",
+}
+
 #: The field that holds the customer id, per vendor, when the file does not name another.
 BUILT_IN_CUSTOMER_FIELDS: Mapping[str, str] = {
     "salesforce": "AccountId",
@@ -99,6 +116,7 @@ _SECTIONS = frozenset(
         "teams",
         "customer_fields",
         "kind_fields",
+        "stages",
         "vtiger",
     }
 )
@@ -172,6 +190,7 @@ class ConnectorMapping:
     teams: Mapping[str, str] = field(default_factory=dict)
     customer_fields: Mapping[str, str] = field(default_factory=dict)
     kind_fields: Mapping[str, str] = field(default_factory=dict)
+    stages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     vtiger_won: tuple[str, ...] = VTIGER_WON
     vtiger_lost: tuple[str, ...] = VTIGER_LOST
 
@@ -212,6 +231,20 @@ class ConnectorMapping:
     def kind_field(self, vendor: str) -> str:
         """The vendor's deal field that holds the deal's type ("" when there is none)."""
         return self.kind_fields.get(vendor) or BUILT_IN_KIND_FIELDS.get(vendor, "")
+
+    def stage(self, vendor: str, value: object, label: str | None = None) -> str | None:
+        """The name of a vendor's deal stage: the file's name for its id, else the vendor's own
+        label, else the stage as given; None when the record has none."""
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        return self.stages.get(vendor, {}).get(text) or label or text
+
+    @staticmethod
+    def forecast_category(value: object) -> str | None:
+        """A vendor's forecast category as the contract's, or None (closed, or a value none of
+        the vendors uses): the opportunity's stage then decides."""
+        return None if value is None else BUILT_IN_CATEGORIES.get(_key(value))
 
     def vtiger_outcome(self, sales_stage: object) -> str | None:
         """``won`` or ``lost`` for a closing vtiger ``sales_stage``, None for an open one."""
@@ -258,13 +291,22 @@ class _Reader:
             out[_key(name) if fold else name] = label
         return out
 
+    def vendor(self, key: str, vendor: object) -> str:
+        if vendor not in VENDORS:
+            raise self.fail(f"{key}.{vendor}", f"is not one of {', '.join(VENDORS)}")
+        return str(vendor)
+
     def vendors(self, key: str, value: object) -> dict[str, str]:
         """A map of vendor to one of its field names."""
-        table = self.table(key, value)
-        for vendor in table:
-            if vendor not in VENDORS:
-                raise self.fail(f"{key}.{vendor}", f"is not one of {', '.join(VENDORS)}")
-        return table
+        return {self.vendor(key, vendor): name for vendor, name in self.table(key, value).items()}
+
+    def stage_names(self, key: str, value: object) -> dict[str, dict[str, str]]:
+        """Per vendor, a map of its stage ids to stage names (ids match exactly)."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping of vendors, not {type(value).__name__}")
+        return {self.vendor(key, v): self.table(f"{key}.{v}", table) for v, table in value.items()}
 
     def currency(self, key: str, value: object) -> str:
         """A currency code the event contract accepts (ISO 4217, or IRT, IRHR, IRHT)."""
@@ -326,6 +368,7 @@ def parse_mapping(doc: object, origin: str) -> ConnectorMapping:
         teams=read.table("teams", doc.get("teams")),
         customer_fields=customer_fields,
         kind_fields=kind_fields,
+        stages=read.stage_names("stages", doc.get("stages")),
         vtiger_won=read.stages("vtiger.won", vtiger.get("won"), VTIGER_WON),
         vtiger_lost=read.stages("vtiger.lost", vtiger.get("lost"), VTIGER_LOST),
     )

@@ -1,12 +1,16 @@
-"""Pipedrive webhooks (v2): deals created, won and lost, and leads created.
+"""Pipedrive webhooks (v2): deals created, changed, won and lost, and leads created.
 
 Pipedrive signs nothing; its webhooks carry the HTTP Basic user and password set on the
-webhook. A v2 body is ``{"data": ..., "previous": ..., "meta": {"action", "entity", ...}}``.
-A deal is won or lost when a ``change`` sets ``data.status`` to ``won`` or ``lost`` and
-``previous`` holds the old ``status``: a later edit of a won deal (its title, a stage) does
-not count the win again, and a redelivery carries the same derived event id. A deal's kind
-is in a field of the team's own (``kind_fields.pipedrive`` in the mapping file); v2 sends
-custom fields under ``data.custom_fields``, an option field as ``{"id": <option id>}``.
+webhook. A v2 body is ``{"data": ..., "previous": ..., "meta": {"action", "entity", ...}}``,
+where ``data`` is the deal as it is now and ``previous`` holds the old values of the fields
+that changed. A deal is won or lost when a ``change`` sets ``data.status`` to ``won`` or
+``lost`` and ``previous`` holds the old ``status``: a later edit of a won deal (its title, a
+stage) does not count the win again, and a redelivery carries the same derived event id. A
+change of an open deal's stage, value, currency, expected close date, probability or owner
+is an ``opportunity.updated`` with the deal's whole state; stages are ids, named by the
+mapping file. A deal's kind is in a field of the team's own (``kind_fields.pipedrive`` in
+the mapping file); v2 sends custom fields under ``data.custom_fields``, an option field as
+``{"id": <option id>}``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from salespulse.streams.endpoints.connectors.base import (
     Translation,
     Unmappable,
     WebhookRequest,
+    close_date,
     customer_of,
     json_ack,
     load_json,
     make_event,
+    make_update,
     money,
     optional_text,
+    percent,
     required_text,
     same_secret,
     vendor_time,
@@ -36,7 +43,15 @@ from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 
 SOURCE = "pipedrive"
 #: The Pipedrive object each event comes from.
-MODULES = {"lead.created": "lead", "opportunity.created": "deal", "deal.won": "deal", "deal.lost": "deal"}
+MODULES = {
+    "lead.created": "lead",
+    "opportunity.created": "deal",
+    "opportunity.updated": "deal",
+    "deal.won": "deal",
+    "deal.lost": "deal",
+}
+#: The deal fields an opportunity's state is read from: a change of any is a new version.
+STATE_FIELDS = frozenset({"owner_id", "value", "currency", "stage_id", "probability", "expected_close_date"})
 
 
 def field_value(deal: dict[str, Any], name: str) -> str | None:
@@ -51,6 +66,20 @@ def field_value(deal: dict[str, Any], name: str) -> str | None:
     return optional_text(value)
 
 
+def _state(deal: dict[str, Any], deal_id: str, mapping: ConnectorMapping) -> dict[str, Any]:
+    """The deal as an opportunity's whole state (a deal with no value is worth 0 so far)."""
+    return {
+        "opportunity_id": deal_id,
+        "rep_id": mapping.rep(deal.get("owner_id")),
+        "region": mapping.region(),
+        "amount": 0.0 if deal.get("value") is None else money(deal.get("value"), "data.value"),
+        "currency": optional_text(deal.get("currency")) or mapping.currency_of(SOURCE),
+        "stage": mapping.stage(SOURCE, deal.get("stage_id")),
+        "probability": percent(deal.get("probability"), "data.probability"),
+        "expected_close": close_date(deal.get("expected_close_date"), "data.expected_close_date"),
+    }
+
+
 def _deal(
     action: str, payload: dict[str, Any], account: str, mapping: ConnectorMapping
 ) -> tuple[dict[str, Any] | None, str | None]:
@@ -61,26 +90,21 @@ def _deal(
     if not isinstance(deal, dict):
         raise Unmappable("data is not a deal object")
     deal_id = required_text(deal.get("id"), "data.id")
-    rep = mapping.rep(deal.get("owner_id"))
-    region = mapping.region()
-    currency = optional_text(deal.get("currency")) or mapping.currency_of("pipedrive")
     if action == "create":
-        amount = 0.0 if deal.get("value") is None else money(deal.get("value"), "data.value")
-        data: dict[str, Any] = {
-            "opportunity_id": deal_id,
-            "rep_id": rep,
-            "region": region,
-            "amount": amount,
-            "currency": currency,
-        }
         when = vendor_time(deal.get("add_time"), "data.add_time")
-        return make_event(SOURCE, account, deal_id, "opportunity.created", when, data), None
+        state = _state(deal, deal_id, mapping)
+        return make_event(SOURCE, account, deal_id, "opportunity.created", when, state), None
     previous = payload.get("previous")
     status = deal.get("status")
-    if action != "change" or status not in {"won", "lost"}:
+    if action != "change" or not isinstance(previous, dict):
         return None, None
-    if not isinstance(previous, dict) or "status" not in previous or previous["status"] == status:
+    if status == "open" and "status" not in previous and STATE_FIELDS & previous.keys():
+        when = vendor_time(deal.get("update_time"), "data.update_time")
+        return make_update(SOURCE, account, when, _state(deal, deal_id, mapping)), None
+    if status not in {"won", "lost"} or "status" not in previous or previous["status"] == status:
         return None, None  # an edit of a deal already closed: the close was counted when it happened
+    rep = mapping.rep(deal.get("owner_id"))
+    region = mapping.region()
     if status == "won":
         customer, fallback = customer_of(
             deal_id, field_value(deal, mapping.customer_field(SOURCE)), None, field_value(deal, "person_id")
@@ -93,7 +117,8 @@ def _deal(
             "product": mapping.product,
             "kind": mapping.kind(field_value(deal, mapping.kind_field(SOURCE))),
             "amount": money(deal.get("value"), "data.value (a won deal's amount)"),
-            "currency": currency,
+            "currency": optional_text(deal.get("currency")) or mapping.currency_of(SOURCE),
+            "opportunity_id": deal_id,
         }
         when = vendor_time(deal.get("won_time"), "data.won_time")
         return make_event(SOURCE, account, deal_id, "deal.won", when, data), fallback
@@ -102,6 +127,7 @@ def _deal(
         "rep_id": rep,
         "region": region,
         "reason": optional_text(deal.get("lost_reason")),
+        "opportunity_id": deal_id,
     }
     when = vendor_time(deal.get("lost_time"), "data.lost_time")
     return make_event(SOURCE, account, deal_id, "deal.lost", when, data), None

@@ -1,6 +1,9 @@
 """Salesforce Outbound Messages: opportunities and leads, sent by a record-triggered Flow.
 
-An Outbound Message is a SOAP ``notifications`` envelope with up to 100 ``Notification``s.
+An Outbound Message is a SOAP ``notifications`` envelope with up to 100 ``Notification``s,
+each with the record's fields as they are now. An open opportunity edited since it was
+created (``LastModifiedDate`` after ``CreatedDate``) is an ``opportunity.updated`` with its
+whole state (stage, amount, close date, probability, forecast category, owner).
 It carries no signature and cannot carry a custom header, so SalesPulse's own secret
 (``SALESPULSE_SALESFORCE_SECRET``) is the last segment of the endpoint URL the message is
 configured with, compared in constant time before anything parses the body. The envelope's
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -30,10 +34,13 @@ from salespulse.streams.endpoints.connectors.base import (
     Translation,
     Unmappable,
     WebhookRequest,
+    close_date,
     customer_of,
     make_event,
+    make_update,
     money,
     optional_text,
+    percent,
     required_text,
     same_secret,
     vendor_time,
@@ -50,6 +57,7 @@ BODY_LIMIT = 1024 * 1024
 MODULES = {
     "lead.created": "Lead",
     "opportunity.created": "Opportunity",
+    "opportunity.updated": "Opportunity",
     "deal.won": "Opportunity",
     "deal.lost": "Opportunity",
 }
@@ -95,11 +103,32 @@ def _fields(sobject: Element) -> dict[str, str]:
     return {_local(child.tag): (child.text or "").strip() for child in sobject}
 
 
+def _state(fields: dict[str, str], opp_id: str, mapping: ConnectorMapping) -> dict[str, Any]:
+    """The opportunity's whole state (one without an amount is worth 0 so far)."""
+    return {
+        "opportunity_id": opp_id,
+        "rep_id": mapping.rep(fields.get("OwnerId")),
+        "region": mapping.region(),
+        "amount": money(fields["Amount"], "Opportunity Amount") if fields.get("Amount") else 0.0,
+        "currency": optional_text(fields.get("CurrencyIsoCode")) or mapping.currency_of(SOURCE),
+        "stage": optional_text(fields.get("StageName")),
+        "probability": percent(fields.get("Probability"), "Opportunity Probability"),
+        "forecast_category": mapping.forecast_category(fields.get("ForecastCategoryName") or None),
+        "expected_close": close_date(fields.get("CloseDate"), "Opportunity CloseDate"),
+    }
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _opportunity(
     fields: dict[str, str], account: str, mapping: ConnectorMapping
-) -> tuple[dict[str, Any], str | None]:
-    """The opportunity's event, and the customer fallback a win took. The message carries no
-    contact's account: the chain is the account, else the primary contact, else the deal."""
+) -> list[tuple[dict[str, Any], str | None]]:
+    """The opportunity's events, each with the customer fallback a win took. The message
+    carries no contact's account: the chain is the account, else the primary contact, else
+    the deal. An open one is opened (at ``CreatedDate``; a copy of that fact carries its id)
+    and, once edited, updated (at ``LastModifiedDate``)."""
     opp_id = required_text(fields.get("Id"), "Opportunity Id")
     rep = mapping.rep(fields.get("OwnerId"))
     region = mapping.region()
@@ -119,17 +148,24 @@ def _opportunity(
             "amount": money(fields.get("Amount"), "Opportunity Amount (a won deal's amount)"),
             "currency": currency,
             "source": mapping.source(fields["LeadSource"]) if fields.get("LeadSource") else None,
+            "opportunity_id": opp_id,
         }
         when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
-        return make_event(SOURCE, account, opp_id, "deal.won", when, data), fallback
+        return [(make_event(SOURCE, account, opp_id, "deal.won", when, data), fallback)]
     if closed:
-        data = {"deal_id": opp_id, "rep_id": rep, "region": region}
+        data = {"deal_id": opp_id, "rep_id": rep, "region": region, "opportunity_id": opp_id}
         when = vendor_time(fields.get("LastModifiedDate"), "Opportunity LastModifiedDate")
-        return make_event(SOURCE, account, opp_id, "deal.lost", when, data), None
-    amount = money(fields["Amount"], "Opportunity Amount") if fields.get("Amount") else 0.0
-    data = {"opportunity_id": opp_id, "rep_id": rep, "region": region, "amount": amount, "currency": currency}
-    when = vendor_time(fields.get("CreatedDate"), "Opportunity CreatedDate")
-    return make_event(SOURCE, account, opp_id, "opportunity.created", when, data), None
+        return [(make_event(SOURCE, account, opp_id, "deal.lost", when, data), None)]
+    state = _state(fields, opp_id, mapping)
+    created = vendor_time(fields.get("CreatedDate"), "Opportunity CreatedDate")
+    events: list[tuple[dict[str, Any], str | None]] = [
+        (make_event(SOURCE, account, opp_id, "opportunity.created", created, state), None)
+    ]
+    if fields.get("LastModifiedDate"):
+        modified = vendor_time(fields["LastModifiedDate"], "Opportunity LastModifiedDate")
+        if _moment(modified) > _moment(created):
+            events.append((make_update(SOURCE, account, modified, state), None))
+    return events
 
 
 def _lead(fields: dict[str, str], account: str, mapping: ConnectorMapping) -> dict[str, Any]:
@@ -167,7 +203,8 @@ def map_notifications(org: str, notifications: list[Element], mapping: Connector
             kind = _local(sobject.get(XSI_TYPE, "")).rpartition(":")[2]
             fields = _fields(sobject)
             if kind == "Opportunity":
-                out.add(*_opportunity(fields, account, mapping))
+                for event, fallback in _opportunity(fields, account, mapping):
+                    out.add(event, fallback)
             elif kind == "Lead":
                 out.add(_lead(fields, account, mapping))
             else:

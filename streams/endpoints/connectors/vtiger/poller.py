@@ -14,9 +14,12 @@ another: each is polled on its own, and a module that fails is tried again at th
 poll while the others go on. A fact whose time is still to come (a meeting set for next
 week) is held, and produced at the first poll after it; facts older than the 62-day
 retention are not produced again once forgotten (the workers would count them in no
-window), while a deal's outcome is remembered for ever. vtiger writes local times without
-an offset, so while a cursor lies in a repeated (fall-back) local hour the query restarts
-from that hour's start, and the memory skips what was produced already.
+window), while a deal's outcome is remembered for ever, and an open potential's last state
+(its digest) as long as it is open: an update is produced only when that state changes,
+and not when the potential's opening, produced at the same time, carries it already. vtiger
+writes local times without an offset, so while a cursor lies in a repeated (fall-back) local
+hour the query restarts from that hour's start, and the memory skips what was produced
+already.
 
 A page is committed in three acknowledged steps (see :mod:`.state`): the pending page,
 its events and dead letters, then its cursor and memory. A crash at any point is repaired
@@ -40,9 +43,11 @@ from salespulse.streams.endpoints.connectors.vtiger.directory import Directory, 
 from salespulse.streams.endpoints.connectors.vtiger.metrics import ConnectorMetrics
 from salespulse.streams.endpoints.connectors.vtiger.records import (
     MODULES,
+    OPENED,
     OUTCOMES,
     REQUIRED_FIELDS,
     SOURCE,
+    UPDATED,
     Fact,
     Translator,
     UnexpectedRecord,
@@ -53,6 +58,7 @@ from salespulse.streams.endpoints.connectors.vtiger.records import (
 )
 from salespulse.streams.endpoints.connectors.vtiger.state import (
     DEAD,
+    STATE,
     ConnectorState,
     Cursor,
     DeadRecord,
@@ -67,6 +73,8 @@ log = logging.getLogger("salespulse.connect.vtiger")
 RETENTION = timedelta(hours=RETENTION_HOURS)
 #: The memory is trimmed at most this often: it is a scan of every record remembered.
 TRIM_EVERY = timedelta(hours=1)
+#: Memory kept whatever its age: a deal's outcome, and an open potential's state.
+KEPT = OUTCOMES | {STATE}
 #: What one module's poll may fail with while the others go on.
 MODULE_FAILURES = (VtigerError, UnexpectedRecord)
 
@@ -261,7 +269,15 @@ class VtigerPoller:
                 self.metrics.skip("past_retention")
             else:
                 due.append(fact)
+        if any(fact.type == OPENED for fact in due):  # the opening carries the state already
+            due = [fact for fact in due if fact.type != UPDATED]
+        for fact in due:
+            if fact.type != UPDATED:  # an update is remembered by its state alone
                 memory[fact.type] = fact.occurred_at
+            if fact.state is not None:
+                memory[STATE] = fact.state
+        if not OUTCOMES.isdisjoint(memory):  # closed for good: no update will follow
+            memory.pop(STATE, None)
         if memory != known:
             pending.facts[record] = memory or None
         if later:
@@ -294,14 +310,15 @@ class VtigerPoller:
             self.metrics.progressed()
 
     def _trim(self) -> None:
-        """Forget what is past the retention, deal outcomes excepted; tombstone what empties."""
+        """Forget what is past the retention, deal outcomes and open potentials' states
+        excepted; tombstone what empties."""
         now = self.clock()
         if self._trimmed is not None and now - self._trimmed < TRIM_EVERY:
             return
         horizon = utc_text(now - RETENTION)
         updates: dict[str, Memory | None] = {}
         for record, memory in self.state.facts.items():
-            kept = {k: v for k, v in memory.items() if k in OUTCOMES or self._utc(k, v) >= horizon}
+            kept = {k: v for k, v in memory.items() if k in KEPT or self._utc(k, v) >= horizon}
             if kept != memory:
                 updates[record] = kept or None
         if updates:

@@ -1,10 +1,14 @@
 """What each vtiger record becomes: zero or more canonical facts, each an event.
 
 - a ``Leads`` record: ``lead.created`` at its ``createdtime``;
-- a ``Potentials`` record: ``opportunity.created`` at its ``createdtime``, and ``deal.won``
-  or ``deal.lost`` once its ``sales_stage`` is a closing stage of the mapping file, at the
-  ``modifiedtime`` at which the connector first saw that stage (vtiger keeps no time of
-  the win, and leaves ``probability`` as it was);
+- a ``Potentials`` record: ``opportunity.created`` at its ``createdtime``, with the deal's
+  state (``sales_stage``, ``amount``, ``closingdate``, ``probability``, and
+  ``forecast_category`` where vtiger has that field); while open, ``opportunity.updated`` at
+  its ``modifiedtime`` whenever that state differs from the one last produced (the caller
+  remembers its digest); and ``deal.won`` or ``deal.lost`` once its ``sales_stage`` is a
+  closing stage of the mapping file, at the ``modifiedtime`` at which the connector first
+  saw that stage (vtiger keeps no time of the win, and leaves ``probability`` as it was),
+  naming the potential as the opportunity it closes;
 - an ``Events`` record (the webservice's module for calls and meetings; ``Calendar`` holds
   tasks) of ``activitytype`` Call or Meeting that concerns a customer: ``customer.activity``
   at its start; other activity types are not customer activities.
@@ -25,17 +29,25 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from salespulse.schemas.codec import Rejected, check_event
-from salespulse.streams.endpoints.connectors.base import CONTRACT, UNREADABLE, Unmappable, money
-from salespulse.streams.endpoints.connectors.ids import derive_event_id
+from salespulse.streams.endpoints.connectors.base import (
+    CONTRACT,
+    UNREADABLE,
+    Unmappable,
+    close_date,
+    money,
+    percent,
+)
+from salespulse.streams.endpoints.connectors.ids import derive_event_id, state_digest, version_of
 from salespulse.streams.endpoints.connectors.mapping import ConnectorMapping
 from salespulse.streams.endpoints.connectors.vtiger.directory import Directory
+from salespulse.streams.endpoints.connectors.vtiger.state import STATE
 
 SOURCE = "vtiger"
 LEADS, POTENTIALS, EVENTS = "Leads", "Potentials", "Events"
@@ -60,6 +72,8 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
         "assigned_user_id",
         "sales_stage",
         "amount",
+        "closingdate",
+        "probability",
         "related_to",
         "contact_id",
         "opportunity_type",
@@ -79,6 +93,7 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
 CHANNELS: Mapping[str, str] = {"call": "call", "meeting": "meeting"}
 #: A deal's outcomes: remembered for ever, so a deal reopened and closed again counts once.
 OUTCOMES = frozenset({"deal.won", "deal.lost"})
+OPENED, UPDATED = "opportunity.created", "opportunity.updated"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_SHAPE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 
@@ -165,14 +180,16 @@ def repeated_hour_start(value: str, zone: ZoneInfo) -> str | None:
 
 @dataclass(frozen=True)
 class Fact:
-    """One canonical event about one record, what is remembered of it, and the customer
-    fallback it took (None when it names no customer, or its own organisation)."""
+    """One canonical event about one record, what is remembered of it, the customer fallback
+    it took (None when it names no customer, or its own organisation), and the digest of the
+    open potential's state it carries (None for any other fact)."""
 
     record: str
     type: str
     occurred_at: str
     event: dict[str, Any]
     fallback: str | None = None
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,24 +258,32 @@ class Translator:
         )
         amount = self._amount(record, row.get("amount"))
         currency = self.mapping.currency_of(SOURCE)
-        facts = [
-            self._fact(
-                record,
-                "opportunity.created",
-                self._time(record, row, "createdtime"),
-                opportunity_id=record,
-                rep_id=rep,
-                region=region,
-                amount=amount,
-                currency=currency,
-            )
-        ]
         outcome = self.mapping.vtiger_outcome(row.get("sales_stage"))
-        if outcome is None or f"deal.{outcome}" in known:
+        state = {
+            "opportunity_id": record,
+            "rep_id": rep,
+            "region": region,
+            "amount": amount,
+            "currency": currency,
+            **self._forecast(record, row, closed=outcome is not None),
+        }
+        digest = state_digest(state) if outcome is None else None
+        opened = self._fact(record, OPENED, self._time(record, row, "createdtime"), **state)
+        facts = [replace(opened, state=digest)]
+        if outcome is None:
+            if digest != known.get(STATE) and OUTCOMES.isdisjoint(known):  # a close is final
+                at = self._time(record, row, "modifiedtime")
+                update = self._checked(record, UPDATED, at, version_of(record, at, state), state)
+                facts.append(replace(update, state=digest))
+            return facts
+        if f"deal.{outcome}" in known:
             return facts
         at = self._time(record, row, "modifiedtime")
         if outcome == "lost":
-            return [*facts, self._fact(record, "deal.lost", at, deal_id=record, rep_id=rep, region=region)]
+            lost = self._fact(
+                record, "deal.lost", at, deal_id=record, rep_id=rep, region=region, opportunity_id=record
+            )
+            return [*facts, lost]
         won = self._fact(
             record,
             "deal.won",
@@ -272,12 +297,32 @@ class Translator:
             amount=amount,
             currency=currency,
             source=self.mapping.source(row.get("leadsource") or None),
+            opportunity_id=record,
         )
-        return [*facts, Fact(record, won.type, won.occurred_at, won.event, fallback)]
+        return [*facts, replace(won, fallback=fallback)]
+
+    def _forecast(self, record: str, row: Mapping[str, Any], *, closed: bool) -> dict[str, Any]:
+        """The potential's forecast fields that have a value; a closing stage is no stage."""
+        try:
+            fields = {
+                "stage": None if closed else str(row.get("sales_stage") or "").strip() or None,
+                "probability": percent(row.get("probability"), "probability"),
+                "forecast_category": self.mapping.forecast_category(row.get("forecast_category") or None),
+                "expected_close": close_date(row.get("closingdate"), "closingdate"),
+            }
+        except Unmappable as exc:
+            raise UnexpectedRecord(f"Potentials {record}: {exc.detail}") from None
+        return {k: v for k, v in fields.items() if v is not None}
 
     def _fact(self, record: str, event_type: str, occurred_at: str, **data: Any) -> Fact:
+        return self._checked(record, event_type, occurred_at, record, data)
+
+    def _checked(
+        self, record: str, event_type: str, occurred_at: str, about: str, data: dict[str, Any]
+    ) -> Fact:
+        """The fact, its id derived from what it is ``about`` (the record, or one of its versions)."""
         event = {
-            "event_id": derive_event_id(SOURCE, self.account, record, event_type),
+            "event_id": derive_event_id(SOURCE, self.account, about, event_type),
             "type": event_type,
             "occurred_at": occurred_at,
             "source": SOURCE,

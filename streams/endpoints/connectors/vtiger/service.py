@@ -44,7 +44,14 @@ log = logging.getLogger("salespulse.connect.vtiger")
 
 REASONS = ("unreachable", "auth", "query", "vtiger", "unexpected_field", "broker")
 SKIPS = ("not_call_or_meeting", "no_customer", "past_retention", "deleted")
-EVENT_TYPES = ("lead.created", "opportunity.created", "deal.won", "deal.lost", "customer.activity")
+EVENT_TYPES = (
+    "lead.created",
+    "opportunity.created",
+    "opportunity.updated",
+    "deal.won",
+    "deal.lost",
+    "customer.activity",
+)
 BACKOFF_FIRST = 2.0
 BACKOFF_MOST = 300.0
 #: OSError covers the broker's and the state topic's timeouts.

@@ -4,8 +4,10 @@ Four kinds of record, keyed by connector and CRM so one topic serves several CRM
 
 - ``cursor|<module>``: the newest ``modifiedtime`` done and the ids done at that very
   second, so records sharing it are neither skipped nor sent twice;
-- ``fact|<record id>``: the facts emitted for a record, with their ``occurred_at``, and
-  (under :data:`DEAD`) the ``modifiedtime`` at which the record went to the dead letters;
+- ``fact|<record id>``: the facts emitted for a record, with their ``occurred_at``,
+  (under :data:`DEAD`) the ``modifiedtime`` at which the record went to the dead letters,
+  and (under :data:`STATE`, while a potential is open) the digest of the last state of it
+  produced, so a potential read again with nothing changed that matters produces nothing;
 - ``held|<record id>``: a record with a fact still in the future (a meeting set for next
   week), its module and when the fact falls due;
 - ``pending``: the events and dead letters of a page about to be sent, with the cursor
@@ -37,8 +39,10 @@ from salespulse.streams.settings import Settings
 
 #: The memory entry of a record that went to the dead letters: its ``modifiedtime`` then.
 DEAD = "deadletter"
+#: The memory entry of an open potential: the digest of the state last produced (16 hex digits).
+STATE = "state"
 
-#: A record's memory: fact type (or :data:`DEAD`) to time.
+#: A record's memory: fact type (or :data:`DEAD`) to time, and :data:`STATE`.
 Memory = dict[str, str]
 
 
