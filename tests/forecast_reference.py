@@ -255,7 +255,11 @@ class Model:
     """Every event delivered (send order), deduplicated, folded by event time."""
 
     def __init__(
-        self, events: Sequence[Mapping[str, Any]], targets: Mapping[str, Any], calendar: Calendar
+        self,
+        events: Sequence[Mapping[str, Any]],
+        targets: Mapping[str, Any],
+        calendar: Calendar,
+        closes: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.calendar = calendar
         self.targets = Targets(targets, calendar)
@@ -284,6 +288,11 @@ class Model:
                 if "opportunity_id" in d:
                     opp = self.opportunities.setdefault(d["opportunity_id"], Opportunity())
                     opp.closes.append((t, seq, kind == "deal.won"))
+        for seq, event in enumerate(closes, len(events)):
+            if event["event_id"] not in seen:  # a close of a deal counted elsewhere
+                seen.add(event["event_id"])
+                opp = self.opportunities.setdefault(event["data"]["opportunity_id"], Opportunity())
+                opp.closes.append((epoch_seconds(event["occurred_at"]), seq, event["type"] == "deal.won"))
 
     def _version(self, t: int, seq: int, d: Mapping[str, Any]) -> Version:
         stage = d.get("stage")
@@ -528,12 +537,17 @@ def differences(actual: Any, expect: Any, path: str = "") -> list[str]:
 
 
 def prometheus_gauges(
-    events: Sequence[Mapping[str, Any]], now: int, fold: Any
+    events: Sequence[Mapping[str, Any]],
+    now: int,
+    fold: Any,
+    closes: Sequence[Mapping[str, Any]] = (),
 ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """``salespulse_forecast_*`` of a worker without quotas, in the Gregorian calendar: the
-    current and next quarter at the end of ``now``'s day per rep, region and currency."""
+    current and next quarter at the end of ``now``'s day per rep, region and currency. A
+    worker's share also closes its opportunities by the deals in ``closes``, applied on
+    other workers' partitions."""
     calendar = Calendar()
-    model = Model(events, {}, calendar)
+    model = Model(events, {}, calendar, closes)
     today = now // DAY
     year, month = calendar.month(today)
     current = calendar.period(f"{year:04d}-Q{(month - 1) // 3 + 1}")

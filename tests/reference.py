@@ -250,6 +250,15 @@ def deliveries(events: Iterable[dict[str, Any]], clock: Clock, partitions: int) 
     return out
 
 
+def forwarded_to(delivery: Delivery, partitions: int) -> int | None:
+    """The crm.leads partition a deal that names its opportunity closes it on, for a deal
+    applied where it was sent (a duplicate is forwarded no further)."""
+    opportunity = delivery.event["data"].get("opportunity_id")
+    if delivery.duplicate or opportunity is None or not delivery.type.startswith("deal."):
+        return None
+    return partition_of(opportunity.encode(), partitions)
+
+
 @dataclass
 class Fold:
     """At most ``cap`` distinct values per label name; the rest become ``other``."""
@@ -505,11 +514,18 @@ def expected(
     human_channels: Iterable[str] = HUMAN_CHANNELS,
     outcome_hours: int = OUTCOME_MEMORY_HOURS,
     fx: Fx | None = None,
+    owned: Iterable[int] | None = None,
 ) -> Expected:
     """Replay ``events`` (valid ones, in send order) at clock ``clock`` (epoch seconds), with
-    ``fx`` as the reporting currency and its rates, if any."""
+    ``fx`` as the reporting currency and its rates, if any. With ``owned``, the share of a
+    worker that owns those partitions: their deliveries, and the closes forwarded to them."""
     clk = Clock(clock, outcome_hours)
     dels = deliveries(events, clk, partitions)
+    closes: list[dict[str, Any]] = []
+    if owned is not None:
+        share = set(owned)
+        closes = [d.event for d in dels if (to := forwarded_to(d, partitions)) is not None and to in share]
+        dels = [d for d in dels if d.partition in share]
     fold = Fold(label_cap)
     targets = dict(targets or {})
 
@@ -722,7 +738,8 @@ def expected(
 
     from tests.forecast_reference import prometheus_gauges  # it builds on this module
 
-    for key, value in prometheus_gauges([d.event for d in dels if not d.duplicate], clk.now, fold).items():
+    applied = [d.event for d in dels if not d.duplicate]
+    for key, value in prometheus_gauges(applied, clk.now, fold, closes).items():
         put(key[0], dict(key[1]), value)
 
     result = Expected(

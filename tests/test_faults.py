@@ -51,7 +51,6 @@ from tests.reference import (
     gauge_diff,
     kpis_series,
     parse_metrics,
-    partition_of,
     summarize,
 )
 
@@ -68,16 +67,6 @@ def corpus(seed: int, count: int, **config: Any) -> list[dict[str, Any]]:
 
 def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def partition(event: dict[str, Any]) -> int:
-    return partition_of(route(event)[1], PARTITIONS)
-
-
-def share_of(events: Iterable[dict[str, Any]], owned: Iterable[int]) -> list[dict[str, Any]]:
-    """The events of the partitions in ``owned`` (send order, so offsets per partition hold)."""
-    keep = set(owned)
-    return [e for e in events if partition(e) in keep]
 
 
 def send_all(producer: EventProducer, events: Iterable[dict[str, Any]], *, flush: bool = True) -> None:
@@ -383,7 +372,7 @@ def test_two_workers_split_the_partitions_and_a_survivor_of_sigkill_takes_over_e
     shares = [a.kpis(), b.kpis()]
     refs = []
     for worker, share in zip((a, b), shares, strict=True):
-        ref = expected(share_of(first_half, share["partitions"]), NOW)
+        ref = expected(first_half, NOW, owned=share["partitions"])
         refs.append(ref)
         assert_exact(share, worker.metrics(), ref, f"share of {worker.log_path.stem} {share['partitions']}")
     summed: dict[GaugeKey, float] = {}

@@ -34,8 +34,10 @@ def derive_event_id(source: str, account: str, object_id: str, event_type: str) 
 
 def state_digest(state: Mapping[str, Any]) -> str:
     """A short fingerprint of an opportunity's state (64 bits of SHA-256 over its sorted JSON):
-    equal states give equal digests, so a connector can tell a change from a re-read."""
-    return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    equal states give equal digests, so a connector can tell a change from a re-read. Amounts
+    are the exact decimals the vendor spelled, written as their text."""
+    text = orjson.dumps(state, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def version_of(opportunity_id: str, modified_at: str, state: Mapping[str, Any] | None = None) -> str:
