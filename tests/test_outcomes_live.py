@@ -146,7 +146,7 @@ def test_outcomes_sent_again_stay_exact_through_sigkills_and_restarts_on_the_sam
     spawn_worker: Any, producer: EventProducer
 ) -> None:
     rng = random.Random(20261207)
-    events = resent_corpus(40, 12_000, NOW)
+    events = resent_corpus(46, 12_000, NOW)
     assert min(cases(events, NOW).values()) >= 10
     chunks = chunked(events, 1_500)
     kills = {2: "resent", 5: "resent-new-disk"}  # the chunk a kill falls in, and the next data dir
