@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
-from salespulse.streams.tools.bench import RIAL_DEALS, run_bench, run_memory
+from salespulse.streams.tools.bench import RIAL_DEALS, _corpus, run_bench, run_memory
 
 
 @pytest.mark.slow
@@ -26,6 +29,14 @@ def test_bench_on_20000_events_reports_exact_kpis_and_every_measurement() -> Non
     # The no-KPI reference must have applied and dropped what the worker did: a mismatch
     # (so not exact) otherwise.
     assert result.no_kpis_events_per_s > 0 and result.no_kpis_vs_raw > 0
+
+
+def test_a_corpus_read_from_a_file_is_the_generated_one_event_for_event(tmp_path: Path) -> None:
+    generated = _corpus(3_000, 7, 500)
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for _, _, _, event in generated))
+    assert _corpus(3_000, 1, 1, path) == generated
+    assert _corpus(1_000, 1, 1, path) == generated[:1_000]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -113,28 +113,35 @@ class Runtime:
                 batches[-1].append(key=key, value=value, timestamp=None)
             writes.last_count += 1
 
-    async def send(self, writes: Writes) -> asyncio.Future[Any]:
-        """Send forwards, then dead letters and changelog records; the future resolves once
-        all are acked, and only then are the source offsets acked.
+    async def forward(self, forwards: Sequence[Forward]) -> None:
+        """Send forwards and wait until all are acked.
 
         Forwards are awaited before the changelog is sent: once a record's offset is marked
         applied in the changelog, its copy is on its right partition, so a replay need not
-        forward it again. Only batches that hold a wrong-partition record pay the wait.
+        forward it again. Only fetches that hold a wrong-partition record or a close pay the
+        wait, once for all their partitions.
         """
+        if not forwards:
+            return
         producer = self.kafka_producer()
-        if writes.forwards:
-            sent = [
-                await producer.send(
-                    fw.topic,
-                    fw.value,
-                    key=fw.key,
-                    partition=fw.partition,
-                    timestamp_ms=fw.timestamp,
-                    headers=fw.headers,
-                )
-                for fw in writes.forwards
-            ]
-            await asyncio.gather(*sent)
+        sent = [
+            await producer.send(
+                fw.topic,
+                fw.value,
+                key=fw.key,
+                partition=fw.partition,
+                timestamp_ms=fw.timestamp,
+                headers=fw.headers,
+            )
+            for fw in forwards
+        ]
+        await asyncio.gather(*sent)
+
+    async def send(self, writes: Writes) -> asyncio.Future[Any]:
+        """Send dead letters and changelog records, once the forwards they follow are acked
+        (:meth:`forward`); the future resolves once all are acked, and only then are the
+        source offsets acked."""
+        producer = self.kafka_producer()
         futures = []
         for dl in writes.deadletters:
             futures.append(await producer.send(DEADLETTER, dl.value, key=dl.key, headers=dl.headers()))
@@ -151,6 +158,7 @@ class Runtime:
         """Write what a batch produced and wait until the broker has it."""
         writes = Writes(partition)
         self.pack(writes, out)
+        await self.forward(writes.forwards)
         await (await self.send(writes))
 
     async def handle_fetch(self, batches: dict[TP, Sequence[Any]]) -> asyncio.Future[Any]:
@@ -181,7 +189,8 @@ class Runtime:
         # changelog gets what the state holds and a graceful stop can take its images.
         return await asyncio.shield(self._send(prepared.values()))
 
-    async def _send(self, prepared: Iterable[Writes]) -> asyncio.Future[Any]:
+    async def _send(self, prepared: Collection[Writes]) -> asyncio.Future[Any]:
+        await self.forward([fw for w in prepared for fw in w.forwards])
         writes = [await self.send(w) for w in prepared]
         snapshots = self.snapshots
         if snapshots is not None:

@@ -20,9 +20,11 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +83,19 @@ class BenchResult:
     kpi_share: float = 0.0
 
 
-def _corpus(count: int, seed: int, customers: int) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
-    config = GeneratorConfig(seed=seed, now=BENCH_NOW, customers=customers, duplicate_share=0.01)
+def _corpus(
+    count: int, seed: int, customers: int, events_from: Path | None = None
+) -> list[tuple[str, bytes, bytes, dict[str, Any]]]:
+    """The generated events, or the first ``count`` lines of ``events_from`` (NDJSON): another
+    version's corpus, so that two versions are measured on the same events."""
+    if events_from is None:
+        config = GeneratorConfig(seed=seed, now=BENCH_NOW, customers=customers, duplicate_share=0.01)
+        events: Iterable[dict[str, Any]] = generate(config, count)
+    else:
+        with events_from.open("rb") as lines:
+            events = [orjson.loads(line) for line in islice(lines, count)]
     out = []
-    for event in generate(config, count):
+    for event in events:
         topic, key = route(event)
         out.append((topic, key, orjson.dumps(event), event))
     return out
@@ -232,6 +243,7 @@ def run_bench(
     customers: int = 50_000,
     partitions: int = 4,
     log: Any = print,
+    events_from: Path | None = None,
 ) -> BenchResult:
     """Run the whole benchmark on a fresh embedded broker."""
     broker = start_broker()
@@ -242,8 +254,11 @@ def run_bench(
             {"SALESPULSE_BROKER": broker.bootstrap, "SALESPULSE_PARTITIONS": str(partitions)}
         )
         ensure_topics(settings, input_topics(settings))
-        log(f"generating {events:,} events (seed {seed}, {customers:,} customers)...")
-        corpus = _corpus(events, seed, customers)
+        if events_from is None:
+            log(f"generating {events:,} events (seed {seed}, {customers:,} customers)...")
+        else:
+            log(f"reading up to {events:,} events from {events_from}...")
+        corpus = _corpus(events, seed, customers, events_from)
         log("pre-loading the broker (not timed)...")
         _load(broker.bootstrap, [(t, k, v) for t, k, v, _ in corpus])
         naive_n = min(naive_events, events)

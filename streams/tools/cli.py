@@ -528,6 +528,12 @@ def report(
     type=int,
     help="Instead: peak RSS with this many distinct customers in state, and exact restart.",
 )
+@click.option(
+    "--events-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of generating: the first --events lines of this NDJSON file (as `generate "
+    "--out` writes them), to measure two versions on the same events.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(
     events: int,
@@ -536,6 +542,7 @@ def bench(
     latency_rate: float,
     customers: int,
     memory_customers: int | None,
+    events_from: Path | None,
     as_json: bool,
 ) -> None:
     """Measure one worker with all eight KPIs against the reference paths."""
@@ -567,6 +574,7 @@ def bench(
         latency_rate=latency_rate,
         customers=customers,
         log=lambda message: console.print(message),
+        events_from=events_from,
     )
     if as_json:
         click.echo(result_json(result).decode())
