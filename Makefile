@@ -49,11 +49,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy dashboards/build_dashboards.py
 
-# Most tests wait on brokers and worker processes, so four test processes share two cores
-# well; the few that measure latency under a load of their own run alone afterwards.
+# Most tests wait on brokers and worker processes, so several test processes share two
+# cores well. They steal work from each other (worksteal): with xdist's default split, one
+# process kept a queue of long tests to itself and ran alone for minutes at the end. The
+# few that measure latency under a load of their own run alone afterwards.
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+TEST_PROCESSES ?= 6
 test: $(STAMP) system-deps lint typecheck
-	$(PYTEST) -n 4 -m "not serial"
+	$(PYTEST) -n $(TEST_PROCESSES) --dist worksteal -m "not serial"
 	$(PYTEST) -m serial
 
 bench: $(STAMP)
