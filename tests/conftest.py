@@ -167,15 +167,17 @@ _PROCESS_FIXTURES = frozenset({"broker", "settings", "producer", "spawn_worker",
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that start processes first. The suite runs in several processes
-    (pytest-xdist, ``make test``), which take tests in this order: a long test taken last
-    would run alone at the end, after the short ones are done."""
+    """Run the longest tests first (marked ``slow``), then the others that start processes,
+    then the rest. The suite runs in several processes (pytest-xdist, ``make test``), which
+    take tests in this order: a long test taken last would run alone at the end, after the
+    short ones are done."""
 
-    def short(item: pytest.Item) -> bool:
-        fixtures = getattr(item, "fixturenames", ())
-        return not (_PROCESS_FIXTURES.intersection(fixtures) or item.get_closest_marker("slow"))
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 1 if _PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())) else 2
 
-    items.sort(key=short)
+    items.sort(key=rank)
 
 
 @pytest.fixture

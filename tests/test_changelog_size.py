@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from salespulse.agents.rolling import HOUR, MINUTE, RETENTION_HOURS
@@ -297,6 +298,7 @@ def state_changelog(settings: Settings) -> Topic:
     return changelog_topic(settings, identity_epoch(broker_identity(settings)))
 
 
+@pytest.mark.slow
 def test_a_worker_over_150_days_keeps_its_changelog_flat_and_one_restored_from_the_compacted_copy_is_exact(
     broker: Any, settings: Settings, spawn_worker: Any, producer: EventProducer, tmp_path: Any
 ) -> None:

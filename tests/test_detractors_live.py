@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from salespulse.schemas.event_time import format_time
@@ -53,6 +54,7 @@ def cli_cases(worker: WorkerProcess, *args: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout)) if "--json" in args else {"text": done.stdout.decode()}
 
 
+@pytest.mark.slow
 def test_cases_gauges_and_rates_equal_the_reference_after_a_sigkill_mid_stream(
     spawn_worker: Any, producer: Any
 ) -> None:

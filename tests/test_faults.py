@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaConsumer
 
 from salespulse.agents.base import STATIC_SERIES
@@ -226,6 +227,7 @@ class Stopwatch:
 
 
 # -- 1. crash recovery --------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigkill_at_random_points_and_restarts_lose_nothing_and_count_nothing_twice(
     spawn_worker, producer
 ) -> None:
@@ -332,6 +334,7 @@ def add_share(total: dict[GaugeKey, float], key: GaugeKey, value: float) -> None
     total[key] = value if old is None else max(old, value) if key[0] in STATIC_SERIES else old + value
 
 
+@pytest.mark.slow
 def test_two_workers_split_the_partitions_and_a_survivor_of_sigkill_takes_over_exactly(
     spawn_worker, producer
 ) -> None:
@@ -421,6 +424,7 @@ def test_two_workers_split_the_partitions_and_a_survivor_of_sigkill_takes_over_e
 
 
 # -- 3. duplicates ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_every_event_sent_twice_counts_once_even_when_the_copy_comes_after_a_restart(
     spawn_worker, producer
 ) -> None:
@@ -569,6 +573,7 @@ def test_poison_on_every_input_topic_goes_to_the_dead_letters_and_the_same_worke
 
 
 # -- 5. stale state -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_worker_whose_broker_is_replaced_by_an_empty_one_restarts_empty_and_counts_the_new_stream_exactly(
     broker: EmbeddedBroker, spawn_worker, producer
 ) -> None:
@@ -666,6 +671,7 @@ def watchdog_started(worker: WorkerProcess) -> float:
     raise AssertionError(f"no start line in the log{logs(worker)}")
 
 
+@pytest.mark.slow
 def test_a_worker_never_carries_stale_state_into_a_replaced_broker_while_events_keep_flowing(
     broker: EmbeddedBroker, spawn_worker, producer
 ) -> None:
@@ -743,6 +749,7 @@ def post_events(worker: WorkerProcess, events: list[dict[str, Any]]) -> tuple[in
         return exc.code, orjson.loads(exc.read())
 
 
+@pytest.mark.slow
 def test_a_worker_started_without_a_broker_stays_alive_and_unready_then_counts_once_it_appears(
     spawn_worker,
 ) -> None:

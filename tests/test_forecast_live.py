@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from salespulse.streams.endpoints.cluster import WorkerUnreachable
@@ -126,6 +127,7 @@ def setup(tmp_path: Path, calendar: str) -> tuple[list[dict[str, Any]], Model, d
     return events, Model(events, targets(calendar), CALENDARS[calendar]), env
 
 
+@pytest.mark.slow
 def test_a_worker_sigkilled_mid_stream_and_restarted_answers_every_number_of_the_reference(
     spawn_worker: Any, producer: Any, tmp_path: Path
 ) -> None:

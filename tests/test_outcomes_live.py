@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from salespulse.agents.rolling import HOUR
 from salespulse.streams.endpoints.producer import EventProducer
 from tests import vendor_payloads as v
@@ -53,6 +55,7 @@ def counted(worker: WorkerProcess) -> tuple[int, int]:
     return counters["events"]["deal.won"], counters["duplicates"]
 
 
+@pytest.mark.slow
 def test_a_deal_won_again_63_days_later_counts_once_also_after_restarts_from_the_snapshot_and_the_changelog(
     spawn_worker: Any, producer: EventProducer
 ) -> None:
@@ -142,6 +145,7 @@ def test_salesforces_message_for_a_won_opportunity_edited_63_days_later_counts_o
     assert sales_24h(worker) == (2, {"EUR": 10000.0})
 
 
+@pytest.mark.slow
 def test_outcomes_sent_again_stay_exact_through_sigkills_and_restarts_on_the_same_and_a_new_disk(
     spawn_worker: Any, producer: EventProducer
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import confluent_kafka
 import orjson
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
@@ -219,6 +220,7 @@ def test_a_round_robin_producer_that_keeps_the_contract_keys_is_exact(spawn_work
     check_exact(worker, events, rerouted_by_topic(placed))
 
 
+@pytest.mark.slow
 def test_a_worker_killed_between_forwarding_and_committing_is_exact_after_restart(
     spawn_worker: Any, broker: Any
 ) -> None:

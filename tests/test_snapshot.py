@@ -204,6 +204,7 @@ def start_again(
     return worker
 
 
+@pytest.mark.slow
 def test_a_restarted_worker_restores_its_snapshot_replays_only_the_tail_and_counts_exactly(
     spawn_worker, producer
 ) -> None:
@@ -241,6 +242,7 @@ def kill_mid_image(worker: WorkerProcess, after: float, within: float = 3.0) -> 
     worker.kill()
 
 
+@pytest.mark.slow
 def test_sigkill_while_snapshots_are_taken_and_written_loses_nothing_and_counts_nothing_twice(
     spawn_worker, producer
 ) -> None:
@@ -296,6 +298,7 @@ def damage_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_foreign_stale_or_corrupt_snapshot_is_ignored_and_the_worker_replays_in_full_exactly(
     spawn_worker, producer
 ) -> None:

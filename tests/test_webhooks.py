@@ -383,6 +383,7 @@ def test_a_delighted_update_replaces_the_answer_and_its_comment_but_the_response
     assert profile["response_id"] == "5435"
 
 
+@pytest.mark.slow
 def test_a_salesforce_message_without_the_secret_or_with_a_wrong_one_is_refused_and_with_it_counts(
     broker: Any, spawn_worker: Any, hubspot_api: FakeHubSpot
 ) -> None:
