@@ -18,7 +18,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.endpoints.producer import EventProducer
+from salespulse.streams.kafka.offsets import true_end_offsets
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
 from tests.vtiger_fake import FakeVtiger
@@ -240,7 +242,38 @@ def send_and_wait(
         c = kpis["counters"]
         return kpis if sum(c["events"].values()) + c["duplicates"] == len(events) else None
 
-    return dict(wait_until(applied, timeout=60))
+    wait_until(applied, timeout=60)
+    settle(worker)
+    return worker.kpis()
+
+
+def settle(*workers: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until the workers have applied every record on the input topics, up to the
+    broker's end: the deliveries the counters show, and also what the workers forwarded to
+    each other (a deal's close goes on to its opportunity's crm.leads partition after the
+    deal is counted). It must hold twice, half a second apart, so that a forward the worker
+    is still sending when the counters are done has reached the broker."""
+    bootstrap = workers[0].env["SALESPULSE_BROKER"]
+    count = int(workers[0].env["SALESPULSE_PARTITIONS"])
+    tps = [TopicPartition(topic, p) for topic in INPUT_TOPICS for p in range(count)]
+
+    def caught_up() -> bool:
+        applied: dict[str, int] = {}
+        for worker in workers:
+            status, body = http(f"http://{worker.address}/progress", token=worker.token)
+            if status != 200:
+                return False
+            applied.update(orjson.loads(body)["applied_offsets"])
+        ends = true_end_offsets({"bootstrap_servers": [bootstrap]}, tps)
+        return all(applied.get(f"{topic}/{p}", -1) + 1 >= end for (topic, p), end in ends.items())
+
+    def twice() -> bool:
+        if not caught_up():
+            return False
+        time.sleep(0.5)
+        return caught_up()
+
+    wait_until(twice, timeout=timeout)
 
 
 def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.25) -> Any:

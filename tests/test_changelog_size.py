@@ -42,7 +42,7 @@ from salespulse.streams.pipeline.worker import identity_epoch
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, settle, wait_until
 from tests.engine_driver import PARTITIONS, Driver, Entry, compacted, live_keys, replayed
 from tests.engine_driver import lead as engine_lead
 from tests.reference import diff, expected, gauge_diff, kpis_series
@@ -326,6 +326,7 @@ def test_a_worker_over_150_days_keeps_its_changelog_flat_and_one_restored_from_t
     growth = live[DAYS] / live[70]
     print(f"\nworker's changelog, live keys: day 70 {live[70]}, day 150 {live[DAYS]} ({growth:.3f}x)")
     assert 0.9 <= growth <= 1.1, live
+    settle(worker)  # the closes forwarded to their opportunities' partitions too
     view = worker.kpis()
     worker.stop()
     log = changelog_entries(settings, topic)

@@ -40,7 +40,7 @@ from salespulse.streams.pipeline.worker import _watch_identity
 from salespulse.streams.settings import Settings
 from salespulse.streams.tools.broker import EmbeddedBroker, free_port, start_broker
 from salespulse.streams.tools.generator import GeneratorConfig, generate
-from tests.conftest import FIXED_NOW, REPO, TOKEN, WorkerProcess, http, wait_until
+from tests.conftest import FIXED_NOW, REPO, TOKEN, WorkerProcess, http, settle, wait_until
 from tests.reference import (
     EVENT_TYPES,
     WINDOWS,
@@ -136,7 +136,7 @@ def wait_applied(worker: WorkerProcess, n: int, *, timeout: float = 90.0) -> dic
         return kpis if kpis and kpis["partitions"] == ALL and applied(kpis) >= n else None
 
     wait_for(done, f"{worker.log_path.stem} applying {n} deliveries", worker, timeout=timeout)
-    time.sleep(0.3)  # an over-count still on its way would show now
+    settle(worker)  # and the closes it forwarded (an over-count on its way shows meanwhile)
     kpis = worker.kpis()
     assert applied(kpis) == n, f"applied {applied(kpis)} deliveries, sent {n}{logs(worker)}"
     return kpis
@@ -370,8 +370,8 @@ def test_two_workers_split_the_partitions_and_a_survivor_of_sigkill_takes_over_e
         view = merge(shares)
         return shares if view["partitions"] == ALL and applied(view) >= len(first_half) else None
 
-    shares = wait_for(quiet, "both workers applying the first half", a, b)
-    time.sleep(0.5)
+    wait_for(quiet, "both workers applying the first half", a, b)
+    settle(a, b)  # and the closes each forwarded to the other
     shares = [a.kpis(), b.kpis()]
     refs = []
     for worker, share in zip((a, b), shares, strict=True):

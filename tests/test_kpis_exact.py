@@ -20,7 +20,7 @@ import pytest
 
 from salespulse.schemas.topics import INPUT_TOPICS
 from salespulse.streams.tools.generator import GeneratorConfig, generate
-from tests.conftest import FIXED_NOW, send_and_wait, wait_until
+from tests.conftest import FIXED_NOW, send_and_wait, settle, wait_until
 from tests.reference import (
     EVENT_TYPES,
     WINDOWS,
@@ -136,7 +136,9 @@ def test_worker_matches_reference_exactly(
         done = sum(c["events"].values()) + c["duplicates"] == len(corpus)
         return kpis if done and sum(c["rejected"].values()) == len(bad) else None
 
-    kpis = wait_until(applied, timeout=120, interval=0.5)
+    wait_until(applied, timeout=120, interval=0.5)
+    settle(worker)  # the closes forwarded to their opportunities' partitions too
+    kpis = worker.kpis()
     done = time.monotonic()
     print(f"\nsend {sent - started:.1f}s, applied {done - sent:.1f}s")
 
