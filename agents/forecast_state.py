@@ -55,6 +55,7 @@ from salespulse.schemas.topics import DEALS, LEADS
 _MONTH_BITS: Final = 20
 _MONTH_MASK: Final = (1 << _MONTH_BITS) - 1
 _CAT_BITS: Final = 2
+_CAT_MASK: Final = (1 << _CAT_BITS) - 1
 #: A closed-won key packs (row id, epoch day): ``rid << 20 | day``.
 _DAY_BITS: Final = 20
 _DAY_MASK: Final = (1 << _DAY_BITS) - 1
@@ -541,31 +542,18 @@ class ForecastState:
                 yield name, [], close
 
     def open_at(self, period: Period, day: int) -> dict[tuple[int, int], list[int]]:
-        """The open pipeline expected to close in ``period``, at the end of ``day``: the
-        delta sums per (row id, category)."""
-        out: dict[tuple[int, int], list[int]] = {}
-        for key, days in self.deltas.items():
-            month = (key >> _CAT_BITS) & _MONTH_MASK
-            if not period.first_month <= month <= period.last_month:
-                continue
-            cell = (key >> (_MONTH_BITS + _CAT_BITS), key & 3)
-            total = out.get(cell)
-            if total is None:
-                total = out[cell] = [0] * WIDTH
-            for d, vec in days.items():
-                if d <= day:
-                    for i in range(WIDTH):
-                        total[i] += vec[i]
-        return out
+        """:meth:`open_daily` at the end of ``day`` alone."""
+        return {cell: series[0] for cell, series in self.open_daily(period, day, day).items()}
 
     def open_daily(self, period: Period, first: int, last: int) -> dict[tuple[int, int], list[list[int]]]:
-        """:meth:`open_at` at the end of each day from ``first`` to ``last``."""
+        """The open pipeline expected to close in ``period``, at the end of each day from
+        ``first`` to ``last``: the delta sums per (row id, category)."""
         out: dict[tuple[int, int], list[list[int]]] = {}
         for key, days in self.deltas.items():
             month = (key >> _CAT_BITS) & _MONTH_MASK
             if not period.first_month <= month <= period.last_month:
                 continue
-            cell = (key >> (_MONTH_BITS + _CAT_BITS), key & 3)
+            cell = (key >> (_MONTH_BITS + _CAT_BITS), key & _CAT_MASK)
             series = out.get(cell)
             if series is None:
                 series = out[cell] = [[0] * WIDTH for _ in range(first, last + 1)]
