@@ -260,10 +260,7 @@ def settle(*workers: WorkerProcess, timeout: float = 60.0) -> None:
     def caught_up() -> bool:
         applied: dict[str, int] = {}
         for worker in workers:
-            status, body = http(f"http://{worker.address}/progress", token=worker.token)
-            if status != 200:
-                return False
-            applied.update(orjson.loads(body)["applied_offsets"])
+            applied.update(worker.progress()["applied_offsets"])
         ends = true_end_offsets({"bootstrap_servers": [bootstrap]}, tps)
         return all(applied.get(f"{topic}/{p}", -1) + 1 >= end for (topic, p), end in ends.items())
 
