@@ -319,7 +319,7 @@ class HubSpotConnector:
         """The deal's event, and the customer fallback it took (only a win names a customer)."""
         deal_id = change.object_id
         rep = self.mapping.rep(deal.get("hubspot_owner_id"))
-        currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency_of("hubspot")
+        currency = optional_text(deal.get("deal_currency_code")) or self.mapping.currency_of(SOURCE)
         if change.what in {"opportunity", "update"}:
             state = {
                 "opportunity_id": deal_id,

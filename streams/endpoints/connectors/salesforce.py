@@ -132,7 +132,7 @@ def _opportunity(
     opp_id = required_text(fields.get("Id"), "Opportunity Id")
     rep = mapping.rep(fields.get("OwnerId"))
     region = mapping.region()
-    currency = optional_text(fields.get("CurrencyIsoCode")) or mapping.currency_of("salesforce")
+    currency = optional_text(fields.get("CurrencyIsoCode")) or mapping.currency_of(SOURCE)
     closed = fields.get("IsClosed") == "true"
     if closed and fields.get("IsWon") == "true":
         customer, fallback = customer_of(
